@@ -1,0 +1,33 @@
+# Every dependency comes from a Debian 12 package (scripts/install-deps.sh).
+find_package(Threads REQUIRED)
+find_package(Protobuf REQUIRED)                 # module mode: Debian's protobuf has no config
+find_package(gRPC CONFIG REQUIRED)
+find_package(absl CONFIG REQUIRED)
+find_package(nlohmann_json REQUIRED)
+find_package(spdlog REQUIRED)
+find_package(prometheus-cpp CONFIG REQUIRED)
+find_package(dnnl CONFIG REQUIRED)
+find_package(GTest REQUIRED)
+find_package(benchmark REQUIRED)
+find_package(Boost 1.74 REQUIRED)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
+pkg_check_modules(CBC IMPORTED_TARGET cbc)
+
+find_program(GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
+
+# CUDA: compiles and links when the toolkit is present; never required.
+set(MOE_CUDA_DEFAULT OFF)
+if(EXISTS /usr/local/cuda/bin/nvcc)
+  set(MOE_CUDA_DEFAULT ON)
+endif()
+option(MOE_ENABLE_CUDA "Build the CUDA expert backend" ${MOE_CUDA_DEFAULT})
+if(MOE_ENABLE_CUDA)
+  if(NOT CMAKE_CUDA_COMPILER)
+    set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+  endif()
+  enable_language(CUDA)
+  find_package(CUDAToolkit REQUIRED)
+  find_path(NCCL_INCLUDE_DIR nccl.h HINTS /usr/local/cuda/include)
+  find_library(NCCL_LIBRARY nccl HINTS /usr/local/cuda/lib64)
+endif()

@@ -1,0 +1,12 @@
+// Subcommands of the one `moe` binary. Each takes the arguments after its name and returns the
+// process exit code (0 ok, 1 runtime failure, 2 usage error).
+#ifndef MOE_TOOLS_COMMANDS_H_
+#define MOE_TOOLS_COMMANDS_H_
+
+namespace moe::tools {
+
+int RunVersion(int argc, const char* const* argv);  // tools/moe_main.cc
+
+}  // namespace moe::tools
+
+#endif  // MOE_TOOLS_COMMANDS_H_

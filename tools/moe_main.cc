@@ -1,0 +1,53 @@
+// The `moe` binary: one subcommand per role and tool (DESIGN.md section 2).
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "tools/commands.h"
+
+namespace {
+
+struct Command {
+  const char* name;
+  const char* summary;
+  int (*run)(int, const char* const*);
+};
+
+constexpr Command kCommands[] = {
+    {"version", "print the version", moe::tools::RunVersion},
+};
+
+void PrintUsage(FILE* out) {
+  std::fprintf(out,
+               "usage: moe <command> [flags]\n\n"
+               "A disaggregated Mixture-of-Experts serving system.\n\ncommands:\n");
+  for (const Command& c : kCommands) std::fprintf(out, "  %-12s %s\n", c.name, c.summary);
+  std::fprintf(out, "\n'moe <command> --help' describes a command's flags.\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    PrintUsage(stderr);
+    return 2;
+  }
+  std::string name = argv[1];
+  if (name == "--help" || name == "-h" || name == "help") {
+    PrintUsage(stdout);
+    return 0;
+  }
+  for (const Command& c : kCommands) {
+    if (name == c.name) return c.run(argc - 2, argv + 2);
+  }
+  std::fprintf(stderr, "moe: unknown command '%s'\n\n", name.c_str());
+  PrintUsage(stderr);
+  return 2;
+}
+
+namespace moe::tools {
+int RunVersion(int argc, const char* const* argv) {
+  std::printf("moe 0.1.0\n");
+  return argc == 0 ? 0 : 2;
+}
+}  // namespace moe::tools
