@@ -1,0 +1,107 @@
+// PackedLinear: one dense weight matrix, packed once, multiplied by F32 activations.
+//
+// The forward pass and the expert backends compute every projection through this class:
+//   y[m, out] = x[m, in] * W^T (+ bias) (+ y when accumulating)
+// with W given in Hugging Face layout ([out, in], row-major, as stored in safetensors).
+//
+// Numerics, by source dtype:
+//   F32  -> packed as F32, F32 math (oneDNN f32 matmul, strict fp-math): matches a double
+//           reference to ~1e-6 relative.
+//   BF16 -> packed as BF16; activations are rounded to BF16 (round-to-nearest-even) and the
+//           products are accumulated in F32 (vdpbf16ps / oneDNN bf16 matmul).
+//   F16  -> packed as F32 by default (exact: every F16 value is an F32 value; twice the
+//           bytes of the source), or as BF16 with PackedLinearOptions::f16_packing = kBF16
+//           (lossy: 10 -> 7 mantissa bits; half the bytes).
+//
+// Ownership: construction copies the weights into anonymous memory owned by this object; no
+// pointer into the caller's buffer (e.g. an mmap of a safetensors file) is kept.
+//
+// Threads: Forward is const and may be called concurrently from several threads. Each call
+// uses the OpenMP thread pool (oneDNN's runtime on Debian; at most omp_get_max_threads()).
+#ifndef MOE_MODEL_KERNELS_PACKED_LINEAR_H_
+#define MOE_MODEL_KERNELS_PACKED_LINEAR_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "model/dtype.h"
+
+namespace moe::kernels {
+
+// Which code computes PackedLinear::Forward.
+enum class LinearImpl : uint8_t {
+  kAuto,        // per M: the AVX512-BF16 kernel for small M when it applies, oneDNN otherwise
+  kOneDnn,      // oneDNN matmul; weights reordered once into a blocked layout oneDNN chose
+  kAvx512Bf16,  // hand-written vdpbf16ps GEMM (BF16-packed weights on a CPU with avx512_bf16)
+  kReference,   // plain loops over the packed weights (tests, and CPUs without AVX512)
+};
+
+// How F16 source weights are packed (see the file comment).
+enum class F16Packing : uint8_t { kF32, kBF16 };
+
+struct PackedLinearOptions {
+  LinearImpl impl = LinearImpl::kAuto;
+  F16Packing f16_packing = F16Packing::kF32;
+};
+
+// What Forward does after the product.
+struct LinearEpilogue {
+  const float* bias = nullptr;  // [out] F32, added to every row; nullptr = no bias
+  bool accumulate = false;      // true: y += x W^T (+ bias); false: y = x W^T (+ bias)
+};
+
+// A weight matrix [rows, cols] in caller memory (HF layout, row-major, dense).
+struct MatrixView {
+  DType dtype = DType::kF32;
+  const void* data = nullptr;
+  int64_t rows = 0;  // out features
+  int64_t cols = 0;  // in features
+};
+
+// Thread-safe for concurrent Forward calls; move-only.
+class PackedLinear {
+ public:
+  // Packs W [out, in] of `dtype` (F32, BF16 or F16). INVALID_ARGUMENT on other dtypes,
+  // non-positive sizes or a null pointer; FAILED_PRECONDITION if the options ask for an
+  // implementation this CPU or this dtype cannot run.
+  static absl::StatusOr<PackedLinear> Create(DType dtype, const void* data, int64_t out,
+                                             int64_t in, const PackedLinearOptions& options = {});
+  static absl::StatusOr<PackedLinear> Create(const MatrixView& w,
+                                             const PackedLinearOptions& options = {});
+
+  // Packs the row-concatenation of `parts` (all with the same dtype and cols) as one matrix
+  // [sum(rows), cols]: e.g. an expert's gate and up projections as one [2*inter, hidden]
+  // matrix, so Forward writes [gate | up] per row in one GEMM.
+  static absl::StatusOr<PackedLinear> CreateStacked(absl::Span<const MatrixView> parts,
+                                                    const PackedLinearOptions& options = {});
+
+  PackedLinear(PackedLinear&&) noexcept;
+  PackedLinear& operator=(PackedLinear&&) noexcept;
+  ~PackedLinear();
+
+  // y[m, out] (row stride `out`) = x[m, in] (row stride `in`) * W^T, then the epilogue.
+  // m >= 0 (m == 0 does nothing). x and y must not overlap.
+  void Forward(const float* x, int64_t m, float* y, const LinearEpilogue& epilogue = {}) const;
+
+  int64_t out_features() const;
+  int64_t in_features() const;
+  DType source_dtype() const;
+  DType packed_dtype() const;   // kF32 or kBF16
+  size_t packed_bytes() const;  // bytes of packed weights held (all copies)
+  // The implementation Forward uses for `m` rows (for benchmarks and logs).
+  LinearImpl ImplFor(int64_t m) const;
+
+ private:
+  struct State;
+  explicit PackedLinear(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+const char* LinearImplName(LinearImpl impl);
+
+}  // namespace moe::kernels
+
+#endif  // MOE_MODEL_KERNELS_PACKED_LINEAR_H_
