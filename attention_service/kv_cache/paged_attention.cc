@@ -1,0 +1,197 @@
+#include "attention_service/kv_cache/paged_attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "common/status.h"
+
+namespace moe::attention {
+namespace {
+
+// Query rows handled by one work item; together with the GQA group this bounds the online
+// softmax state (rows * group * head_dim floats) so it stays in L1/L2 while a K/V block is
+// reused for all of them.
+constexpr int kMaxQueryVectorsPerTile = 32;
+
+struct WorkItem {
+  int chunk;
+  int kv_head;
+  int row_begin;  // rows of the chunk, [row_begin, row_end)
+  int row_end;
+};
+
+// Everything one tile needs; plain pointers so the hot function can be cloned per ISA.
+struct TileArgs {
+  const float* k_layer;   // K of block 0, slot 0, kv head 0 of this layer
+  const float* v_layer;
+  int64_t block_floats;   // floats per block
+  int64_t token_stride;   // floats between slots
+  const BlockId* blocks;  // the sequence's block table
+  int block_size;
+  int head_dim;
+  int group;              // query heads per kv head
+  int kv_head;
+  int start;              // position of row 0 of the chunk
+  int row_begin, row_end;
+  const float* q;         // row 0 of the chunk, head 0
+  float* out;
+  int64_t row_floats;     // num_heads * head_dim
+  float scale;
+  // Scratch, sized by the caller: m/l [rows*group], acc [rows*group*head_dim], s [block_size].
+  float* m;
+  float* l;
+  float* acc;
+  float* s;
+};
+
+// Online-softmax attention for one tile. Cloned for AVX-512 / AVX2 / baseline x86-64 and
+// dispatched at load time (ifunc), so the binary runs on any x86-64.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+void AttendTile(const TileArgs& a) {
+  const int d = a.head_dim;
+  const int g_count = a.group;
+  const int rows = a.row_end - a.row_begin;
+  const int nq = rows * g_count;
+  for (int i = 0; i < nq; ++i) {
+    a.m[i] = -std::numeric_limits<float>::infinity();
+    a.l[i] = 0.0f;
+  }
+  std::fill(a.acc, a.acc + static_cast<int64_t>(nq) * d, 0.0f);
+
+  const int last_pos = a.start + a.row_end - 1;
+  const int num_blocks = last_pos / a.block_size + 1;
+  const int64_t head_offset = static_cast<int64_t>(a.kv_head) * d;
+  for (int b = 0; b < num_blocks; ++b) {
+    const int base = b * a.block_size;
+    const float* kb = a.k_layer + a.blocks[b] * a.block_floats + head_offset;
+    const float* vb = a.v_layer + a.blocks[b] * a.block_floats + head_offset;
+    // Rows whose position is < base see nothing of this block.
+    const int first_row = std::max(a.row_begin, base - a.start);
+    for (int r = first_row; r < a.row_end; ++r) {
+      const int pos = a.start + r;
+      const int nt = std::min(a.block_size, pos - base + 1);
+      for (int g = 0; g < g_count; ++g) {
+        const int qi = (r - a.row_begin) * g_count + g;
+        const float* qv = a.q + r * a.row_floats + (static_cast<int64_t>(a.kv_head) * g_count + g) * d;
+        float block_max = -std::numeric_limits<float>::infinity();
+        for (int t = 0; t < nt; ++t) {
+          const float* kv = kb + t * a.token_stride;
+          float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+          for (int j = 0; j < d; ++j) dot += qv[j] * kv[j];
+          a.s[t] = dot * a.scale;
+          block_max = std::max(block_max, a.s[t]);
+        }
+        float* acc = a.acc + static_cast<int64_t>(qi) * d;
+        const float m_new = std::max(a.m[qi], block_max);
+        if (m_new > a.m[qi]) {
+          const float corr = std::exp(a.m[qi] - m_new);  // 0 when m was -inf
+          a.l[qi] *= corr;
+#pragma omp simd
+          for (int j = 0; j < d; ++j) acc[j] *= corr;
+          a.m[qi] = m_new;
+        }
+        float sum = 0.0f;
+        for (int t = 0; t < nt; ++t) {
+          const float w = std::exp(a.s[t] - m_new);
+          sum += w;
+          const float* vv = vb + t * a.token_stride;
+#pragma omp simd
+          for (int j = 0; j < d; ++j) acc[j] += w * vv[j];
+        }
+        a.l[qi] += sum;
+      }
+    }
+  }
+  for (int r = a.row_begin; r < a.row_end; ++r) {
+    for (int g = 0; g < g_count; ++g) {
+      const int qi = (r - a.row_begin) * g_count + g;
+      const float inv = 1.0f / a.l[qi];  // l >= 1: the max term contributes exp(0)
+      const float* acc = a.acc + static_cast<int64_t>(qi) * d;
+      float* o = a.out + r * a.row_floats + (static_cast<int64_t>(a.kv_head) * g_count + g) * d;
+#pragma omp simd
+      for (int j = 0; j < d; ++j) o[j] = acc[j] * inv;
+    }
+  }
+}
+
+}  // namespace
+
+void PagedAttention(const KvCache& cache, int layer, absl::Span<const AttentionChunk> chunks,
+                    int num_heads, const float* q, float* out,
+                    const PagedAttentionOptions& options) {
+  const int kv_heads = cache.num_kv_heads();
+  const int d = cache.head_dim();
+  MOE_CHECK(layer >= 0 && layer < cache.num_layers());
+  MOE_CHECK(num_heads > 0 && num_heads % kv_heads == 0);
+  const int group = num_heads / kv_heads;
+  const int rows_per_tile = std::max(1, kMaxQueryVectorsPerTile / group);
+
+  std::vector<const BlockTable*> tables(chunks.size());
+  std::vector<WorkItem> items;
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    const AttentionChunk& ch = chunks[c];
+    const BlockTable* table = cache.Table(ch.seq);
+    MOE_CHECK(table != nullptr);
+    MOE_CHECK(ch.start >= 0 && ch.n_new >= 0 && ch.row_offset >= 0);
+    MOE_CHECK(ch.start + ch.n_new <= table->num_tokens);
+    tables[c] = table;
+    for (int h = 0; h < kv_heads; ++h) {
+      for (int r = 0; r < ch.n_new; r += rows_per_tile) {
+        items.push_back({static_cast<int>(c), h, r, std::min(ch.n_new, r + rows_per_tile)});
+      }
+    }
+  }
+  if (items.empty()) return;
+
+  // Block 0, slot 0 of this layer; blocks are block_floats apart within a layer (see
+  // kv_cache.h). Computed from a real block id only when the pool has one.
+  const float* k_layer = cache.KeyAt(layer, 0, 0);
+  const float* v_layer = cache.ValueAt(layer, 0, 0);
+  const int64_t block_floats = cache.token_stride() * cache.block_size();
+  const int64_t row_floats = static_cast<int64_t>(num_heads) * d;
+  const float scale = options.scale > 0 ? options.scale : 1.0f / std::sqrt(static_cast<float>(d));
+
+  auto run = [&](int i) {
+    thread_local std::vector<float> scratch;
+    const int nq = rows_per_tile * group;
+    const size_t need = static_cast<size_t>(nq) * (2 + d) + cache.block_size();
+    if (scratch.size() < need) scratch.resize(need);
+    const WorkItem& w = items[i];
+    const AttentionChunk& ch = chunks[w.chunk];
+    TileArgs a;
+    a.k_layer = k_layer;
+    a.v_layer = v_layer;
+    a.block_floats = block_floats;
+    a.token_stride = cache.token_stride();
+    a.blocks = tables[w.chunk]->blocks.data();
+    a.block_size = cache.block_size();
+    a.head_dim = d;
+    a.group = group;
+    a.kv_head = w.kv_head;
+    a.start = ch.start;
+    a.row_begin = w.row_begin;
+    a.row_end = w.row_end;
+    a.q = q + ch.row_offset * row_floats;
+    a.out = out + ch.row_offset * row_floats;
+    a.row_floats = row_floats;
+    a.scale = scale;
+    a.m = scratch.data();
+    a.l = a.m + nq;
+    a.acc = a.l + nq;
+    a.s = a.acc + static_cast<size_t>(nq) * d;
+    AttendTile(a);
+  };
+  const int n = static_cast<int>(items.size());
+  if (options.parallel_for && n > 1) {
+    options.parallel_for(n, run);
+  } else {
+    for (int i = 0; i < n; ++i) run(i);
+  }
+}
+
+}  // namespace moe::attention
