@@ -1,0 +1,312 @@
+// Expert FFN kernel benchmark: SwiGLU expert (fused gate+up GEMM, SiLU-mul, down GEMM) with
+// BF16 weights on the CPU, for the bench-mixtral (hidden 1024, inter 2816) and
+// bench-finegrained (hidden 1024, inter 512) expert shapes, at M = 1, 8, 64, 512 tokens, through
+// oneDNN, the hand-written AVX512-BF16 kernel and the automatic choice (what the CPU expert
+// backend runs).
+//
+// The same run measures the machine's ceilings: the BF16 peak (a register-only vdpbf16ps loop
+// on 1 and 2 threads) and the memory read bandwidth (a STREAM-like sum over 1 GiB), and the
+// table at the end states every FFN result as a fraction of them. Weights rotate over enough
+// experts (>= 256 MiB) that every call streams them from DRAM, as decoding does.
+//
+// Usage: expert_ffn_benchmark [--benchmark_repetitions=N] [--benchmark_filter=...]
+// The table reports medians when repetitions > 1. Time is printed, never asserted.
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include "model/dtype.h"
+#include "model/kernels/activations.h"
+#include "model/kernels/cpu_features.h"
+#include "model/kernels/packed_linear.h"
+
+namespace {
+
+using moe::DType;
+using moe::kernels::LinearImpl;
+using moe::kernels::PackedLinear;
+
+constexpr int64_t kGiB = int64_t{1} << 30;
+constexpr int64_t kMinRotationBytes = 256ll << 20;
+
+// ---------------------------------------------------------------- machine ceilings
+
+constexpr int kPeakChains = 16;
+constexpr double kFlopsPerDpbf16 = 16 * 2 * 2;  // 16 lanes x 2 products x (mul + add)
+
+__attribute__((target("avx512f,avx512bf16"), noinline)) float Dpbf16Loop(int64_t iters) {
+  __m512 acc[kPeakChains];
+  for (int j = 0; j < kPeakChains; ++j) acc[j] = _mm512_set1_ps(static_cast<float>(j));
+  const __m512bh a = (__m512bh)_mm512_set1_epi16(0x3a83);  // ~1e-3 in bf16
+  const __m512bh b = (__m512bh)_mm512_set1_epi16(0x3a83);
+  for (int64_t i = 0; i < iters; ++i) {
+    for (int j = 0; j < kPeakChains; ++j) acc[j] = _mm512_dpbf16_ps(acc[j], a, b);
+    __asm__ volatile("" : "+v"(acc[0]), "+v"(acc[1]), "+v"(acc[2]), "+v"(acc[3]));
+  }
+  __m512 s = acc[0];
+  for (int j = 1; j < kPeakChains; ++j) s = _mm512_add_ps(s, acc[j]);
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, s);  // (not _mm512_reduce_add_ps: g++ 12 warns inside it)
+  float total = 0;
+  for (float v : lanes) total += v;
+  return total;
+}
+
+void BM_Bf16Peak(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  const int64_t iters = 2'000'000;
+  float sink = 0;
+  for (auto _ : state) {
+#pragma omp parallel num_threads(threads) reduction(+ : sink)
+    sink += Dpbf16Loop(iters);
+  }
+  benchmark::DoNotOptimize(sink);
+  const double flops = kFlopsPerDpbf16 * kPeakChains * iters * threads;
+  state.counters["GFLOPs"] =
+      benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+__attribute__((target("avx512f"), noinline)) int64_t SumBytes(const uint8_t* p, int64_t n) {
+  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+  const auto* v = reinterpret_cast<const __m512i*>(p);
+  for (int64_t i = 0; i + 4 <= n / 64; i += 4) {
+    a0 = _mm512_add_epi64(a0, _mm512_load_si512(v + i));
+    a1 = _mm512_add_epi64(a1, _mm512_load_si512(v + i + 1));
+    a2 = _mm512_add_epi64(a2, _mm512_load_si512(v + i + 2));
+    a3 = _mm512_add_epi64(a3, _mm512_load_si512(v + i + 3));
+  }
+  alignas(64) int64_t lanes[8];
+  _mm512_store_si512(lanes, _mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3)));
+  int64_t total = 0;
+  for (int64_t v : lanes) total += v;
+  return total;
+}
+
+void BM_MemoryRead(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  static uint8_t* buffer = [] {
+    auto* p = static_cast<uint8_t*>(std::aligned_alloc(4096, kGiB));
+    std::fill(p, p + kGiB, uint8_t{1});
+    return p;
+  }();
+  int64_t sink = 0;
+  for (auto _ : state) {
+#pragma omp parallel num_threads(threads) reduction(+ : sink)
+    {
+      const int64_t chunk = kGiB / omp_get_num_threads();
+      sink += SumBytes(buffer + omp_get_thread_num() * chunk, chunk);
+    }
+  }
+  benchmark::DoNotOptimize(sink);
+  state.counters["GBs"] =
+      benchmark::Counter(static_cast<double>(kGiB) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// ---------------------------------------------------------------- expert FFN
+
+struct Shape {
+  const char* name;
+  int64_t hidden;
+  int64_t inter;
+};
+constexpr Shape kShapes[] = {{"mixtral", 1024, 2816}, {"finegrained", 1024, 512}};
+
+struct PackedExpert {
+  PackedLinear gate_up;  // [2*inter, hidden]
+  PackedLinear down;     // [hidden, inter]
+};
+
+// The packed experts of the last (shape, impl) benchmarked, reused across repetitions.
+struct ExpertSet {
+  std::string key;
+  std::vector<PackedExpert> experts;
+  int64_t weight_bytes_per_expert = 0;
+};
+
+ExpertSet& Experts(const Shape& shape, LinearImpl impl) {
+  static ExpertSet set;
+  const std::string key = std::string(shape.name) + "/" + moe::kernels::LinearImplName(impl);
+  if (set.key == key) return set;
+  set.experts.clear();
+  set.key = key;
+  set.weight_bytes_per_expert = 3 * shape.hidden * shape.inter * 2;
+  const int64_t count = std::max<int64_t>(2, kMinRotationBytes / set.weight_bytes_per_expert + 1);
+  std::mt19937 rng(1);
+  std::normal_distribution<float> dist(0.0f, 0.02f);
+  std::vector<uint16_t> gate_up(2 * shape.inter * shape.hidden), down(shape.hidden * shape.inter);
+  for (int64_t e = 0; e < count; ++e) {
+    for (auto& v : gate_up) v = moe::F32ToBf16(dist(rng));
+    for (auto& v : down) v = moe::F32ToBf16(dist(rng));
+    auto gu = PackedLinear::Create(DType::kBF16, gate_up.data(), 2 * shape.inter, shape.hidden,
+                                   {.impl = impl});
+    auto dn = PackedLinear::Create(DType::kBF16, down.data(), shape.hidden, shape.inter,
+                                   {.impl = impl});
+    if (!gu.ok() || !dn.ok()) {
+      std::fprintf(stderr, "packing failed: %s\n", (gu.ok() ? dn.status() : gu.status()).ToString().c_str());
+      std::abort();
+    }
+    set.experts.push_back({std::move(*gu), std::move(*dn)});
+  }
+  return set;
+}
+
+void BM_ExpertFfn(benchmark::State& state, Shape shape, LinearImpl impl) {
+  if (impl != LinearImpl::kOneDnn && !moe::kernels::HasAvx512Bf16()) {
+    state.SkipWithError("no avx512_bf16");
+    return;
+  }
+  const int64_t m = state.range(0);
+  ExpertSet& set = Experts(shape, impl);
+  std::vector<float> x(m * shape.hidden), gate_up(m * 2 * shape.inter), h(m * shape.inter),
+      out(m * shape.hidden);
+  std::mt19937 rng(2);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (auto& v : x) v = dist(rng);
+  size_t next = 0;
+  for (auto _ : state) {
+    const PackedExpert& e = set.experts[next];
+    next = (next + 1) % set.experts.size();
+    e.gate_up.Forward(x.data(), m, gate_up.data());
+    moe::kernels::SiluMulStacked(gate_up.data(), m, shape.inter, h.data());
+    e.down.Forward(h.data(), m, out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  const double flops = 2.0 * m * shape.hidden * shape.inter * 3;
+  state.counters["GFLOPs"] =
+      benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["weightGBs"] = benchmark::Counter(
+      static_cast<double>(set.weight_bytes_per_expert) / 1e9,
+      benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(moe::kernels::LinearImplName(set.experts[0].gate_up.ImplFor(m)));
+}
+
+// ---------------------------------------------------------------- the table
+
+struct Row {
+  double real_us = 0;
+  std::map<std::string, double> counters;
+  std::string label;
+};
+
+// Keeps the median of every benchmark (or its only run without repetitions).
+class TableReporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const Run& run : runs) {
+      const bool median = run.run_type == Run::RT_Aggregate && run.aggregate_name == "median";
+      const bool single = run.run_type == Run::RT_Iteration && run.repetitions <= 1;
+      if (!median && !single) continue;
+      if (run.error_occurred) continue;
+      Row row;
+      row.real_us = run.GetAdjustedRealTime() * 1e6 / benchmark::GetTimeUnitMultiplier(run.time_unit);
+      for (const auto& [name, counter] : run.counters) row.counters[name] = counter.value;
+      row.label = run.report_label;
+      rows_[run.run_name.str()] = row;
+    }
+    for (const Run& run : runs) spread_[run.run_name.str()].push_back(run);
+  }
+  const std::map<std::string, Row>& rows() const { return rows_; }
+  // (max - min) / median of the repetitions' real time, in percent.
+  double SpreadPercent(const std::string& name) const {
+    auto it = spread_.find(name);
+    if (it == spread_.end()) return 0;
+    std::vector<double> t;
+    for (const Run& r : it->second) {
+      if (r.run_type == Run::RT_Iteration) t.push_back(r.GetAdjustedRealTime());
+    }
+    if (t.size() < 2) return 0;
+    std::sort(t.begin(), t.end());
+    return 100.0 * (t.back() - t.front()) / t[t.size() / 2];
+  }
+
+ private:
+  std::map<std::string, Row> rows_;
+  std::map<std::string, std::vector<Run>> spread_;
+};
+
+double Counter(const TableReporter& r, const std::string& name, const char* counter) {
+  auto it = r.rows().find(name);
+  if (it == r.rows().end()) return 0;
+  auto c = it->second.counters.find(counter);
+  return c == it->second.counters.end() ? 0 : c->second;
+}
+
+void PrintTable(const TableReporter& r) {
+  const double peak1 = Counter(r, "bf16_peak/threads:1", "GFLOPs");
+  const double peak2 = Counter(r, "bf16_peak/threads:2", "GFLOPs");
+  const double bw1 = Counter(r, "memory_read/threads:1", "GBs");
+  const double bw2 = Counter(r, "memory_read/threads:2", "GBs");
+  std::printf("\n== machine (%s), OpenMP threads %d ==\n", moe::kernels::CpuDescription().c_str(),
+              omp_get_max_threads());
+  std::printf("BF16 peak (vdpbf16ps, registers only): 1 thread %.1f GFLOP/s, 2 threads %.1f GFLOP/s"
+              " (spread %.0f%% / %.0f%%)\n",
+              peak1, peak2, r.SpreadPercent("bf16_peak/threads:1"),
+              r.SpreadPercent("bf16_peak/threads:2"));
+  std::printf("memory read bandwidth (1 GiB sum): 1 thread %.1f GB/s, 2 threads %.1f GB/s"
+              " (spread %.0f%% / %.0f%%)\n",
+              bw1, bw2, r.SpreadPercent("memory_read/threads:1"),
+              r.SpreadPercent("memory_read/threads:2"));
+  const double peak = peak2 > 0 ? peak2 : peak1;
+  const double bw = bw2 > 0 ? bw2 : bw1;
+  std::printf("\n== expert FFN, BF16 weights, F32 activations (medians; %% of the 2-thread "
+              "ceilings above) ==\n");
+  std::printf("%-12s %5s %-12s %-12s %11s %9s %7s %10s %7s %7s\n", "shape", "M", "requested",
+              "ran", "time_us", "GFLOP/s", "%peak", "weightGB/s", "%membw", "spread");
+  for (const Shape& shape : kShapes) {
+    for (int64_t m : {1, 8, 64, 512}) {
+      for (const char* impl : {"onednn", "avx512_bf16", "auto"}) {
+        const std::string name = std::string("ffn/") + shape.name + "/" + impl + "/m:" +
+                                 std::to_string(m);
+        auto it = r.rows().find(name);
+        if (it == r.rows().end()) continue;
+        const double gflops = Counter(r, name, "GFLOPs");
+        const double gbs = Counter(r, name, "weightGBs");
+        std::printf("%-12s %5ld %-12s %-12s %11.1f %9.1f %6.1f%% %10.1f %6.1f%% %6.0f%%\n",
+                    shape.name, static_cast<long>(m), impl, it->second.label.c_str(),
+                    it->second.real_us, gflops, 100.0 * gflops / peak, gbs, 100.0 * gbs / bw,
+                    r.SpreadPercent(name));
+      }
+    }
+  }
+  std::printf("\n(spread = (max - min) / median over repetitions; weightGB/s = weight bytes of "
+              "one expert / time)\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (moe::kernels::HasAvx512Bf16()) {
+    benchmark::RegisterBenchmark("bf16_peak", BM_Bf16Peak)
+        ->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+  }
+  benchmark::RegisterBenchmark("memory_read", BM_MemoryRead)
+      ->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+  const std::pair<const char*, LinearImpl> impls[] = {{"onednn", LinearImpl::kOneDnn},
+                                                      {"avx512_bf16", LinearImpl::kAvx512Bf16},
+                                                      {"auto", LinearImpl::kAuto}};
+  for (const Shape& shape : kShapes) {
+    for (const auto& [impl_name, impl] : impls) {
+      const std::string name = std::string("ffn/") + shape.name + "/" + impl_name;
+      benchmark::RegisterBenchmark(name.c_str(), BM_ExpertFfn, shape, impl)
+          ->ArgName("m")->Arg(1)->Arg(8)->Arg(64)->Arg(512)
+          ->UseRealTime()->Unit(benchmark::kMicrosecond)->MinTime(0.3);
+    }
+  }
+  TableReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  PrintTable(reporter);
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,170 @@
+#include "expert_service/backend/cpu/cpu_backend.h"
+
+#include <unistd.h>
+
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/status.h"
+#include "model/kernels/activations.h"
+#include "model/kernels/cpu_features.h"
+#include "model/kernels/packed_linear.h"
+
+namespace moe::expert {
+namespace {
+
+using kernels::MatrixView;
+using kernels::PackedLinear;
+
+struct CpuExpert {
+  int64_t hidden = 0;
+  int64_t inter = 0;
+  PackedLinear gate_up;  // [2*inter, hidden]: rows [0, inter) gate, [inter, 2*inter) up
+  PackedLinear down;     // [hidden, inter]
+  int64_t bytes() const {
+    return static_cast<int64_t>(gate_up.packed_bytes() + down.packed_bytes());
+  }
+};
+
+using Key = std::pair<int, int>;  // (layer, expert)
+
+absl::StatusOr<std::shared_ptr<const CpuExpert>> Pack(const ExpertWeights& w,
+                                                      const kernels::PackedLinearOptions& opts) {
+  int64_t hidden = 0, inter = 0;
+  MOE_RETURN_IF_ERROR(ValidateExpertWeights(w, &hidden, &inter));
+  const MatrixView gate_up[] = {{w.gate.dtype, w.gate.data, inter, hidden},
+                                {w.up.dtype, w.up.data, inter, hidden}};
+  MOE_ASSIGN_OR_RETURN(PackedLinear gu, PackedLinear::CreateStacked(gate_up, opts));
+  MOE_ASSIGN_OR_RETURN(PackedLinear down,
+                       PackedLinear::Create(w.down.dtype, w.down.data, hidden, inter, opts));
+  return std::make_shared<const CpuExpert>(
+      CpuExpert{hidden, inter, std::move(gu), std::move(down)});
+}
+
+class CpuBackend final : public ExpertBackend {
+ public:
+  explicit CpuBackend(const BackendOptions& options) : options_(options) {
+    pack_options_.f16_packing =
+        options.f16_as_bf16 ? kernels::F16Packing::kBF16 : kernels::F16Packing::kF32;
+  }
+
+  absl::Status Load(absl::Span<const ExpertWeights> experts) override {
+    std::vector<std::pair<Key, std::shared_ptr<const CpuExpert>>> packed;
+    packed.reserve(experts.size());
+    int64_t added = 0;
+    for (const ExpertWeights& w : experts) {
+      MOE_ASSIGN_OR_RETURN(std::shared_ptr<const CpuExpert> e, Pack(w, pack_options_));
+      added += e->bytes();
+      packed.emplace_back(Key{w.layer, w.expert}, std::move(e));
+    }
+    absl::MutexLock lock(&mu_);
+    int64_t replaced = 0;
+    for (const auto& [key, e] : packed) {
+      auto it = experts_.find(key);
+      if (it != experts_.end()) replaced += it->second->bytes();
+    }
+    const int64_t after = weight_bytes_ + added - replaced;
+    if (options_.memory_limit_bytes > 0 && after > options_.memory_limit_bytes) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("cpu backend: loading ", experts.size(), " experts needs ", after,
+                       " bytes of weights, over the limit of ", options_.memory_limit_bytes));
+    }
+    for (auto& [key, e] : packed) experts_[key] = std::move(e);
+    weight_bytes_ = after;
+    return absl::OkStatus();
+  }
+
+  absl::Status Unload(absl::Span<const std::pair<int, int>> layer_expert) override {
+    std::vector<std::shared_ptr<const CpuExpert>> dropped;  // freed after the lock
+    absl::MutexLock lock(&mu_);
+    for (const auto& key : layer_expert) {
+      auto it = experts_.find(key);
+      if (it == experts_.end()) continue;
+      weight_bytes_ -= it->second->bytes();
+      dropped.push_back(std::move(it->second));
+      experts_.erase(it);
+    }
+    return absl::OkStatus();
+  }
+
+  bool Has(int layer, int expert) const override {
+    absl::MutexLock lock(&mu_);
+    return experts_.contains(Key{layer, expert});
+  }
+
+  absl::Status Run(int layer, absl::Span<const ExpertShard> shards) override {
+    std::vector<std::shared_ptr<const CpuExpert>> experts(shards.size());
+    {
+      absl::MutexLock lock(&mu_);
+      for (size_t i = 0; i < shards.size(); ++i) {
+        auto it = experts_.find(Key{layer, shards[i].expert});
+        if (it == experts_.end()) {
+          return absl::NotFoundError(absl::StrCat("cpu backend: expert (layer ", layer,
+                                                  ", expert ", shards[i].expert,
+                                                  ") is not loaded"));
+        }
+        experts[i] = it->second;
+      }
+    }
+    for (const ExpertShard& s : shards) {
+      if (s.tokens < 0) return absl::InvalidArgumentError("cpu backend: negative token count");
+      if (s.tokens > 0 && (s.input == nullptr || s.output == nullptr)) {
+        return absl::InvalidArgumentError("cpu backend: null shard buffer");
+      }
+    }
+    for (size_t i = 0; i < shards.size(); ++i) RunShard(*experts[i], shards[i]);
+    return absl::OkStatus();
+  }
+
+  BackendInfo Describe() const override {
+    BackendInfo info;
+    info.name = "cpu";
+    info.device = kernels::CpuDescription();
+    info.memory_bytes = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
+    absl::MutexLock lock(&mu_);
+    info.weight_bytes = weight_bytes_;
+    info.experts_loaded = static_cast<int>(experts_.size());
+    return info;
+  }
+
+ private:
+  // Called only from Run (one thread at a time): the scratch buffers need no lock.
+  void RunShard(const CpuExpert& e, const ExpertShard& s) {
+    if (s.tokens == 0) return;
+    const int64_t t = s.tokens;
+    if (gate_up_.size() < static_cast<size_t>(t * 2 * e.inter)) gate_up_.resize(t * 2 * e.inter);
+    e.gate_up.Forward(s.input, t, gate_up_.data());
+    kernels::SiluMulStacked(gate_up_.data(), t, e.inter, gate_up_.data());  // in place
+    if (s.combine_weight == nullptr) {
+      e.down.Forward(gate_up_.data(), t, s.output);
+      return;
+    }
+    if (down_.size() < static_cast<size_t>(t * e.hidden)) down_.resize(t * e.hidden);
+    e.down.Forward(gate_up_.data(), t, down_.data());
+    for (int64_t r = 0; r < t; ++r) {
+      const int64_t row = s.combine_row != nullptr ? s.combine_row[r] : r;
+      kernels::Axpy(s.combine_weight[r], down_.data() + r * e.hidden, e.hidden,
+                    s.output + row * e.hidden);
+    }
+  }
+
+  const BackendOptions options_;
+  kernels::PackedLinearOptions pack_options_;
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<Key, std::shared_ptr<const CpuExpert>> experts_ ABSL_GUARDED_BY(mu_);
+  int64_t weight_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<float> gate_up_;  // Run's scratch: [tokens, 2*inter]
+  std::vector<float> down_;     // Run's scratch for combine: [tokens, hidden]
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateCpuBackend(const BackendOptions& options) {
+  return std::unique_ptr<ExpertBackend>(new CpuBackend(options));
+}
+
+}  // namespace moe::expert
