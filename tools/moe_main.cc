@@ -14,6 +14,8 @@ struct Command {
 };
 
 constexpr Command kCommands[] = {
+    {"generate", "generate a completion with the single-process engine", moe::tools::RunGenerate},
+    {"bench", "measure single-process prompt and decode throughput", moe::tools::RunBench},
     {"version", "print the version", moe::tools::RunVersion},
 };
 

@@ -1,0 +1,347 @@
+#include "attention_service/engine/model_runner.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "attention_service/kv_cache/paged_attention.h"
+#include "common/status.h"
+#include "model/kernels/activations.h"
+
+namespace moe::attention {
+
+using kernels::LinearEpilogue;
+using kernels::MatrixView;
+using kernels::PackedLinear;
+using model::TensorView;
+
+struct ModelRunner::Layer {
+  std::vector<float> input_norm, post_norm, q_norm, k_norm;
+  std::optional<PackedLinear> qkv;  // [q | k | v] stacked
+  std::vector<float> qkv_bias;      // empty = none
+  std::optional<PackedLinear> o;
+  bool moe = false;
+  std::optional<PackedLinear> router;
+  std::vector<float> router_bias;
+  // Shared expert (MoE layers) or dense MLP (other layers): [gate | up] stacked, then down.
+  std::optional<PackedLinear> mlp_gate_up, mlp_down;
+  int mlp_inter = 0;
+  std::vector<float> shared_expert_gate;  // [hidden]; empty = ungated
+};
+
+void RmsNorm(const float* x, const float* w, int rows, int n, double eps, float* out,
+             int64_t stride) {
+  if (stride < 0) stride = n;
+  for (int r = 0; r < rows; ++r) {
+    const float* xr = x + r * stride;
+    float* orow = out + r * stride;
+    double ss = 0;
+    for (int i = 0; i < n; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+    float inv = static_cast<float>(1.0 / std::sqrt(ss / n + eps));
+    for (int i = 0; i < n; ++i) orow[i] = w[i] * (xr[i] * inv);
+  }
+}
+
+namespace {
+
+MatrixView View(const TensorView& t) {
+  return MatrixView{t.dtype, t.data, t.shape.size() > 0 ? t.shape[0] : 0,
+                    t.shape.size() > 1 ? t.shape[1] : 1};
+}
+
+absl::StatusOr<TensorView> GetShaped(const model::WeightStore& w, const std::string& name,
+                                     std::vector<int64_t> shape) {
+  MOE_ASSIGN_OR_RETURN(TensorView t, w.Get(name));
+  MOE_RETURN_IF_ERROR(model::CheckShape(t, shape));
+  return t;
+}
+
+absl::StatusOr<std::vector<float>> GetF32(const model::WeightStore& w, const std::string& name,
+                                          std::vector<int64_t> shape) {
+  MOE_ASSIGN_OR_RETURN(TensorView t, w.Get(name));
+  return model::ToF32(t, shape);
+}
+
+absl::StatusOr<PackedLinear> Linear(const model::WeightStore& w, const std::string& name,
+                                    int64_t out, int64_t in,
+                                    const kernels::PackedLinearOptions& opts) {
+  MOE_ASSIGN_OR_RETURN(TensorView t, GetShaped(w, name, {out, in}));
+  return PackedLinear::Create(View(t), opts);
+}
+
+absl::StatusOr<PackedLinear> Stacked(const model::WeightStore& w,
+                                     const std::vector<std::string>& names,
+                                     const std::vector<int64_t>& rows, int64_t in,
+                                     const kernels::PackedLinearOptions& opts) {
+  std::vector<MatrixView> parts;
+  for (size_t i = 0; i < names.size(); ++i) {
+    MOE_ASSIGN_OR_RETURN(TensorView t, GetShaped(w, names[i], {rows[i], in}));
+    parts.push_back(View(t));
+  }
+  return PackedLinear::CreateStacked(parts, opts);
+}
+
+}  // namespace
+
+bool ModelRunner::IsDenseTensor(std::string_view name) {
+  return name.find(".experts.") == std::string_view::npos;
+}
+
+ModelRunner::ModelRunner(const model::ModelConfig& config) : config_(config) {}
+ModelRunner::~ModelRunner() = default;
+
+absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Load(
+    const model::ModelConfig& config, const model::ModelArchitecture& arch,
+    const model::WeightStore& weights, const kernels::PackedLinearOptions& opts) {
+  if (config.hidden_act != "silu") {
+    return absl::UnimplementedError(absl::StrCat("hidden_act ", config.hidden_act));
+  }
+  std::unique_ptr<ModelRunner> r(new ModelRunner(config));
+  r->router_ = arch.Router();
+  MOE_RETURN_IF_ERROR(model::ValidateRouterSpec(r->router_));
+  const int64_t v = config.vocab_size, hid = config.hidden_size;
+  MOE_ASSIGN_OR_RETURN(TensorView embed,
+                       GetShaped(weights, std::string(arch.kEmbedTokens), {v, hid}));
+  if (embed.dtype != DType::kF32 && embed.dtype != DType::kBF16 && embed.dtype != DType::kF16) {
+    return absl::InvalidArgumentError("embed_tokens: unsupported dtype");
+  }
+  r->embed_dtype_ = embed.dtype;
+  r->embed_.assign(embed.data, embed.data + embed.nbytes);
+  MOE_ASSIGN_OR_RETURN(r->final_norm_, GetF32(weights, std::string(arch.kFinalNorm), {hid}));
+  std::string head_name(config.tie_word_embeddings ? arch.kEmbedTokens : arch.kLmHead);
+  MOE_ASSIGN_OR_RETURN(PackedLinear head, Linear(weights, head_name, v, hid, opts));
+  r->lm_head_.emplace(std::move(head));
+  r->weight_bytes_ = r->embed_.size() + r->lm_head_->packed_bytes();
+  MOE_ASSIGN_OR_RETURN(RopeTable rope, RopeTable::Create(config.head_dim, config.rope_theta,
+                                                         config.max_position_embeddings));
+  r->rope_.emplace(std::move(rope));
+  for (int l = 0; l < config.num_hidden_layers; ++l) {
+    MOE_RETURN_IF_ERROR(r->LoadLayer(arch, weights, l, opts));
+  }
+  r->expert_tokens_.assign(static_cast<size_t>(config.num_hidden_layers) * config.num_experts, 0);
+  return r;
+}
+
+absl::Status ModelRunner::LoadLayer(const model::ModelArchitecture& arch,
+                                    const model::WeightStore& w, int index,
+                                    const kernels::PackedLinearOptions& opts) {
+  const model::LayerTensorNames n = arch.LayerNames(index);
+  const int64_t hid = config_.hidden_size, hd = config_.head_dim;
+  const int64_t qd = config_.num_attention_heads * hd, kvd = config_.num_key_value_heads * hd;
+  auto layer = std::make_unique<Layer>();
+  MOE_ASSIGN_OR_RETURN(layer->input_norm, GetF32(w, n.input_norm, {hid}));
+  MOE_ASSIGN_OR_RETURN(layer->post_norm, GetF32(w, n.post_attention_norm, {hid}));
+  MOE_ASSIGN_OR_RETURN(PackedLinear qkv, Stacked(w, {n.q, n.k, n.v}, {qd, kvd, kvd}, hid, opts));
+  layer->qkv.emplace(std::move(qkv));
+  if (!n.q_bias.empty()) {
+    MOE_ASSIGN_OR_RETURN(std::vector<float> qb, GetF32(w, n.q_bias, {qd}));
+    MOE_ASSIGN_OR_RETURN(std::vector<float> kb, GetF32(w, n.k_bias, {kvd}));
+    MOE_ASSIGN_OR_RETURN(std::vector<float> vb, GetF32(w, n.v_bias, {kvd}));
+    layer->qkv_bias = qb;
+    layer->qkv_bias.insert(layer->qkv_bias.end(), kb.begin(), kb.end());
+    layer->qkv_bias.insert(layer->qkv_bias.end(), vb.begin(), vb.end());
+  }
+  if (!n.q_norm.empty()) {
+    MOE_ASSIGN_OR_RETURN(layer->q_norm, GetF32(w, n.q_norm, {hd}));
+    MOE_ASSIGN_OR_RETURN(layer->k_norm, GetF32(w, n.k_norm, {hd}));
+  }
+  MOE_ASSIGN_OR_RETURN(PackedLinear o, Linear(w, n.o, hid, qd, opts));
+  layer->o.emplace(std::move(o));
+  weight_bytes_ += layer->qkv->packed_bytes() + layer->o->packed_bytes();
+  layer->moe = !n.router.empty();
+  if (layer->moe) {
+    MOE_ASSIGN_OR_RETURN(PackedLinear router,
+                         Linear(w, n.router, config_.num_experts, hid, opts));
+    layer->router.emplace(std::move(router));
+    if (!n.router_bias.empty()) {
+      MOE_ASSIGN_OR_RETURN(layer->router_bias, GetF32(w, n.router_bias, {config_.num_experts}));
+    }
+  }
+  std::string gate = layer->moe ? n.shared_gate : n.mlp_gate;
+  std::string up = layer->moe ? n.shared_up : n.mlp_up;
+  std::string down = layer->moe ? n.shared_down : n.mlp_down;
+  if (!gate.empty()) {
+    layer->mlp_inter = layer->moe ? config_.shared_expert_intermediate_size
+                                  : config_.intermediate_size;
+    const int64_t inter = layer->mlp_inter;
+    MOE_ASSIGN_OR_RETURN(PackedLinear gu, Stacked(w, {gate, up}, {inter, inter}, hid, opts));
+    layer->mlp_gate_up.emplace(std::move(gu));
+    MOE_ASSIGN_OR_RETURN(PackedLinear d, Linear(w, down, hid, inter, opts));
+    layer->mlp_down.emplace(std::move(d));
+    weight_bytes_ += layer->mlp_gate_up->packed_bytes() + layer->mlp_down->packed_bytes();
+    if (!n.shared_expert_gate.empty()) {
+      MOE_ASSIGN_OR_RETURN(layer->shared_expert_gate, GetF32(w, n.shared_expert_gate, {1, hid}));
+    }
+  }
+  layers_.push_back(std::move(layer));
+  return absl::OkStatus();
+}
+
+void ModelRunner::Embed(absl::Span<const ForwardChunk> chunks) {
+  const int hid = config_.hidden_size;
+  int row = 0;
+  for (const ForwardChunk& c : chunks) {
+    for (size_t i = 0; i < c.tokens.size(); ++i, ++row) {
+      positions_[row] = c.start + static_cast<int>(i);
+      const size_t base = static_cast<size_t>(c.tokens[i]) * hid;
+      float* dst = &h_[static_cast<size_t>(row) * hid];
+      switch (embed_dtype_) {
+        case DType::kF32:
+          std::memcpy(dst, embed_.data() + base * 4, hid * sizeof(float));
+          break;
+        case DType::kBF16: {
+          const uint16_t* src = reinterpret_cast<const uint16_t*>(embed_.data()) + base;
+          for (int j = 0; j < hid; ++j) dst[j] = Bf16ToF32(src[j]);
+          break;
+        }
+        default: {
+          const uint16_t* src = reinterpret_cast<const uint16_t*>(embed_.data()) + base;
+          for (int j = 0; j < hid; ++j) dst[j] = F16ToF32(src[j]);
+          break;
+        }
+      }
+    }
+  }
+}
+
+absl::Status ModelRunner::Attention(const Layer& layer, int index,
+                                    absl::Span<const ForwardChunk> chunks, KvCache* cache) {
+  const int hid = config_.hidden_size, hd = config_.head_dim;
+  const int nh = config_.num_attention_heads, nkv = config_.num_key_value_heads;
+  const int64_t qd = static_cast<int64_t>(nh) * hd, kvd = static_cast<int64_t>(nkv) * hd;
+  const int64_t stride = qd + 2 * kvd;
+  const double eps = config_.rms_norm_eps;
+  RmsNorm(h_.data(), layer.input_norm.data(), rows_, hid, eps, x_.data());
+  LinearEpilogue ep;
+  ep.bias = layer.qkv_bias.empty() ? nullptr : layer.qkv_bias.data();
+  layer.qkv->Forward(x_.data(), rows_, qkv_.data(), ep);
+  if (!layer.q_norm.empty()) {
+    for (int r = 0; r < rows_; ++r) {
+      float* row = &qkv_[r * stride];
+      RmsNorm(row, layer.q_norm.data(), nh, hd, eps, row);
+      RmsNorm(row + qd, layer.k_norm.data(), nkv, hd, eps, row + qd);
+    }
+  }
+  rope_->ApplyStrided(qkv_.data(), rows_, nh, stride, positions_);
+  rope_->ApplyStrided(qkv_.data() + qd, rows_, nkv, stride, positions_);
+  std::vector<AttentionChunk> achunks;
+  achunks.reserve(chunks.size());
+  int row = 0;
+  for (const ForwardChunk& c : chunks) {
+    const int n = static_cast<int>(c.tokens.size());
+    for (int i = 0; i < n; ++i) {
+      const float* r = &qkv_[(row + i) * stride];
+      cache->Append(index, c.seq, c.start + i, r + qd, r + qd + kvd);
+      std::memcpy(&q_[(row + i) * qd], r, qd * sizeof(float));
+    }
+    achunks.push_back(AttentionChunk{c.seq, c.start, n, row});
+    row += n;
+  }
+  PagedAttention(*cache, index, achunks, nh, q_.data(), attn_.data());
+  LinearEpilogue acc;
+  acc.accumulate = true;
+  layer.o->Forward(attn_.data(), rows_, h_.data(), acc);
+  return absl::OkStatus();
+}
+
+absl::Status ModelRunner::Mlp(const Layer& layer, int index, ExpertExecutor* experts) {
+  const int hid = config_.hidden_size;
+  RmsNorm(h_.data(), layer.post_norm.data(), rows_, hid, config_.rms_norm_eps, x_.data());
+  LinearEpilogue acc;
+  acc.accumulate = true;
+  if (layer.moe) {
+    const int e = config_.num_experts;
+    layer.router->Forward(x_.data(), rows_, router_logits_.data());
+    model::Route(router_, router_logits_.data(), rows_, layer.router_bias, &routing_);
+    for (int32_t id : routing_.experts) ++expert_tokens_[static_cast<size_t>(index) * e + id];
+    MOE_RETURN_IF_ERROR(experts->Run(index, x_.data(), hid, routing_, moe_out_.data()));
+    for (size_t i = 0; i < static_cast<size_t>(rows_) * hid; ++i) h_[i] += moe_out_[i];
+  }
+  if (layer.mlp_gate_up) {
+    const int inter = layer.mlp_inter;
+    layer.mlp_gate_up->Forward(x_.data(), rows_, tmp_.data());
+    kernels::SiluMulStacked(tmp_.data(), rows_, inter, tmp_.data());
+    if (layer.shared_expert_gate.empty()) {
+      layer.mlp_down->Forward(tmp_.data(), rows_, h_.data(), acc);
+    } else {
+      // Qwen2Moe: h += sigmoid(x . shared_expert_gate) * shared_expert(x).
+      layer.mlp_down->Forward(tmp_.data(), rows_, tmp2_.data());
+      for (int r = 0; r < rows_; ++r) {
+        const float* xr = &x_[static_cast<size_t>(r) * hid];
+        double dot = 0;
+        for (int j = 0; j < hid; ++j) dot += static_cast<double>(xr[j]) * layer.shared_expert_gate[j];
+        float g = static_cast<float>(1.0 / (1.0 + std::exp(-dot)));
+        kernels::Axpy(g, &tmp2_[static_cast<size_t>(r) * hid], hid, &h_[static_cast<size_t>(r) * hid]);
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ModelRunner::Forward(absl::Span<const ForwardChunk> chunks, KvCache* cache,
+                                  ExpertExecutor* experts, std::vector<float>* logits) {
+  const int hid = config_.hidden_size, hd = config_.head_dim;
+  const int64_t qd = static_cast<int64_t>(config_.num_attention_heads) * hd;
+  const int64_t kvd = static_cast<int64_t>(config_.num_key_value_heads) * hd;
+  rows_ = 0;
+  int logit_rows = 0;
+  for (const ForwardChunk& c : chunks) {
+    const int n = static_cast<int>(c.tokens.size());
+    if (n == 0) return absl::InvalidArgumentError("forward chunk without tokens");
+    for (int32_t t : c.tokens) {
+      if (t < 0 || t >= config_.vocab_size) {
+        return absl::InvalidArgumentError(absl::StrCat("token id ", t, " outside [0, ",
+                                                       config_.vocab_size, ")"));
+      }
+    }
+    const BlockTable* table = cache->Table(c.seq);
+    if (table == nullptr || table->num_tokens < c.start + n) {
+      return absl::FailedPreconditionError("forward chunk positions are not reserved");
+    }
+    if (c.start + n > rope_->max_positions()) {
+      return absl::InvalidArgumentError("position beyond max_position_embeddings");
+    }
+    rows_ += n;
+    logit_rows += c.logits == ForwardChunk::Logits::kAll ? n
+                  : c.logits == ForwardChunk::Logits::kLast ? 1 : 0;
+  }
+  const size_t r = rows_;
+  int inter = config_.expert_intermediate_size;
+  for (const auto& l : layers_) inter = std::max(inter, l->mlp_inter);
+  positions_.resize(r);
+  h_.resize(r * hid);
+  x_.resize(r * hid);
+  qkv_.resize(r * (qd + 2 * kvd));
+  q_.resize(r * qd);
+  attn_.resize(r * qd);
+  tmp_.resize(r * 2 * inter);
+  tmp2_.resize(r * hid);
+  moe_out_.resize(r * hid);
+  router_logits_.resize(r * std::max(config_.num_experts, 1));
+  Embed(chunks);
+  for (int l = 0; l < static_cast<int>(layers_.size()); ++l) {
+    MOE_RETURN_IF_ERROR(Attention(*layers_[l], l, chunks, cache));
+    MOE_RETURN_IF_ERROR(Mlp(*layers_[l], l, experts));
+  }
+  // Final norm + LM head on the rows that want logits.
+  std::vector<float>& sel = x_;
+  int out_row = 0, row = 0;
+  for (const ForwardChunk& c : chunks) {
+    const int n = static_cast<int>(c.tokens.size());
+    int first = c.logits == ForwardChunk::Logits::kAll ? 0 : n - 1;
+    if (c.logits != ForwardChunk::Logits::kNone) {
+      for (int i = first; i < n; ++i, ++out_row) {
+        std::memcpy(&sel[static_cast<size_t>(out_row) * hid], &h_[static_cast<size_t>(row + i) * hid],
+                    hid * sizeof(float));
+      }
+    }
+    row += n;
+  }
+  RmsNorm(sel.data(), final_norm_.data(), logit_rows, hid, config_.rms_norm_eps, sel.data());
+  logits->resize(static_cast<size_t>(logit_rows) * config_.vocab_size);
+  lm_head_->Forward(sel.data(), logit_rows, logits->data());
+  return absl::OkStatus();
+}
+
+}  // namespace moe::attention

@@ -1,0 +1,166 @@
+// `moe bench`: single-process engine throughput, printed as a table (never asserted).
+//   prompt processing: one prompt of --prompt-tokens, tokens/s of the prefill step(s)
+//   generation: --gen-tokens decode steps at batch 1, tokens/s
+//   batched decode: aggregate decode tokens/s with B sequences decoding together
+// Each figure is the median of --repeats runs.
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "attention_service/engine/local_model.h"
+#include "common/status.h"
+#include "common/flags.h"
+#include "common/logging.h"
+#include "tools/commands.h"
+
+namespace moe::tools {
+namespace {
+
+struct BenchConfig {
+  std::string model;
+  int prompt_tokens = 512;
+  int gen_tokens = 128;
+  std::string batches = "1,2,4,8";
+  int repeats = 3;
+  int64_t kv_cache_mb = 1024;
+  std::string backend = "cpu";
+};
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+std::vector<int32_t> SyntheticPrompt(int n, int vocab, uint64_t seed) {
+  std::vector<int32_t> p(n);
+  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+  for (int i = 0; i < n; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    p[i] = static_cast<int32_t>(x % static_cast<uint64_t>(std::min(vocab, 30000)));
+  }
+  return p;
+}
+
+// Prefill `prompt_tokens` then decode `gen` tokens for `batch` sequences; returns
+// {prefill tokens/s, decode tokens/s aggregate}.
+absl::StatusOr<std::pair<double, double>> RunOnce(attention::LocalModel* m, const BenchConfig& c,
+                                                  int batch, int prompt_tokens, int gen,
+                                                  uint64_t seed) {
+  attention::EngineOptions eo;
+  eo.kv_cache_bytes = c.kv_cache_mb << 20;
+  eo.max_batch_tokens = std::max(prompt_tokens, 512);
+  MOE_ASSIGN_OR_RETURN(auto engine, m->NewEngine(eo));
+  for (int b = 0; b < batch; ++b) {
+    attention::SequenceRequest req;
+    req.prompt = SyntheticPrompt(prompt_tokens, m->config().vocab_size, seed + b);
+    req.max_tokens = gen + 1;
+    req.ignore_eos = true;
+    req.sampling.temperature = 0;
+    MOE_RETURN_IF_ERROR(engine->Add(b + 1, std::move(req)));
+  }
+  // Prefill: steps until every sequence has its first token.
+  absl::Time t0 = absl::Now();
+  int have_first = 0;
+  while (have_first < batch) {
+    MOE_ASSIGN_OR_RETURN(auto ups, engine->Step());
+    for (auto& u : ups) have_first += u.tokens.empty() ? 0 : 1;
+  }
+  double prefill_s = absl::ToDoubleSeconds(absl::Now() - t0);
+  absl::Time t1 = absl::Now();
+  int decoded = 0;
+  while (engine->HasWork()) {
+    MOE_ASSIGN_OR_RETURN(auto ups, engine->Step());
+    for (auto& u : ups) decoded += static_cast<int>(u.tokens.size());
+  }
+  double decode_s = absl::ToDoubleSeconds(absl::Now() - t1);
+  return std::make_pair(batch * prompt_tokens / prefill_s, decoded / decode_s);
+}
+
+}  // namespace
+
+int RunBench(int argc, const char* const* argv) {
+  BenchConfig c;
+  FlagSet flags("moe bench", "Measure single-process prompt processing and decode throughput.");
+  flags.AddString("model", &c.model, "model folder");
+  flags.AddInt("prompt-tokens", &c.prompt_tokens, "prompt length for prompt processing");
+  flags.AddInt("gen-tokens", &c.gen_tokens, "tokens generated per sequence");
+  flags.AddString("batches", &c.batches, "batch sizes for aggregate decode, comma-separated");
+  flags.AddInt("repeats", &c.repeats, "runs per figure (median reported)");
+  flags.AddInt("kv-cache-mb", &c.kv_cache_mb, "KV cache size in MiB");
+  flags.AddString("backend", &c.backend, "expert backend");
+  if (absl::Status s = flags.Parse(argc, argv); !s.ok() || c.model.empty()) {
+    std::fprintf(stderr, "moe bench: %s\n\n%s", s.ok() ? "need --model" : std::string(s.message()).c_str(),
+                 flags.Usage().c_str());
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::printf("%s", flags.Usage().c_str());
+    return 0;
+  }
+  InitLogging("bench", "warn");
+  attention::LocalModelOptions lo;
+  lo.backend = c.backend;
+  absl::Time load0 = absl::Now();
+  auto m = attention::LocalModel::Open(c.model, lo);
+  if (!m.ok()) {
+    std::fprintf(stderr, "moe bench: %s\n", m.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("model %s loaded in %.1f s: %s\n", c.model.c_str(),
+              absl::ToDoubleSeconds(absl::Now() - load0),
+              model::DescribeModelConfig((*m)->config()).c_str());
+  std::vector<int> batches;
+  for (absl::string_view p : absl::StrSplit(c.batches, ',', absl::SkipWhitespace())) {
+    int b;
+    if (absl::SimpleAtoi(p, &b) && b > 0) batches.push_back(b);
+  }
+  // Warm-up (page in, oneDNN primitive creation).
+  if (auto w = RunOnce(m->get(), c, 1, 64, 4, 99); !w.ok()) {
+    std::fprintf(stderr, "moe bench: %s\n", w.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("\n| test | batch | tokens | tokens/s (median of %d) | runs |\n|---|---|---|---|---|\n",
+              c.repeats);
+  std::vector<double> pp, tg;
+  for (int r = 0; r < c.repeats; ++r) {
+    auto res = RunOnce(m->get(), c, 1, c.prompt_tokens, c.gen_tokens, 1000 + r);
+    if (!res.ok()) {
+      std::fprintf(stderr, "moe bench: %s\n", res.status().ToString().c_str());
+      return 1;
+    }
+    pp.push_back(res->first);
+    tg.push_back(res->second);
+  }
+  auto runs = [](const std::vector<double>& v) {
+    std::string s;
+    for (double x : v) s += (s.empty() ? "" : " ") + std::to_string(static_cast<int>(x + 0.5));
+    return s;
+  };
+  std::printf("| pp%d | 1 | %d | %.1f | %s |\n", c.prompt_tokens, c.prompt_tokens, Median(pp),
+              runs(pp).c_str());
+  std::printf("| tg%d | 1 | %d | %.1f | %s |\n", c.gen_tokens, c.gen_tokens, Median(tg),
+              runs(tg).c_str());
+  for (int b : batches) {
+    std::vector<double> agg;
+    for (int r = 0; r < c.repeats; ++r) {
+      auto res = RunOnce(m->get(), c, b, 32, c.gen_tokens, 2000 + r * 16);
+      if (!res.ok()) {
+        std::fprintf(stderr, "moe bench: %s\n", res.status().ToString().c_str());
+        return 1;
+      }
+      agg.push_back(res->second);
+    }
+    std::printf("| decode (aggregate) | %d | %d | %.1f | %s |\n", b, b * c.gen_tokens, Median(agg),
+                runs(agg).c_str());
+  }
+  std::fflush(stdout);
+  return 0;
+}
+
+}  // namespace moe::tools
