@@ -1,6 +1,7 @@
 #include "attention_service/engine/sampler.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -29,15 +30,109 @@ struct Better {
   }
 };
 
-TokenId ArgMax(absl::Span<const float> x) {
-  TokenId best = 0;
-  for (size_t i = 1; i < x.size(); ++i) {
-    if (x[i] > x[best]) best = static_cast<TokenId>(i);
-  }
-  return best;
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MOE_SAMPLER_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define MOE_SAMPLER_CLONES
+#endif
+
+// The vocabulary-wide loops below are written for the vectoriser (-O3 -fopenmp-simd, clones
+// per ISA chosen at load time): one row is 32k-150k logits per token.
+
+MOE_SAMPLER_CLONES float MaxOf(const float* x, int n) {
+  float m = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : m)
+  for (int i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;  // this form vectorises (maxps)
+  return m;
 }
 
-float MaxOf(absl::Span<const float> x) { return *std::max_element(x.begin(), x.end()); }
+// First index of the maximum (ties -> lowest id).
+TokenId ArgMax(absl::Span<const float> x) {
+  const float m = MaxOf(x.data(), static_cast<int>(x.size()));
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (x[i] == m) return static_cast<TokenId>(i);
+  }
+  return 0;  // only if x holds NaNs
+}
+
+// exp(x) in float, vectorisable; relative error ~2e-7 (Cephes expf polynomial after Cody-Waite
+// reduction). Returns exactly 0 for x < -87.3 (incl. -inf) and is meant for x <= 0 (callers
+// subtract the maximum first); x > 88 would overflow the exponent.
+inline float ExpNonPositive(float x) {
+  constexpr float kLog2e = 1.44269504088896341f;
+  constexpr float kLn2Hi = 0.693359375f;
+  constexpr float kLn2Lo = -2.12194440e-4f;
+  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  const float xc = std::max(x, -87.3f);
+  const float t = xc * kLog2e + kRound;
+  const float n = t - kRound;
+  const float r = (xc - n * kLn2Hi) - n * kLn2Lo;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t e = std::bit_cast<int32_t>(t) - std::bit_cast<int32_t>(kRound);
+  const float scale = std::bit_cast<float>((e + 127) << 23);
+  return x < -87.3f ? 0.0f : p * scale;
+}
+
+// w[i] = exp((x[i] - max) * inv_t) for i in [0, n) (w may be null); returns sum(w) in double.
+MOE_SAMPLER_CLONES double ExpWeights(const float* x, int n, float max, float inv_t, float* w) {
+  constexpr int kChunk = 1024;  // float partial sums of <= 1024 terms in [0, 1], then double
+  double total = 0.0;
+  for (int c = 0; c < n; c += kChunk) {
+    const int end = std::min(n, c + kChunk);
+    float sum = 0.0f;
+    if (w != nullptr) {
+#pragma omp simd reduction(+ : sum)
+      for (int i = c; i < end; ++i) {
+        w[i] = ExpNonPositive((x[i] - max) * inv_t);
+        sum += w[i];
+      }
+    } else {
+#pragma omp simd reduction(+ : sum)
+      for (int i = c; i < end; ++i) sum += ExpNonPositive((x[i] - max) * inv_t);
+    }
+    total += sum;
+  }
+  return total;
+}
+
+// Index i of the draw: the first i with w[0] + ... + w[i] > u, skipping zero weights; u in
+// [0, sum(w)). Sums blocks first so the scalar walk is short.
+int WalkTo(const float* w, int n, double u) {
+  constexpr int kBlock = 256;
+  double cum = 0.0;
+  int i = 0;
+  for (; i + kBlock <= n; i += kBlock) {
+    float block = 0.0f;
+#pragma omp simd reduction(+ : block)
+    for (int j = i; j < i + kBlock; ++j) block += w[j];
+    if (cum + block > u) break;
+    cum += block;
+  }
+  int pick = -1;
+  for (; i < n; ++i) {
+    if (w[i] <= 0.0f) continue;
+    pick = i;  // last positive weight: guards against rounding at the top end
+    cum += w[i];
+    if (u < cum) break;
+  }
+  if (pick < 0) {  // rounding pushed us past the end of the block sums: last positive weight
+    for (int j = n - 1; j >= 0 && pick < 0; --j) {
+      if (w[j] > 0.0f) pick = j;
+    }
+  }
+  MOE_CHECK(pick >= 0);
+  return pick;
+}
+
+// Mass the nucleus must reach. The relative slack keeps float rounding of top_p (0.05f is
+// 0.0500000007) from adding one more token when a prefix's mass is exactly top_p.
+double TopPTarget(float top_p, double total) { return top_p * total * (1.0 - 1e-6); }
 
 // Fills result->logprob (if asked) and result->top from the raw logits.
 void FillLogprobs(absl::Span<const float> logits, TokenId token, int top_logprobs,
@@ -112,11 +207,10 @@ double SequenceSamplerState::NextUniform() {
 
 double LogSumExp(absl::Span<const float> x) {
   if (x.empty()) return -std::numeric_limits<double>::infinity();
-  const float m = MaxOf(x);
+  const int n = static_cast<int>(x.size());
+  const float m = MaxOf(x.data(), n);
   if (!std::isfinite(m)) return m;
-  double sum = 0.0;
-  for (float v : x) sum += std::exp(v - m);
-  return m + std::log(sum);
+  return m + std::log(ExpWeights(x.data(), n, m, 1.0f, nullptr));
 }
 
 void TopKIndices(absl::Span<const float> x, int k, std::vector<TokenId>* out) {
@@ -132,15 +226,24 @@ void TopKIndices(absl::Span<const float> x, int k, std::vector<TokenId>* out) {
     out->resize(k);
     return;
   }
-  // Heap of the k best so far with the worst on top; most elements are rejected by one compare.
+  // Heap of the k best so far with the worst on top. Blocks whose maximum does not beat the
+  // current k-th best are skipped after one vectorisable pass (most of them, once the heap
+  // holds large values). A later id never beats an equal value already held.
   out->reserve(k);
   for (TokenId i = 0; i < k; ++i) out->push_back(i);
   std::make_heap(out->begin(), out->end(), better);
-  for (TokenId i = k; i < n; ++i) {
-    if (better(i, out->front())) {
-      std::pop_heap(out->begin(), out->end(), better);
-      out->back() = i;
-      std::push_heap(out->begin(), out->end(), better);
+  constexpr int kBlock = 64;
+  for (int i = k; i < n; i += kBlock) {
+    const int end = std::min(n, i + kBlock);
+    float block_max = -std::numeric_limits<float>::infinity();
+    for (int j = i; j < end; ++j) block_max = x[j] > block_max ? x[j] : block_max;
+    if (!(block_max > x[out->front()])) continue;
+    for (TokenId j = i; j < end; ++j) {
+      if (x[j] > x[out->front()]) {
+        std::pop_heap(out->begin(), out->end(), better);
+        out->back() = j;
+        std::push_heap(out->begin(), out->end(), better);
+      }
     }
   }
   std::sort_heap(out->begin(), out->end(), better);
@@ -191,75 +294,116 @@ SampleResult Sampler::Sample(absl::Span<const float> logits, const SamplingParam
 TokenId Sampler::Draw(absl::Span<const float> x, const SamplingParams& params,
                       SequenceSamplerState* state) {
   const int n = static_cast<int>(x.size());
-  const float max = MaxOf(x);
+  const float max = MaxOf(x.data(), n);
   const float inv_t = 1.0f / params.temperature;
-  // Weight of a logit relative to the best one: exp((x - max) / T), in (0, 1].
-  auto weight = [&](float v) { return std::exp((v - max) * inv_t); };
 
-  // Candidates: all ids (in id order) unless top-k / top-p select a ranked prefix.
-  bool all = true;
+  // Candidates go to cand_, their weights exp((x - max) / T) (in [0, 1], 1 for the best) to
+  // cand_probs_.
   if (params.top_k > 0 && params.top_k < n) {
+    // Ranked top-k, then the ranked prefix reaching top_p of its mass.
     TopKIndices(x, params.top_k, &cand_);
-    all = false;
-  }
-  if (params.top_p < 1.0f) {
-    double total = 0.0;  // mass of the current candidate set
-    if (all) {
-      for (int i = 0; i < n; ++i) total += weight(x[i]);
-    } else {
-      for (TokenId id : cand_) total += weight(x[id]);
+    cand_probs_.resize(cand_.size());
+    double total = 0.0;
+    for (size_t i = 0; i < cand_.size(); ++i) {
+      total += cand_probs_[i] = ExpNonPositive((x[cand_[i]] - max) * inv_t);
     }
-    const double target = static_cast<double>(params.top_p) * total;
-    // Ranked prefix whose mass reaches top_p; without top-k, grow the ranked set until it does.
-    int k = all ? std::min(n, 64) : static_cast<int>(cand_.size());
-    while (true) {
-      if (all) TopKIndices(x, k, &cand_);
+    if (params.top_p < 1.0f) {
+      const double target = TopPTarget(params.top_p, total);
       double cum = 0.0;
       size_t keep = 0;
-      while (keep < cand_.size() && cum < target) cum += weight(x[cand_[keep++]]);
-      if (cum >= target || static_cast<int>(cand_.size()) >= (all ? n : k)) {
-        cand_.resize(std::max<size_t>(keep, 1));
-        break;
-      }
-      k = std::min(n, k * 8);
+      while (keep < cand_.size() && cum < target) cum += cand_probs_[keep++];
+      cand_.resize(std::max<size_t>(keep, 1));
     }
-    all = false;
-  }
-  if (params.min_p > 0.0f) {
-    // p / p_max = weight >= min_p.
-    const float min_w = params.min_p;
-    if (all) {
+  } else {
+    // The whole vocabulary: per-id weights in one vectorised pass.
+    probs_.resize(n);
+    const double total = ExpWeights(x.data(), n, max, inv_t, probs_.data());
+    if (params.top_p < 1.0f) {
+      NucleusOfAll(x, TopPTarget(params.top_p, total));
+    } else if (params.min_p > 0.0f) {
       cand_.clear();
       for (TokenId i = 0; i < n; ++i) {
-        if (weight(x[i]) >= min_w) cand_.push_back(i);
+        if (probs_[i] >= params.min_p) cand_.push_back(i);
       }
-      all = false;
     } else {
-      cand_.erase(std::remove_if(cand_.begin() + 1, cand_.end(),
-                                 [&](TokenId id) { return weight(x[id]) < min_w; }),
-                  cand_.end());
+      return WalkTo(probs_.data(), n, state->NextUniform() * total);
+    }
+    cand_probs_.resize(cand_.size());
+    for (size_t i = 0; i < cand_.size(); ++i) cand_probs_[i] = probs_[cand_[i]];
+  }
+  cand_probs_.resize(cand_.size());
+  if (params.min_p > 0.0f) {
+    // p / p_max = weight >= min_p; the best token (weight 1) always stays.
+    size_t kept = 0;
+    for (size_t i = 0; i < cand_.size(); ++i) {
+      if (cand_probs_[i] >= params.min_p) {
+        cand_[kept] = cand_[i];
+        cand_probs_[kept++] = cand_probs_[i];
+      }
+    }
+    cand_.resize(kept);
+    cand_probs_.resize(kept);
+  }
+  double total = 0.0;
+  for (float w : cand_probs_) total += w;
+  const double u = state->NextUniform() * total;
+  return cand_[WalkTo(cand_probs_.data(), static_cast<int>(cand_probs_.size()), u)];
+}
+
+void Sampler::NucleusOfAll(absl::Span<const float> x, double target) {
+  // O(n). Positive float bit patterns are ordered like the values, so the top bits of a
+  // weight's pattern give a monotone bucket (about 3% wide). Pass 1 sums the mass per bucket;
+  // walking buckets from the best finds the one where the cumulative mass reaches `target`.
+  // Pass 2 keeps every id of better buckets and collects the cut bucket's ids, of which only
+  // the best few are needed: found by splitting that set with nth_element (expected linear) and
+  // ranking the last small range with Better, so ties are still broken by lower id (equal
+  // logits share a weight, hence a bucket). probs_ holds per-id weights in [0, 1].
+  constexpr int kShift = 18;
+  constexpr uint32_t kOne = 0x3F800000u;  // bits of 1.0f, the largest weight
+  const int n = static_cast<int>(x.size());
+  auto bucket = [&](int id) { return (kOne - std::bit_cast<uint32_t>(probs_[id])) >> kShift; };
+  bucket_mass_.assign((kOne >> kShift) + 1, 0.0);
+  for (int i = 0; i < n; ++i) {
+    if (probs_[i] > 0.0f) bucket_mass_[bucket(i)] += probs_[i];
+  }
+  uint32_t cut = 0;
+  double kept = 0.0;
+  while (cut + 1 < bucket_mass_.size() && kept + bucket_mass_[cut] < target) {
+    kept += bucket_mass_[cut++];
+  }
+  cand_.clear();
+  ties_.clear();
+  for (int i = 0; i < n; ++i) {
+    if (!(probs_[i] > 0.0f)) continue;
+    const uint32_t b = bucket(i);
+    if (b < cut) {
+      cand_.push_back(i);
+    } else if (b == cut) {
+      ties_.push_back(i);
     }
   }
-
-  // Draw from the renormalised weights of the candidates.
-  const int m = all ? n : static_cast<int>(cand_.size());
-  probs_.resize(m);
-  double total = 0.0;
-  for (int i = 0; i < m; ++i) {
-    probs_[i] = weight(x[all ? i : cand_[i]]);
-    total += probs_[i];
+  // Smallest ranked prefix of ties_ with mass >= target - kept (at least one id overall).
+  const Better better{x.data()};
+  size_t lo = 0, hi = ties_.size();
+  while (hi - lo > 32) {
+    const size_t mid = lo + (hi - lo) / 2;
+    std::nth_element(ties_.begin() + lo, ties_.begin() + mid, ties_.begin() + hi, better);
+    double upper = 0.0;
+    for (size_t i = lo; i < mid; ++i) upper += probs_[ties_[i]];
+    if (kept + upper >= target) {
+      hi = mid;
+    } else {
+      kept += upper;
+      lo = mid;
+    }
   }
-  const double u = state->NextUniform() * total;
-  double cum = 0.0;
-  int pick = -1;
-  for (int i = 0; i < m; ++i) {
-    if (probs_[i] <= 0.0f) continue;
-    pick = i;  // last positive weight: guards against rounding at the top end
-    cum += probs_[i];
-    if (u < cum) break;
+  std::sort(ties_.begin() + lo, ties_.begin() + hi, better);
+  size_t take = lo;
+  while (take < hi && (kept < target || (cand_.empty() && take == 0))) {
+    kept += probs_[ties_[take++]];
   }
-  MOE_CHECK(pick >= 0);
-  return all ? pick : cand_[pick];
+  cand_.insert(cand_.end(), ties_.begin(), ties_.begin() + take);
+  if (cand_.empty()) cand_.push_back(ArgMax(x));  // unreachable: the best has weight 1
 }
 
 }  // namespace moe::attention

@@ -6,9 +6,11 @@
 //      logit[t] -= frequency_penalty * count[t] + presence_penalty * (count[t] > 0);
 //   2. temperature == 0: greedy argmax of the penalised logits (ties -> lowest id); else
 //   3. divide by temperature, keep the top_k largest (0 = all), then the smallest prefix of those
-//      (by probability, best first) whose mass reaches top_p, then drop tokens whose probability
-//      is below min_p * (largest probability); draw from the renormalised rest with the
-//      sequence's PRNG.
+//      (by probability, best first) whose mass reaches top_p (less 1e-6 relative, for float
+//      rounding), then drop tokens whose probability is below min_p * (largest probability);
+//      draw from the renormalised rest with the sequence's PRNG.
+// Weights use a vectorised float exp (relative error ~2e-7); no step sorts the whole vocabulary
+// (top-k: heap with block skipping; top-p alone: a linear bucketed selection by mass).
 // Ranking is always by value, ties broken by lower id, so results do not depend on the order
 // of equal logits in memory.
 //
@@ -99,10 +101,16 @@ class Sampler {
   // Applies temperature / top-k / top-p / min-p to `x` (penalised logits) and draws.
   TokenId Draw(absl::Span<const float> x, const SamplingParams& params,
                SequenceSamplerState* state);
+  // Sets cand_ to the smallest prefix of the ranking of all ids whose weight (probs_[id]) reaches
+  // `target`, in no particular order.
+  void NucleusOfAll(absl::Span<const float> x, double target);
 
-  std::vector<float> work_;        // penalised / tempered logits
-  std::vector<TokenId> cand_;      // candidate ids
-  std::vector<float> probs_;       // candidate weights
+  std::vector<float> work_;    // penalised logits
+  std::vector<TokenId> cand_;  // candidate ids
+  std::vector<float> probs_;   // per-id weights
+  std::vector<float> cand_probs_;  // weights of cand_
+  std::vector<double> bucket_mass_;  // NucleusOfAll scratch
+  std::vector<TokenId> ties_;        // NucleusOfAll scratch
 };
 
 // Indices of the k largest values of `x` (k clamped to x.size()), best first, ties by lower
