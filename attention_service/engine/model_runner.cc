@@ -151,8 +151,14 @@ absl::Status ModelRunner::LoadLayer(const model::ModelArchitecture& arch,
   weight_bytes_ += layer->qkv->packed_bytes() + layer->o->packed_bytes();
   layer->moe = !n.router.empty();
   if (layer->moe) {
+    // The router is tiny ([experts, hidden]) but decides which experts run: computing it in
+    // F32 (BF16/F16 weights widened exactly) keeps bf16 activation rounding from flipping
+    // near-tied routing decisions.
+    MOE_ASSIGN_OR_RETURN(std::vector<float> router_f32,
+                         GetF32(w, n.router, {config_.num_experts, hid}));
     MOE_ASSIGN_OR_RETURN(PackedLinear router,
-                         Linear(w, n.router, config_.num_experts, hid, opts));
+                         PackedLinear::Create(DType::kF32, router_f32.data(),
+                                              config_.num_experts, hid, opts));
     layer->router.emplace(std::move(router));
     if (!n.router_bias.empty()) {
       MOE_ASSIGN_OR_RETURN(layer->router_bias, GetF32(w, n.router_bias, {config_.num_experts}));

@@ -134,6 +134,10 @@ TEST_P(GoldenTest, TeacherForcedLogprobs) {
         // Ids are looked up in our top-20, so a near-tie for 5th place needs no exception.
         if (f32) EXPECT_LT(d, 1e-4) << c["prompt"] << " step " << k << " id " << id;
       }
+      if (worst > 0.5) {
+        std::printf("  large step: case %s step %zu |diff| %.3f margin %.4f\n",
+                    c["prompt"].dump().substr(0, 24).c_str(), k, worst, margin);
+      }
       diffs.push_back(worst);
     }
   }
