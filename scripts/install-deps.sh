@@ -21,6 +21,7 @@ APT_PACKAGES=(
   libdnnl-dev ocl-icd-opencl-dev opencl-headers
   # tokenizers
   libpcre2-dev libsentencepiece-dev
+  libicu-dev  # NFC/NFKC normalizers and Unicode classes in model/tokenizer
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   # tools used by tests
