@@ -16,6 +16,9 @@ struct Command {
 constexpr Command kCommands[] = {
     {"generate", "generate a completion with the single-process engine", moe::tools::RunGenerate},
     {"bench", "measure single-process prompt and decode throughput", moe::tools::RunBench},
+    {"demo-model", "write a deterministic random-weight demo model (HF format)",
+     moe::tools::RunDemoModel},
+    {"inspect", "describe a model folder: config, weights, tokenizer", moe::tools::RunInspect},
     {"version", "print the version", moe::tools::RunVersion},
 };
 
