@@ -122,5 +122,16 @@ TEST_F(NpmReferenceTest, SentencePieceStyleTokenizer) {
   fs::remove(path);
 }
 
+TEST_F(NpmReferenceTest, Qwen2StyleSplitRegexNfcAndSequencePostProcessor) {
+  const std::string json = testing::Qwen2StyleTokenizerJson(testing::GoldenModelDirs()[0] +
+                                                            "/tokenizer.json");
+  ASSERT_FALSE(json.empty());
+  const fs::path path = fs::temp_directory_path() /
+                        ("moe_npm_qwen2style_" + std::to_string(getpid()) + ".json");
+  std::ofstream(path) << json;
+  Compare(path.string(), "-");
+  fs::remove(path);
+}
+
 }  // namespace
 }  // namespace moe::model

@@ -3,6 +3,7 @@
 #define MOE_MODEL_TOKENIZER_TOKENIZER_TEST_UTIL_H_
 
 #include <cstdio>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -93,6 +94,47 @@ inline std::string SentencePieceStyleTokenizerJson(bool with_post_processor = tr
                       {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}})},
         {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {1}}, {"tokens", {"<s>"}}}}}}};
   }
+  return doc.dump();
+}
+
+// The golden byte-level tokenizer.json at `golden_tokenizer_json` rewritten in the style of
+// Qwen2/Qwen3 and Llama-3 files: NFC normalizer, pre-tokenizer Sequence[Split(Qwen2 regex,
+// Isolated), ByteLevel(use_regex=false)], post-processor Sequence[ByteLevel,
+// TemplateProcessing(<|startoftext|> $A)]. Same vocab and merges. Empty on read failure.
+inline std::string Qwen2StyleTokenizerJson(const std::string& golden_tokenizer_json) {
+  using nlohmann::json;
+  std::ifstream in(golden_tokenizer_json);
+  json doc = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!doc.is_object()) return std::string();
+  doc["normalizer"] = {{"type", "NFC"}};
+  doc["pre_tokenizer"] = {
+      {"type", "Sequence"},
+      {"pretokenizers",
+       json::array(
+           {{{"type", "Split"},
+             {"pattern",
+              {{"Regex",
+                "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+                "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}}},
+             {"behavior", "Isolated"},
+             {"invert", false}},
+            {{"type", "ByteLevel"},
+             {"add_prefix_space", false},
+             {"trim_offsets", false},
+             {"use_regex", false}}})}};
+  json bos = {{"SpecialToken", {{"id", "<|startoftext|>"}, {"type_id", 0}}}};
+  doc["post_processor"] = {
+      {"type", "Sequence"},
+      {"processors",
+       json::array(
+           {{{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", false},
+             {"use_regex", true}},
+            {{"type", "TemplateProcessing"},
+             {"single", json::array({bos, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
+             {"pair", json::array({bos, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
+             {"special_tokens",
+              {{"<|startoftext|>",
+                {{"id", "<|startoftext|>"}, {"ids", {510}}, {"tokens", {"<|startoftext|>"}}}}}}}})}};
   return doc.dump();
 }
 
