@@ -1,7 +1,7 @@
 // Expert FFN kernel benchmark: SwiGLU expert (fused gate+up GEMM, SiLU-mul, down GEMM) with
 // BF16 weights on the CPU, for the bench-mixtral (hidden 1024, inter 2816) and
 // bench-finegrained (hidden 1024, inter 512) expert shapes, at M = 1, 8, 64, 512 tokens, through
-// oneDNN, the hand-written AVX512-BF16 kernel and the automatic choice (what the CPU expert
+// oneDNN, the hand-written AVX512-BF16 kernel (M = 16 and 32 too: where kAuto switches) and the automatic choice (what the CPU expert
 // backend runs).
 //
 // The same run measures the machine's ceilings: the BF16 peak (a register-only vdpbf16ps loop
@@ -46,14 +46,16 @@ constexpr double kFlopsPerDpbf16 = 16 * 2 * 2;  // 16 lanes x 2 products x (mul 
 
 __attribute__((target("avx512f,avx512bf16"), noinline)) float Dpbf16Loop(int64_t iters) {
   __m512 acc[kPeakChains];
+#pragma GCC unroll 16
   for (int j = 0; j < kPeakChains; ++j) acc[j] = _mm512_set1_ps(static_cast<float>(j));
   const __m512bh a = (__m512bh)_mm512_set1_epi16(0x3a83);  // ~1e-3 in bf16
   const __m512bh b = (__m512bh)_mm512_set1_epi16(0x3a83);
   for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 16
     for (int j = 0; j < kPeakChains; ++j) acc[j] = _mm512_dpbf16_ps(acc[j], a, b);
-    __asm__ volatile("" : "+v"(acc[0]), "+v"(acc[1]), "+v"(acc[2]), "+v"(acc[3]));
   }
   __m512 s = acc[0];
+#pragma GCC unroll 16
   for (int j = 1; j < kPeakChains; ++j) s = _mm512_add_ps(s, acc[j]);
   alignas(64) float lanes[16];
   _mm512_store_ps(lanes, s);  // (not _mm512_reduce_add_ps: g++ 12 warns inside it)
@@ -212,11 +214,15 @@ class TableReporter : public benchmark::ConsoleReporter {
       row.real_us = run.GetAdjustedRealTime() * 1e6 / benchmark::GetTimeUnitMultiplier(run.time_unit);
       for (const auto& [name, counter] : run.counters) row.counters[name] = counter.value;
       row.label = run.report_label;
-      rows_[run.run_name.str()] = row;
+      rows_[Key(run)] = row;
     }
-    for (const Run& run : runs) spread_[run.run_name.str()].push_back(run);
+    for (const Run& run : runs) spread_[Key(run)].push_back(run);
   }
   const std::map<std::string, Row>& rows() const { return rows_; }
+  // "function/args", e.g. "ffn/mixtral/auto/m:1" (without the min_time/real_time suffixes).
+  static std::string Key(const Run& run) {
+    return run.run_name.function_name + "/" + run.run_name.args;
+  }
   // (max - min) / median of the repetitions' real time, in percent.
   double SpreadPercent(const std::string& name) const {
     auto it = spread_.find(name);
@@ -264,7 +270,7 @@ void PrintTable(const TableReporter& r) {
   std::printf("%-12s %5s %-12s %-12s %11s %9s %7s %10s %7s %7s\n", "shape", "M", "requested",
               "ran", "time_us", "GFLOP/s", "%peak", "weightGB/s", "%membw", "spread");
   for (const Shape& shape : kShapes) {
-    for (int64_t m : {1, 8, 64, 512}) {
+    for (int64_t m : {1, 8, 16, 32, 64, 512}) {
       for (const char* impl : {"onednn", "avx512_bf16", "auto"}) {
         const std::string name = std::string("ffn/") + shape.name + "/" + impl + "/m:" +
                                  std::to_string(m);
@@ -300,7 +306,7 @@ int main(int argc, char** argv) {
     for (const auto& [impl_name, impl] : impls) {
       const std::string name = std::string("ffn/") + shape.name + "/" + impl_name;
       benchmark::RegisterBenchmark(name.c_str(), BM_ExpertFfn, shape, impl)
-          ->ArgName("m")->Arg(1)->Arg(8)->Arg(64)->Arg(512)
+          ->ArgName("m")->Arg(1)->Arg(8)->Arg(16)->Arg(32)->Arg(64)->Arg(512)
           ->UseRealTime()->Unit(benchmark::kMicrosecond)->MinTime(0.3);
     }
   }

@@ -66,9 +66,12 @@ void Bf16GemmBlocks(const Bf16GemmArgs& a, int64_t block_begin, int64_t block_en
     const uint16_t* block = a.w + b * block_elems;
     const int64_t n0 = b * 64;
     int64_t row = 0;
-    // Rows in chunks of 4 (16 accumulators); the block stays in L2 between chunks.
-    for (; row + 4 <= a.m; row += 4) RunRows<4>(a, row, block, n0);
+    // Rows in chunks of 6 (24 accumulators + 4 weight vectors + 1 broadcast of 32 registers);
+    // the block stays in L2 between chunks.
+    for (; row + 6 <= a.m; row += 6) RunRows<6>(a, row, block, n0);
     switch (a.m - row) {
+      case 5: RunRows<5>(a, row, block, n0); break;
+      case 4: RunRows<4>(a, row, block, n0); break;
       case 3: RunRows<3>(a, row, block, n0); break;
       case 2: RunRows<2>(a, row, block, n0); break;
       case 1: RunRows<1>(a, row, block, n0); break;

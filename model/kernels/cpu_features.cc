@@ -1,10 +1,10 @@
 #include "model/kernels/cpu_features.h"
 
-#include <omp.h>
-
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+
+#include "model/kernels/thread_pool.h"
 
 namespace moe::kernels {
 
@@ -18,8 +18,6 @@ bool HasAvx512Bf16() {
   }();
   return has;
 }
-
-int KernelThreads() { return omp_get_max_threads(); }
 
 std::string CpuDescription() {
   std::string model = "cpu";

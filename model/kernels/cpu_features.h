@@ -11,9 +11,6 @@ namespace moe::kernels {
 // MOE_DISABLE_AVX512_BF16=1 in the environment forces false (to test fallbacks).
 bool HasAvx512Bf16();
 
-// Threads the kernels use per call (OpenMP's max threads).
-int KernelThreads();
-
 // e.g. "AMD EPYC, 2 threads, avx512_bf16".
 std::string CpuDescription();
 

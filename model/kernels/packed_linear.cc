@@ -1,7 +1,5 @@
 #include "model/kernels/packed_linear.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -15,13 +13,16 @@
 #include "model/kernels/cpu_features.h"
 #include "model/kernels/onednn_matmul.h"
 #include "model/kernels/packed_layout.h"
+#include "model/kernels/thread_pool.h"
 
 namespace moe::kernels {
 namespace {
 
 // kAuto runs the AVX512-BF16 kernel for M up to this many rows and oneDNN above (measured
 // with bench/expert_ffn_benchmark: see bench/README.md).
-constexpr int64_t kCustomMaxRows = 4;
+constexpr int64_t kCustomMaxRows = 16;
+// Work chunks per thread for the AVX512-BF16 kernel.
+constexpr int64_t kChunksPerThread = 4;
 
 bool IsWeightDtype(DType d) { return d == DType::kF32 || d == DType::kBF16 || d == DType::kF16; }
 
@@ -205,18 +206,12 @@ void PackedLinear::State::ForwardCustom(const float* x, int64_t m, float* y,
   args.y = y;
   args.bias = e.bias;
   args.accumulate = e.accumulate;
+  // Chunks of whole 64-output blocks, a few per thread so a busy core sheds its share.
   const int64_t blocks = shape.n_pad() / kBlockN;
-  const int threads = static_cast<int>(std::min<int64_t>(omp_get_max_threads(), blocks));
-  if (threads <= 1) {
-    internal::Bf16GemmBlocks(args, 0, blocks);
-    return;
-  }
-#pragma omp parallel num_threads(threads)
-  {
-    const int64_t t = omp_get_thread_num();
-    const int64_t nt = omp_get_num_threads();
-    internal::Bf16GemmBlocks(args, blocks * t / nt, blocks * (t + 1) / nt);
-  }
+  const int64_t chunks = std::min<int64_t>(blocks, KernelThreads() * kChunksPerThread);
+  ParallelFor(chunks, [&](int64_t i) {
+    internal::Bf16GemmBlocks(args, blocks * i / chunks, blocks * (i + 1) / chunks);
+  });
 }
 
 void PackedLinear::State::ForwardReference(const float* x, int64_t m, float* y,
