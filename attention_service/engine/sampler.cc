@@ -8,6 +8,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "attention_service/kv_cache/fast_exp.h"
 #include "common/status.h"
 
 namespace moe::attention {
@@ -25,9 +26,7 @@ uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 // Ranking used everywhere: higher value first, then lower id.
 struct Better {
   const float* x;
-  bool operator()(TokenId a, TokenId b) const {
-    return x[a] > x[b] || (x[a] == x[b] && a < b);
-  }
+  bool operator()(TokenId a, TokenId b) const { return x[a] > x[b] || (x[a] == x[b] && a < b); }
 };
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -53,30 +52,6 @@ TokenId ArgMax(absl::Span<const float> x) {
     if (x[i] == m) return static_cast<TokenId>(i);
   }
   return 0;  // only if x holds NaNs
-}
-
-// exp(x) in float, vectorisable; relative error ~2e-7 (Cephes expf polynomial after Cody-Waite
-// reduction). Returns exactly 0 for x < -87.3 (incl. -inf) and is meant for x <= 0 (callers
-// subtract the maximum first); x > 88 would overflow the exponent.
-inline float ExpNonPositive(float x) {
-  constexpr float kLog2e = 1.44269504088896341f;
-  constexpr float kLn2Hi = 0.693359375f;
-  constexpr float kLn2Lo = -2.12194440e-4f;
-  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  const float xc = std::max(x, -87.3f);
-  const float t = xc * kLog2e + kRound;
-  const float n = t - kRound;
-  const float r = (xc - n * kLn2Hi) - n * kLn2Lo;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t e = std::bit_cast<int32_t>(t) - std::bit_cast<int32_t>(kRound);
-  const float scale = std::bit_cast<float>((e + 127) << 23);
-  return x < -87.3f ? 0.0f : p * scale;
 }
 
 // w[i] = exp((x[i] - max) * inv_t) for i in [0, n) (w may be null); returns sum(w) in double.
@@ -173,8 +148,8 @@ absl::Status ValidateSamplingParams(const SamplingParams& p) {
         absl::StrCat("frequency_penalty must be in [-2, 2], got ", p.frequency_penalty));
   }
   if (p.top_logprobs < 0 || p.top_logprobs > kMaxTopLogprobs) {
-    return absl::InvalidArgumentError(absl::StrCat("top_logprobs must be in [0, ",
-                                                   kMaxTopLogprobs, "], got ", p.top_logprobs));
+    return absl::InvalidArgumentError(
+        absl::StrCat("top_logprobs must be in [0, ", kMaxTopLogprobs, "], got ", p.top_logprobs));
   }
   return absl::OkStatus();
 }

@@ -33,11 +33,11 @@ namespace moe::attention {
 using TokenId = int32_t;
 
 struct SamplingParams {
-  float temperature = 1.0f;  // >= 0; 0 = greedy
-  int top_k = 0;             // >= 0; 0 = no limit
-  float top_p = 1.0f;        // (0, 1]
-  float min_p = 0.0f;        // [0, 1]; 0 = off
-  std::optional<uint64_t> seed;  // unset: seeded from std::random_device
+  float temperature = 1.0f;        // >= 0; 0 = greedy
+  int top_k = 0;                   // >= 0; 0 = no limit
+  float top_p = 1.0f;              // (0, 1]
+  float min_p = 0.0f;              // [0, 1]; 0 = off
+  std::optional<uint64_t> seed;    // unset: seeded from std::random_device
   float presence_penalty = 0.0f;   // [-2, 2]
   float frequency_penalty = 0.0f;  // [-2, 2]
   // Log-probabilities cost one pass of exp over the vocabulary; they are computed only if asked.
@@ -105,10 +105,10 @@ class Sampler {
   // `target`, in no particular order.
   void NucleusOfAll(absl::Span<const float> x, double target);
 
-  std::vector<float> work_;    // penalised logits
-  std::vector<TokenId> cand_;  // candidate ids
-  std::vector<float> probs_;   // per-id weights
-  std::vector<float> cand_probs_;  // weights of cand_
+  std::vector<float> work_;          // penalised logits
+  std::vector<TokenId> cand_;        // candidate ids
+  std::vector<float> probs_;         // per-id weights
+  std::vector<float> cand_probs_;    // weights of cand_
   std::vector<double> bucket_mass_;  // NucleusOfAll scratch
   std::vector<TokenId> ties_;        // NucleusOfAll scratch
 };

@@ -247,19 +247,16 @@ TEST(SamplerDistributionTest, TopKTopPAndMinPRenormaliseOverTheKeptSet) {
   // Ranking of kEight: 2 (2.0), 5 (1.5), 0 (1.0), 7 (0.8), 1, 4, 6, 3.
   SamplingParams k4;
   k4.top_k = 4;
-  EXPECT_LT(ChiSquare(Histogram(kEight, k4, n), Softmax(kEight, 1.0, {2, 5, 0, 7}), n),
-            kChi2Df3);
+  EXPECT_LT(ChiSquare(Histogram(kEight, k4, n), Softmax(kEight, 1.0, {2, 5, 0, 7}), n), kChi2Df3);
   // top_p: probabilities 0.362, 0.219, 0.133, 0.109, ...: the first three sum to 0.714 < 0.75,
   // the first four to 0.823.
   SamplingParams p75;
   p75.top_p = 0.75f;
-  EXPECT_LT(ChiSquare(Histogram(kEight, p75, n), Softmax(kEight, 1.0, {2, 5, 0, 7}), n),
-            kChi2Df3);
+  EXPECT_LT(ChiSquare(Histogram(kEight, p75, n), Softmax(kEight, 1.0, {2, 5, 0, 7}), n), kChi2Df3);
   // min_p: keep p >= 0.25 * p_max, i.e. logit >= 2 + ln 0.25 = 0.614.
   SamplingParams m25;
   m25.min_p = 0.25f;
-  EXPECT_LT(ChiSquare(Histogram(kEight, m25, n), Softmax(kEight, 1.0, {2, 5, 0, 7}), n),
-            kChi2Df3);
+  EXPECT_LT(ChiSquare(Histogram(kEight, m25, n), Softmax(kEight, 1.0, {2, 5, 0, 7}), n), kChi2Df3);
   // top_k then top_p: top-2 renormalised is {0.62, 0.38}; top_p 0.5 keeps only the best.
   SamplingParams k2p50;
   k2p50.top_k = 2;

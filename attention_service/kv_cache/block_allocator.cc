@@ -14,9 +14,8 @@ BlockAllocator::BlockAllocator(int num_blocks) : allocated_(num_blocks > 0 ? num
 absl::Status BlockAllocator::Allocate(int n, std::vector<BlockId>* out) {
   MOE_CHECK(n >= 0);
   if (n > num_free()) {
-    return absl::ResourceExhaustedError(absl::StrCat("KV cache: need ", n, " blocks, ",
-                                                     num_free(), " of ", num_blocks(),
-                                                     " free"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("KV cache: need ", n, " blocks, ", num_free(), " of ", num_blocks(), " free"));
   }
   out->reserve(out->size() + n);
   for (int i = 0; i < n; ++i) {

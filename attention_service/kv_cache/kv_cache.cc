@@ -31,11 +31,10 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const KvCacheConfig& co
     const int64_t blocks = c.budget_bytes / per_block;
     if (blocks < 1) {
       return absl::InvalidArgumentError(absl::StrCat("KV cache: budget of ", c.budget_bytes,
-                                                     " bytes is less than one block (",
-                                                     per_block, " bytes)"));
+                                                     " bytes is less than one block (", per_block,
+                                                     " bytes)"));
     }
-    c.num_blocks = static_cast<int>(
-        std::min<int64_t>(blocks, std::numeric_limits<int32_t>::max()));
+    c.num_blocks = static_cast<int>(std::min<int64_t>(blocks, std::numeric_limits<int32_t>::max()));
   }
   const size_t bytes = static_cast<size_t>(per_block) * c.num_blocks;
   // Anonymous private mapping: zero pages, physical memory only as blocks are first written.

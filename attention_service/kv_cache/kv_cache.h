@@ -80,8 +80,7 @@ class KvCache {
   void Append(int layer, SeqId seq, int position, const float* k, const float* v);
   // Writes `n` consecutive tokens starting at `first_position`: `k`, `v` are
   // [n, num_kv_heads, head_dim] contiguous.
-  void AppendRows(int layer, SeqId seq, int first_position, int n, const float* k,
-                  const float* v);
+  void AppendRows(int layer, SeqId seq, int first_position, int n, const float* k, const float* v);
 
   // Start of the [num_kv_heads, head_dim] K / V row of (layer, block, slot).
   float* KeyAt(int layer, BlockId block, int slot);

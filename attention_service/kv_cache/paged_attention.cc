@@ -5,6 +5,7 @@
 #include <limits>
 #include <vector>
 
+#include "attention_service/kv_cache/fast_exp.h"
 #include "common/status.h"
 
 namespace moe::attention {
@@ -22,37 +23,54 @@ struct WorkItem {
   int row_end;
 };
 
+// Scores are computed for this many tokens at once (one AVX-512 register).
+constexpr int kTokenLanes = 16;
+int PaddedBlock(int block_size) {
+  return (block_size + kTokenLanes - 1) / kTokenLanes * kTokenLanes;
+}
+
 // Everything one tile needs; plain pointers so the hot function can be cloned per ISA.
 struct TileArgs {
-  const float* k_layer;   // K of block 0, slot 0, kv head 0 of this layer
+  const float* k_layer;  // K of block 0, slot 0, kv head 0 of this layer
   const float* v_layer;
   int64_t block_floats;   // floats per block
   int64_t token_stride;   // floats between slots
   const BlockId* blocks;  // the sequence's block table
   int block_size;
   int head_dim;
-  int group;              // query heads per kv head
+  int group;  // query heads per kv head
   int kv_head;
-  int start;              // position of row 0 of the chunk
+  int start;  // position of row 0 of the chunk
   int row_begin, row_end;
-  const float* q;         // row 0 of the chunk, head 0
+  const float* q;  // row 0 of the chunk, head 0
   float* out;
-  int64_t row_floats;     // num_heads * head_dim
+  int64_t row_floats;  // num_heads * head_dim
   float scale;
-  // Scratch, sized by the caller: m/l [rows*group], acc [rows*group*head_dim], s [block_size].
+  bool transpose_k;  // score through a transposed copy of K (see AttendTile)
+  // Scratch, sized by the caller: m/l [rows*group], acc [rows*group*head_dim],
+  // s [PaddedBlock(block_size)], kt [head_dim * PaddedBlock(block_size)].
   float* m;
   float* l;
   float* acc;
   float* s;
+  float* kt;
 };
 
-// Online-softmax attention for one tile. Cloned for AVX-512 / AVX2 / baseline x86-64 and
-// dispatched at load time (ifunc), so the binary runs on any x86-64.
+// Online-softmax attention for one tile: the tile's query vectors (rows x GQA group) against
+// the sequence's K/V one block at a time. Scores are either dot products per token (a
+// horizontal reduction each), or, with transpose_k, vertical multiply-adds over 16 tokens at a
+// time from a copy of the block's K transposed to kt[head_dim][padded block_size]. The copy
+// costs about as much as scoring one query vector, so it pays off when many query vectors
+// share it (prefill, wide GQA groups) or when head_dim is small (reductions dominate). Cloned for
+// AVX-512 / AVX2 / baseline x86-64 and dispatched at load time (ifunc), so the binary runs on any
+// x86-64.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 void AttendTile(const TileArgs& a) {
   const int d = a.head_dim;
+  const int bs = a.block_size;
+  const int bs_pad = PaddedBlock(bs);
   const int g_count = a.group;
   const int rows = a.row_end - a.row_begin;
   const int nq = rows * g_count;
@@ -63,47 +81,76 @@ void AttendTile(const TileArgs& a) {
   std::fill(a.acc, a.acc + static_cast<int64_t>(nq) * d, 0.0f);
 
   const int last_pos = a.start + a.row_end - 1;
-  const int num_blocks = last_pos / a.block_size + 1;
+  const int num_blocks = last_pos / bs + 1;
   const int64_t head_offset = static_cast<int64_t>(a.kv_head) * d;
   for (int b = 0; b < num_blocks; ++b) {
-    const int base = b * a.block_size;
+    const int base = b * bs;
     const float* kb = a.k_layer + a.blocks[b] * a.block_floats + head_offset;
     const float* vb = a.v_layer + a.blocks[b] * a.block_floats + head_offset;
+    // Tokens of this block that any row of the tile sees.
+    const int block_tokens = std::min(bs, last_pos - base + 1);
+    if (a.transpose_k) {
+      for (int t = 0; t < block_tokens; ++t) {
+        const float* kv = kb + t * a.token_stride;
+        for (int j = 0; j < d; ++j) a.kt[j * bs_pad + t] = kv[j];
+      }
+    }
     // Rows whose position is < base see nothing of this block.
     const int first_row = std::max(a.row_begin, base - a.start);
     for (int r = first_row; r < a.row_end; ++r) {
       const int pos = a.start + r;
-      const int nt = std::min(a.block_size, pos - base + 1);
+      const int nt = std::min(bs, pos - base + 1);
       for (int g = 0; g < g_count; ++g) {
         const int qi = (r - a.row_begin) * g_count + g;
-        const float* qv = a.q + r * a.row_floats + (static_cast<int64_t>(a.kv_head) * g_count + g) * d;
-        float block_max = -std::numeric_limits<float>::infinity();
-        for (int t = 0; t < nt; ++t) {
+        const float* qv =
+            a.q + r * a.row_floats + (static_cast<int64_t>(a.kv_head) * g_count + g) * d;
+        float* sc = a.s;
+        // 16 scores at a time in registers (kt rows are padded to a multiple of 16).
+        for (int t0 = 0; a.transpose_k && t0 < nt; t0 += kTokenLanes) {
+          float v[kTokenLanes] = {};
+          for (int j = 0; j < d; ++j) {
+            const float qj = qv[j];
+            const float* ktj = a.kt + j * bs_pad + t0;
+#pragma omp simd
+            for (int tt = 0; tt < kTokenLanes; ++tt) v[tt] += qj * ktj[tt];
+          }
+          for (int tt = 0; tt < kTokenLanes; ++tt) sc[t0 + tt] = v[tt];
+        }
+        for (int t = 0; !a.transpose_k && t < nt; ++t) {
           const float* kv = kb + t * a.token_stride;
           float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
           for (int j = 0; j < d; ++j) dot += qv[j] * kv[j];
-          a.s[t] = dot * a.scale;
-          block_max = std::max(block_max, a.s[t]);
+          sc[t] = dot;
+        }
+        float block_max = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : block_max)
+        for (int t = 0; t < nt; ++t) {
+          sc[t] *= a.scale;
+          block_max = sc[t] > block_max ? sc[t] : block_max;
         }
         float* acc = a.acc + static_cast<int64_t>(qi) * d;
         const float m_new = std::max(a.m[qi], block_max);
         if (m_new > a.m[qi]) {
-          const float corr = std::exp(a.m[qi] - m_new);  // 0 when m was -inf
+          const float corr = ExpNonPositive(a.m[qi] - m_new);  // 0 when m was -inf
           a.l[qi] *= corr;
 #pragma omp simd
           for (int j = 0; j < d; ++j) acc[j] *= corr;
           a.m[qi] = m_new;
         }
         float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
         for (int t = 0; t < nt; ++t) {
-          const float w = std::exp(a.s[t] - m_new);
-          sum += w;
+          sc[t] = ExpNonPositive(sc[t] - m_new);
+          sum += sc[t];
+        }
+        a.l[qi] += sum;
+        for (int t = 0; t < nt; ++t) {
+          const float w = sc[t];
           const float* vv = vb + t * a.token_stride;
 #pragma omp simd
           for (int j = 0; j < d; ++j) acc[j] += w * vv[j];
         }
-        a.l[qi] += sum;
       }
     }
   }
@@ -130,6 +177,11 @@ void PagedAttention(const KvCache& cache, int layer, absl::Span<const AttentionC
   MOE_CHECK(num_heads > 0 && num_heads % kv_heads == 0);
   const int group = num_heads / kv_heads;
   const int rows_per_tile = std::max(1, kMaxQueryVectorsPerTile / group);
+  // Measured with paged_attention_benchmark (AVX-512): transposing wins for head_dim 16 even at
+  // decode, and for head_dim 128 with a prefill tile (32 query vectors); loses at decode with GQA
+  // 4-8.
+  constexpr int kTransposeMinQueryVectors = 16;
+  constexpr int kTransposeMaxReductionDim = 32;
 
   std::vector<const BlockTable*> tables(chunks.size());
   std::vector<WorkItem> items;
@@ -159,7 +211,8 @@ void PagedAttention(const KvCache& cache, int layer, absl::Span<const AttentionC
   auto run = [&](int i) {
     thread_local std::vector<float> scratch;
     const int nq = rows_per_tile * group;
-    const size_t need = static_cast<size_t>(nq) * (2 + d) + cache.block_size();
+    const size_t need = static_cast<size_t>(nq) * (2 + d) +
+                        static_cast<size_t>(PaddedBlock(cache.block_size())) * (1 + d);
     if (scratch.size() < need) scratch.resize(need);
     const WorkItem& w = items[i];
     const AttentionChunk& ch = chunks[w.chunk];
@@ -180,10 +233,13 @@ void PagedAttention(const KvCache& cache, int layer, absl::Span<const AttentionC
     a.out = out + ch.row_offset * row_floats;
     a.row_floats = row_floats;
     a.scale = scale;
+    a.transpose_k = d <= kTransposeMaxReductionDim ||
+                    (w.row_end - w.row_begin) * group >= kTransposeMinQueryVectors;
     a.m = scratch.data();
     a.l = a.m + nq;
     a.acc = a.l + nq;
     a.s = a.acc + static_cast<size_t>(nq) * d;
+    a.kt = a.s + PaddedBlock(cache.block_size());
     AttendTile(a);
   };
   const int n = static_cast<int>(items.size());

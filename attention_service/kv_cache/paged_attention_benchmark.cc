@@ -110,15 +110,15 @@ void BM_PagedAttention(benchmark::State& state, bool two_threads) {
   double macs = 0;
   for (int r = 0; r < rows; ++r) macs += 2.0 * (context - rows + r + 1) * d;
   macs *= static_cast<double>(heads) * seqs;
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(2 * macs, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      2 * macs, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
 
 void Shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"H", "KVH", "D", "ctx", "rows", "seqs"});
-  b->Args({4, 2, 16, 64, 1, 8});       // tiny golden model, decode
-  b->Args({4, 2, 16, 256, 256, 1});    // tiny golden model, prefill
-  b->Args({32, 8, 128, 512, 1, 8});    // Mixtral-like decode
+  b->Args({4, 2, 16, 64, 1, 8});     // tiny golden model, decode
+  b->Args({4, 2, 16, 256, 256, 1});  // tiny golden model, prefill
+  b->Args({32, 8, 128, 512, 1, 8});  // Mixtral-like decode
   b->Args({32, 8, 128, 2048, 1, 4});
   b->Args({32, 8, 128, 512, 512, 1});  // Mixtral-like prefill
   b->Args({32, 4, 128, 1024, 1, 16});  // Qwen3-MoE-like decode

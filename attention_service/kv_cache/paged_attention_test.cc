@@ -142,11 +142,15 @@ class PagedAttentionTest : public ::testing::TestWithParam<std::tuple<int, int, 
 TEST_P(PagedAttentionTest, MixedPrefillAndDecodeMatchesFloat64Reference) {
   const auto [heads, kv_heads, head_dim, block_size] = GetParam();
   const std::vector<SeqSpec> seqs = {
-      {11, 0, 37, }, // fresh prefill spanning several blocks
-      {12, 50, 1},   // decode with a long history
-      {13, 20, 9},   // a later prefill chunk starting mid-block
-      {14, 0, 1},    // first token
-      {15, 15, 1},   // decode exactly at a block boundary
+      {
+          11,
+          0,
+          37,
+      },            // fresh prefill spanning several blocks
+      {12, 50, 1},  // decode with a long history
+      {13, 20, 9},  // a later prefill chunk starting mid-block
+      {14, 0, 1},   // first token
+      {15, 15, 1},  // decode exactly at a block boundary
   };
   Fixture f(heads, kv_heads, head_dim, block_size, seqs, 1234 + heads * 7 + head_dim);
   ExpectClose(f.Run(), f.Reference());
@@ -175,13 +179,13 @@ TEST_P(PagedAttentionTest, ParallelForGivesIdenticalResults) {
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, PagedAttentionTest,
-    ::testing::Values(std::make_tuple(4, 4, 16, 16),    // GQA ratio 1
-                      std::make_tuple(4, 2, 16, 16),    // ratio 2 (the golden models)
-                      std::make_tuple(8, 2, 64, 16),    // ratio 4
+    ::testing::Values(std::make_tuple(4, 4, 16, 16),  // GQA ratio 1
+                      std::make_tuple(4, 2, 16, 16),  // ratio 2 (the golden models)
+                      std::make_tuple(8, 2, 64, 16),  // ratio 4
                       std::make_tuple(8, 2, 128, 16),
-                      std::make_tuple(16, 4, 128, 8),   // smaller blocks
-                      std::make_tuple(32, 4, 64, 32),   // ratio 8: tiles of fewer rows
-                      std::make_tuple(2, 1, 16, 1)));   // one token per block
+                      std::make_tuple(16, 4, 128, 8),  // smaller blocks
+                      std::make_tuple(32, 4, 64, 32),  // ratio 8: tiles of fewer rows
+                      std::make_tuple(2, 1, 16, 1)));  // one token per block
 
 TEST(PagedAttentionScaleTest, ExplicitScaleIsUsed) {
   // One key/value per position; a zero scale would give uniform weights, a big one argmax.

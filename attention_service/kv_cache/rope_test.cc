@@ -10,8 +10,8 @@ namespace moe::attention {
 namespace {
 
 // Rotate-half RoPE in float64, straight from the Hugging Face definition.
-std::vector<double> Reference(const std::vector<float>& x, int n, int heads, int d,
-                              double theta, const std::vector<int>& positions) {
+std::vector<double> Reference(const std::vector<float>& x, int n, int heads, int d, double theta,
+                              const std::vector<int>& positions) {
   std::vector<double> out(x.begin(), x.end());
   const int half = d / 2;
   for (int r = 0; r < n; ++r) {
@@ -74,8 +74,7 @@ TEST_P(RopeShapeTest, MatchesFloat64Reference) {
 
 INSTANTIATE_TEST_SUITE_P(Dims, RopeShapeTest,
                          ::testing::Values(std::make_tuple(16, 1e6), std::make_tuple(64, 1e4),
-                                           std::make_tuple(128, 1e6),
-                                           std::make_tuple(128, 5e5)));
+                                           std::make_tuple(128, 1e6), std::make_tuple(128, 5e5)));
 
 TEST(RopeTest, StridedLeavesTheRestOfTheRowAlone) {
   // A fused [q(2 heads) | k(1 head) | v(1 head)] row; rotate only k.
