@@ -117,7 +117,8 @@ class Sampler {
 // index. O(n log k); appends to `*out` after clearing it.
 void TopKIndices(absl::Span<const float> x, int k, std::vector<TokenId>* out);
 
-// log(sum(exp(x))): max-subtracted, exponentials summed in double.
+// log(sum(exp(x))): max-subtracted; vectorised float exp (fast_exp.h), partial sums of 1024
+// terms in float, the total in double.
 double LogSumExp(absl::Span<const float> x);
 
 }  // namespace moe::attention
