@@ -196,6 +196,7 @@ void BM_ExpertFfn(benchmark::State& state, Shape shape, LinearImpl impl) {
 
 struct Row {
   double real_us = 0;
+  double cpu_us = 0;  // the calling thread's CPU time: robust to other processes on the cores
   std::map<std::string, double> counters;
   std::string label;
 };
@@ -212,6 +213,7 @@ class TableReporter : public benchmark::ConsoleReporter {
       if (run.error_occurred) continue;
       Row row;
       row.real_us = run.GetAdjustedRealTime() * 1e6 / benchmark::GetTimeUnitMultiplier(run.time_unit);
+      row.cpu_us = run.GetAdjustedCPUTime() * 1e6 / benchmark::GetTimeUnitMultiplier(run.time_unit);
       for (const auto& [name, counter] : run.counters) row.counters[name] = counter.value;
       row.label = run.report_label;
       rows_[Key(run)] = row;
@@ -267,8 +269,9 @@ void PrintTable(const TableReporter& r) {
   const double bw = bw2 > 0 ? bw2 : bw1;
   std::printf("\n== expert FFN, BF16 weights, F32 activations (medians; %% of the 2-thread "
               "ceilings above) ==\n");
-  std::printf("%-12s %5s %-12s %-12s %11s %9s %7s %10s %7s %7s\n", "shape", "M", "requested",
-              "ran", "time_us", "GFLOP/s", "%peak", "weightGB/s", "%membw", "spread");
+  std::printf("%-12s %5s %-12s %-12s %11s %11s %9s %7s %10s %7s %7s\n", "shape", "M",
+              "requested", "ran", "time_us", "cpu_us", "GFLOP/s", "%peak", "weightGB/s", "%membw",
+              "spread");
   for (const Shape& shape : kShapes) {
     for (int64_t m : {1, 8, 16, 32, 64, 512}) {
       for (const char* impl : {"onednn", "avx512_bf16", "auto"}) {
@@ -278,15 +281,18 @@ void PrintTable(const TableReporter& r) {
         if (it == r.rows().end()) continue;
         const double gflops = Counter(r, name, "GFLOPs");
         const double gbs = Counter(r, name, "weightGBs");
-        std::printf("%-12s %5ld %-12s %-12s %11.1f %9.1f %6.1f%% %10.1f %6.1f%% %6.0f%%\n",
+        std::printf("%-12s %5ld %-12s %-12s %11.1f %11.1f %9.1f %6.1f%% %10.1f %6.1f%% %6.0f%%\n",
                     shape.name, static_cast<long>(m), impl, it->second.label.c_str(),
-                    it->second.real_us, gflops, 100.0 * gflops / peak, gbs, 100.0 * gbs / bw,
+                    it->second.real_us, it->second.cpu_us, gflops,
+                    peak > 0 ? 100.0 * gflops / peak : 0.0, gbs, bw > 0 ? 100.0 * gbs / bw : 0.0,
                     r.SpreadPercent(name));
       }
     }
   }
-  std::printf("\n(spread = (max - min) / median over repetitions; weightGB/s = weight bytes of "
-              "one expert / time)\n");
+  std::printf("\n(time_us: wall time per FFN call, which GFLOP/s and GB/s use; cpu_us: CPU time "
+              "of the calling thread (on 1 thread, the time it actually ran); spread = (max - min) "
+              "/ median of time_us over repetitions; weightGB/s = weight bytes of one expert / "
+              "time_us)\n");
 }
 
 }  // namespace

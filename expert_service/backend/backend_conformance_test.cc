@@ -22,7 +22,8 @@ using testing::RandomExpert;
 constexpr int kLayer = 5;
 constexpr int64_t kHidden = 136;
 constexpr int64_t kInter = 100;
-constexpr int kTokenCounts[] = {0, 1, 3, 17, 64};
+// 100 > 64 also takes the CPU backend's oneDNN path (PackedLinear's kAuto switch).
+constexpr int kTokenCounts[] = {0, 1, 3, 17, 64, 100};
 
 // NMSE bound per (backend, weight dtype): BF16 math rounds activations to 8 significant bits
 // (expected NMSE ~1e-5); F32 (and F16 widened to F32) weights on the CPU keep F32 math.
@@ -54,7 +55,9 @@ TEST_P(ConformanceTest, ShardsMatchReference) {
   ASSERT_NE(backend, nullptr);
   std::vector<RandomExpert> experts;
   std::vector<ExpertWeights> weights;
-  for (int e = 0; e < 5; ++e) experts.push_back(MakeExpert(kLayer, e * 3 + 1, kHidden, kInter, dtype, 100 + e));
+  for (int e = 0; e < 6; ++e) {
+    experts.push_back(MakeExpert(kLayer, e * 3 + 1, kHidden, kInter, dtype, 100 + e));
+  }
   for (const auto& e : experts) weights.push_back(e.Weights());
   ASSERT_TRUE(backend->Load(weights).ok());
 
@@ -91,7 +94,9 @@ TEST_P(ConformanceTest, CombineAccumulatesWeightedRows) {
   const int64_t num_tokens = 6;
   std::vector<RandomExpert> experts;
   std::vector<ExpertWeights> weights;
-  for (int e = 0; e < 3; ++e) experts.push_back(MakeExpert(kLayer, e, kHidden, kInter, dtype, 300 + e));
+  for (int e = 0; e < 3; ++e) {
+    experts.push_back(MakeExpert(kLayer, e, kHidden, kInter, dtype, 300 + e));
+  }
   for (const auto& e : experts) weights.push_back(e.Weights());
   ASSERT_TRUE(backend->Load(weights).ok());
   const std::vector<float> tokens = RandomActivations(num_tokens * kHidden, 400);

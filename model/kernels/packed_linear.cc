@@ -20,7 +20,7 @@ namespace {
 
 // kAuto runs the AVX512-BF16 kernel for M up to this many rows and oneDNN above (measured
 // with bench/expert_ffn_benchmark: see bench/README.md).
-constexpr int64_t kCustomMaxRows = 16;
+constexpr int64_t kCustomMaxRows = 64;
 // Work chunks per thread for the AVX512-BF16 kernel.
 constexpr int64_t kChunksPerThread = 4;
 

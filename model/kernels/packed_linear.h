@@ -17,7 +17,8 @@
 // pointer into the caller's buffer (e.g. an mmap of a safetensors file) is kept.
 //
 // Threads: Forward is const and may be called concurrently from several threads. Each call
-// uses the OpenMP thread pool (oneDNN's runtime on Debian; at most omp_get_max_threads()).
+// spreads its work over the kernels' thread pool (thread_pool.h: the caller plus
+// KernelThreads() - 1 workers; concurrent callers beyond the first run on their own thread).
 #ifndef MOE_MODEL_KERNELS_PACKED_LINEAR_H_
 #define MOE_MODEL_KERNELS_PACKED_LINEAR_H_
 
