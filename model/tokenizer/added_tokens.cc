@@ -91,8 +91,7 @@ std::vector<AddedTokenMatcher::Segment> AddedTokenMatcher::Split(std::string_vie
     // whether or not it is kept.
     pos = end;
     if (begin < covered) continue;  // inside whitespace an earlier rstrip took
-    if (token.single_word &&
-        (EndsWithWordChar(text, begin) || StartsWithWordChar(text, end))) {
+    if (token.single_word && (EndsWithWordChar(text, begin) || StartsWithWordChar(text, end))) {
       continue;
     }
     if (token.lstrip) {

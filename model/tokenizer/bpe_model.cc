@@ -1,8 +1,7 @@
 #include "model/tokenizer/bpe_model.h"
 
-#include <queue>
-
 #include <nlohmann/json.hpp>
+#include <queue>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -26,10 +25,12 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const json& model) 
   if (!model.contains("vocab") || !model.at("vocab").is_object()) {
     return absl::InvalidArgumentError("BPE model has no \"vocab\" object");
   }
+  // Ids index a dense table: bound them so a hostile file cannot make us allocate gigabytes.
+  const int64_t id_limit = std::min<int64_t>(kMaxTokenId, 4 * model.at("vocab").size() + 65536);
   int32_t max_id = -1;
   for (const auto& [token, id_json] : model.at("vocab").items()) {
     const int64_t id = id_json.get<int64_t>();
-    if (id < 0 || id > INT32_MAX - 1) {
+    if (id < 0 || id >= id_limit) {
       return absl::InvalidArgumentError(absl::StrCat("vocab id ", id, " out of range"));
     }
     bpe->vocab_[token] = static_cast<int32_t>(id);
@@ -120,8 +121,8 @@ void BpeModel::InitialSymbols(std::string_view word, std::vector<int32_t>* symbo
     const bool add_prefix = i > 0 && !continuing_subword_prefix_.empty();
     const bool add_suffix = end == word.size() && !end_of_word_suffix_.empty();
     if (add_prefix || add_suffix) {
-      decorated = absl::StrCat(add_prefix ? continuing_subword_prefix_ : std::string(),
-                               ToAbsl(s), add_suffix ? end_of_word_suffix_ : std::string());
+      decorated = absl::StrCat(add_prefix ? continuing_subword_prefix_ : std::string(), ToAbsl(s),
+                               add_suffix ? end_of_word_suffix_ : std::string());
       s = decorated;
     }
     i = end;

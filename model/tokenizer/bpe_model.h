@@ -4,13 +4,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
@@ -23,6 +22,9 @@ namespace moe::model::tokenizer_internal {
 // No word cache: merging is O(n log n) per word. Immutable after parsing; thread-safe.
 class BpeModel {
  public:
+  // Token ids (model and added tokens) must be below this.
+  static constexpr int64_t kMaxTokenId = int64_t{1} << 24;
+
   // INVALID_ARGUMENT for a malformed model (missing vocab, merges naming unknown tokens, unk
   // token not in the vocabulary, dropout). May throw nlohmann::json::exception on ill-typed
   // fields.

@@ -1,11 +1,11 @@
 // Tests of the tokenizer.json components (pre-tokenizers, normalizers, added tokens, BPE) and
 // of the errors for malformed files.
-#include <string>
-#include <vector>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "model/tokenizer/normalizer.h"
 #include "model/tokenizer/pattern.h"
@@ -35,15 +35,16 @@ std::vector<std::string> PreTokenize(const json& config, const std::string& text
 }
 
 json SplitConfig(const char* behavior, bool invert = false) {
-  return {{"type", "Split"}, {"pattern", {{"String", "-"}}}, {"behavior", behavior},
+  return {{"type", "Split"},
+          {"pattern", {{"String", "-"}}},
+          {"behavior", behavior},
           {"invert", invert}};
 }
 
 // The examples of HF's SplitDelimiterBehavior documentation.
 TEST(PreTokenizerTest, SplitBehaviorsFollowHf) {
   const std::string text = "the-final--countdown";
-  EXPECT_THAT(PreTokenize(SplitConfig("Removed"), text),
-              ElementsAre("the", "final", "countdown"));
+  EXPECT_THAT(PreTokenize(SplitConfig("Removed"), text), ElementsAre("the", "final", "countdown"));
   EXPECT_THAT(PreTokenize(SplitConfig("Isolated"), text),
               ElementsAre("the", "-", "final", "-", "-", "countdown"));
   EXPECT_THAT(PreTokenize(SplitConfig("MergedWithPrevious"), text),
@@ -64,9 +65,9 @@ TEST(PreTokenizerTest, Llama3StyleRegexSplit) {
          R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"}}},
       {"behavior", "Isolated"},
       {"invert", false}};
-  EXPECT_THAT(PreTokenize(config, "Hello world 12345 IT'S  ok\n\nbye"),
-              ElementsAre("Hello", " world", " ", "123", "45", " IT", "'S", " ", " ok", "\n\n",
-                          "bye"));
+  EXPECT_THAT(
+      PreTokenize(config, "Hello world 12345 IT'S  ok\n\nbye"),
+      ElementsAre("Hello", " world", " ", "123", "45", " IT", "'S", " ", " ok", "\n\n", "bye"));
 }
 
 TEST(PreTokenizerTest, DeepSeekStyleUnicodeEscapesCompile) {
@@ -74,7 +75,9 @@ TEST(PreTokenizerTest, DeepSeekStyleUnicodeEscapesCompile) {
                        {"pattern", {{"Regex", "[\\u4e00-\\u9fa5\\u3040-\\u309f]+"}}},
                        {"behavior", "Isolated"},
                        {"invert", false}};
-  EXPECT_THAT(PreTokenize(config, "ab\xE6\x9D\xB1\xE4\xBA\xAC" "cd"),
+  EXPECT_THAT(PreTokenize(config,
+                          "ab\xE6\x9D\xB1\xE4\xBA\xAC"
+                          "cd"),
               ElementsAre("ab", "\xE6\x9D\xB1\xE4\xBA\xAC", "cd"));
 }
 
@@ -84,13 +87,15 @@ TEST(PreTokenizerTest, ByteLevelMapsBytesAndSplitsLikeGpt2) {
   EXPECT_THAT(PreTokenize(config, "Hello  world's\n"),
               ElementsAre("Hello", "\xC4\xA0", "\xC4\xA0world", "'s", "\xC4\x8A"));
   const json prefixed = {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"use_regex", false}};
-  EXPECT_THAT(PreTokenize(prefixed, "a b"), ElementsAre("\xC4\xA0" "a\xC4\xA0" "b"));
+  EXPECT_THAT(PreTokenize(prefixed, "a b"), ElementsAre("\xC4\xA0"
+                                                        "a\xC4\xA0"
+                                                        "b"));
 }
 
 TEST(PreTokenizerTest, MetaspaceReplacesSpacesAndSplits) {
   const std::string ws = "\xE2\x96\x81";
-  const json config = {{"type", "Metaspace"}, {"replacement", ws}, {"prepend_scheme", "always"},
-                       {"split", true}};
+  const json config = {
+      {"type", "Metaspace"}, {"replacement", ws}, {"prepend_scheme", "always"}, {"split", true}};
   EXPECT_THAT(PreTokenize(config, "Hey   friend!"),
               ElementsAre(ws + "Hey", ws, ws, ws + "friend!"));
   json first = config;
@@ -109,9 +114,8 @@ TEST(PreTokenizerTest, DigitsAndSequence) {
               ElementsAre("Call ", "123", "!"));
   const json sequence = {
       {"type", "Sequence"},
-      {"pretokenizers",
-       json::array({{{"type", "WhitespaceSplit"}}, {{"type", "Digits"},
-                                                    {"individual_digits", true}}})}};
+      {"pretokenizers", json::array({{{"type", "WhitespaceSplit"}},
+                                     {{"type", "Digits"}, {"individual_digits", true}}})}};
   EXPECT_THAT(PreTokenize(sequence, "ab12  c3"), ElementsAre("ab", "1", "2", "c", "3"));
 }
 
@@ -126,13 +130,13 @@ TEST(NormalizerTest, UnicodeFormsAndSimpleRewrites) {
   EXPECT_EQ(Normalize({{"type", "NFD"}}, "\xC3\xA9"), "e\xCC\x81");
   EXPECT_EQ(Normalize({{"type", "NFKC"}}, "\xEF\xAC\x81"), "fi");  // the "ﬁ" ligature
   EXPECT_EQ(Normalize({{"type", "Lowercase"}}, "ÄBC"), "äbc");
-  EXPECT_EQ(Normalize({{"type", "Strip"}, {"strip_left", true}, {"strip_right", true}},
-                      " \t x y \n"),
-            "x y");
+  EXPECT_EQ(
+      Normalize({{"type", "Strip"}, {"strip_left", true}, {"strip_right", true}}, " \t x y \n"),
+      "x y");
   EXPECT_EQ(Normalize({{"type", "StripAccents"}}, "e\xCC\x81"), "e");
-  EXPECT_EQ(Normalize({{"type", "Replace"}, {"pattern", {{"Regex", " +"}}}, {"content", "_"}},
-                      "a  b c"),
-            "a_b_c");
+  EXPECT_EQ(
+      Normalize({{"type", "Replace"}, {"pattern", {{"Regex", " +"}}}, {"content", "_"}}, "a  b c"),
+      "a_b_c");
   EXPECT_EQ(Normalize({{"type", "Prepend"}, {"prepend", "^"}}, "x"), "^x");
   EXPECT_EQ(Normalize({{"type", "Prepend"}, {"prepend", "^"}}, ""), "");
   EXPECT_FALSE(tokenizer_internal::ParseNormalizer({{"type", "Precompiled"}}).ok());
@@ -149,7 +153,7 @@ std::string CharTokenizerJson(const json& added_tokens) {
 }
 
 json Added(int id, const char* content, bool lstrip, bool rstrip, bool single_word) {
-  return {{"id", id},         {"content", content},   {"lstrip", lstrip},
+  return {{"id", id},         {"content", content},         {"lstrip", lstrip},
           {"rstrip", rstrip}, {"single_word", single_word}, {"normalized", false},
           {"special", true}};
 }
@@ -204,8 +208,7 @@ TEST(TokenizerErrorsTest, MalformedFilesAreInvalidArgument) {
   ExpectInvalid(json{{"model", nullptr}}.dump(), "no \"model\"");
   ExpectInvalid(json{{"model", {{"type", "WordPiece"}, {"vocab", json::object()}}}}.dump(),
                 "WordPiece");
-  ExpectInvalid(json{{"model", {{"type", "Unigram"}, {"vocab", json::array()}}}}.dump(),
-                "Unigram");
+  ExpectInvalid(json{{"model", {{"type", "Unigram"}, {"vocab", json::array()}}}}.dump(), "Unigram");
   ExpectInvalid(json{{"model", {{"type", "BPE"}, {"merges", json::array()}}}}.dump(), "vocab");
   json bad_merge = bpe;
   bad_merge["merges"] = json::array({"a c"});
@@ -225,11 +228,11 @@ TEST(TokenizerErrorsTest, MalformedFilesAreInvalidArgument) {
   bad_unk["unk_token"] = "<unk>";
   ExpectInvalid(json{{"model", bad_unk}}.dump(), "unk_token");
   ExpectInvalid(with("pre_tokenizer", {{"type", "BertPreTokenizer"}}), "BertPreTokenizer");
-  ExpectInvalid(with("pre_tokenizer", {{"type", "Split"}, {"pattern", {{"Regex", "(a"}}},
-                                       {"behavior", "Isolated"}}),
+  ExpectInvalid(with("pre_tokenizer",
+                     {{"type", "Split"}, {"pattern", {{"Regex", "(a"}}}, {"behavior", "Isolated"}}),
                 "does not compile");
-  ExpectInvalid(with("pre_tokenizer", {{"type", "Split"}, {"pattern", {{"Regex", "a"}}},
-                                       {"behavior", "Sideways"}}),
+  ExpectInvalid(with("pre_tokenizer",
+                     {{"type", "Split"}, {"pattern", {{"Regex", "a"}}}, {"behavior", "Sideways"}}),
                 "Sideways");
   ExpectInvalid(with("normalizer", {{"type", "BertNormalizer"}}), "BertNormalizer");
   ExpectInvalid(with("decoder", {{"type", "CTC"}}), "CTC");
@@ -238,6 +241,52 @@ TEST(TokenizerErrorsTest, MalformedFilesAreInvalidArgument) {
   ExpectInvalid(with("added_tokens", json::array({{{"id", -1}, {"content", "x"}}})),
                 "malformed added token");
   ExpectInvalid(with("normalizer", {{"type", 7}}), "malformed tokenizer.json");
+}
+
+// Truncated files and sections of the wrong JSON type give errors (or, where HF would accept
+// them, a tokenizer), never a crash.
+TEST(TokenizerErrorsTest, TruncatedAndMistypedFilesNeverCrash) {
+  const std::string good = testing::SentencePieceStyleTokenizerJson();
+  for (size_t length = 0; length < good.size(); length += 61) {
+    auto tok = Tokenizer::FromJson(good.substr(0, length));
+    ASSERT_FALSE(tok.ok()) << length;
+    EXPECT_EQ(tok.status().code(), absl::StatusCode::kInvalidArgument);
+  }
+  const json doc = json::parse(good);
+  const std::vector<json> wrong_values = {
+      42, "text", json::array(), json::object(), true, json::array({1, "a"})};
+  int rejected = 0;
+  for (const auto& [key, unused] : doc.items()) {
+    for (const json& value : wrong_values) {
+      json mutated = doc;
+      mutated[key] = value;
+      auto tok = Tokenizer::FromJson(mutated.dump());
+      if (!tok.ok()) {
+        EXPECT_EQ(tok.status().code(), absl::StatusCode::kInvalidArgument) << key;
+        ++rejected;
+      } else {
+        (*tok)->Encode("Hello world \xE6\x9D\xB1");  // must not crash either
+      }
+    }
+  }
+  for (const auto& [key, unused] : doc.at("model").items()) {
+    for (const json& value : wrong_values) {
+      json mutated = doc;
+      mutated["model"][key] = value;
+      auto tok = Tokenizer::FromJson(mutated.dump());
+      if (!tok.ok()) {
+        EXPECT_EQ(tok.status().code(), absl::StatusCode::kInvalidArgument) << key;
+        ++rejected;
+      } else {
+        (*tok)->Encode("Hello world");
+      }
+    }
+  }
+  EXPECT_GT(rejected, 20);
+  json huge_id = doc;
+  huge_id["model"]["vocab"]["<huge>"] = 2000000000;
+  EXPECT_EQ(Tokenizer::FromJson(huge_id.dump()).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(TokenizerErrorsTest, MissingFileIsNotFound) {

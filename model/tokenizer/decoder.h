@@ -4,10 +4,9 @@
 #define MOE_MODEL_TOKENIZER_DECODER_H_
 
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "absl/status/statusor.h"
 

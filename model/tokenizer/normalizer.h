@@ -3,10 +3,9 @@
 #define MOE_MODEL_TOKENIZER_NORMALIZER_H_
 
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "absl/status/statusor.h"
 

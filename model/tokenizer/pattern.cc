@@ -4,7 +4,6 @@
 #include <pcre2.h>
 
 #include <cctype>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/status/status.h"
@@ -78,15 +77,15 @@ absl::StatusOr<std::unique_ptr<Pattern>> Pattern::Regex(std::string_view regex) 
   const std::string translated = TranslateOniguruma(regex);
   int error_code = 0;
   PCRE2_SIZE error_offset = 0;
-  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()),
-                                   translated.size(), PCRE2_UTF | PCRE2_UCP, &error_code,
-                                   &error_offset, nullptr);
+  pcre2_code* code =
+      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()), translated.size(),
+                    PCRE2_UTF | PCRE2_UCP, &error_code, &error_offset, nullptr);
   if (code == nullptr) {
     PCRE2_UCHAR message[256];
     pcre2_get_error_message(error_code, message, sizeof(message));
-    return absl::InvalidArgumentError(absl::StrCat("regex '", ToAbsl(regex), "' does not compile at offset ",
-                                                   error_offset, ": ",
-                                                   reinterpret_cast<const char*>(message)));
+    return absl::InvalidArgumentError(absl::StrCat("regex '", ToAbsl(regex),
+                                                   "' does not compile at offset ", error_offset,
+                                                   ": ", reinterpret_cast<const char*>(message)));
   }
   // JIT is an optimisation: if it is unavailable the interpreter is used.
   pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
@@ -115,8 +114,8 @@ std::vector<Pattern::Span> Pattern::FindAll(std::string_view text) const {
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
   size_t start = 0;
   while (start <= text.size()) {
-    int rc = pcre2_match(code, subject, text.size(), start, PCRE2_NO_UTF_CHECK, data,
-                         MatchContext());
+    int rc =
+        pcre2_match(code, subject, text.size(), start, PCRE2_NO_UTF_CHECK, data, MatchContext());
     if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
       // JIT stack or match limits: retry with the interpreter before giving up.
       rc = pcre2_match(code, subject, text.size(), start, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, data,
@@ -156,8 +155,7 @@ absl::StatusOr<std::unique_ptr<Pattern>> ParsePatternField(const nlohmann::json&
     return Pattern::Regex(pattern.at("Regex").get<std::string>());
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("pattern must be {\"String\": ...} or {\"Regex\": ...}, got ",
-                   pattern.dump()));
+      absl::StrCat("pattern must be {\"String\": ...} or {\"Regex\": ...}, got ", pattern.dump()));
 }
 
 }  // namespace moe::model::tokenizer_internal

@@ -1,8 +1,7 @@
 #include "model/tokenizer/pre_tokenizer.h"
 
-#include <utility>
-
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -200,7 +199,8 @@ void SplitByPattern(const PreToken& piece, const Pattern& pattern, SplitBehavior
   }
   for (const Segment& s : ApplyBehavior(std::move(segments), behavior)) {
     if (s.end <= s.begin) continue;
-    out->push_back({text.substr(s.begin, s.end - s.begin), piece.at_original_start && s.begin == 0});
+    out->push_back(
+        {text.substr(s.begin, s.end - s.begin), piece.at_original_start && s.begin == 0});
   }
 }
 
@@ -244,7 +244,8 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> ParsePreTokenizer(const json& conf
     } else if (!config.value("add_prefix_space", true)) {
       scheme = PrependScheme::kNever;  // pre-0.19 files
     }
-    return std::make_unique<MetaspacePreTokenizer>(replacement, scheme, config.value("split", true));
+    return std::make_unique<MetaspacePreTokenizer>(replacement, scheme,
+                                                   config.value("split", true));
   }
   if (type == "Digits") {
     return MakeSplit("\\p{N}",

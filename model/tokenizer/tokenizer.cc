@@ -1,10 +1,9 @@
 #include "model/tokenizer/tokenizer.h"
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <utility>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -71,9 +70,8 @@ absl::Status Tokenizer::Load(const json& root) {
   if (model == nullptr || !model->is_object()) {
     return absl::InvalidArgumentError("tokenizer.json has no \"model\" object");
   }
-  const std::string type =
-      model->contains("type") ? model->at("type").get<std::string>()
-                              : (model->contains("merges") ? "BPE" : "(none)");
+  const std::string type = model->contains("type") ? model->at("type").get<std::string>()
+                                                   : (model->contains("merges") ? "BPE" : "(none)");
   if (type != "BPE") {
     return absl::InvalidArgumentError(
         absl::StrCat("unsupported tokenizer model type '", type, "' (only BPE is supported)"));
@@ -103,7 +101,8 @@ absl::Status Tokenizer::Load(const json& root) {
       token.rstrip = t.value("rstrip", false);
       token.single_word = t.value("single_word", false);
       token.normalized = t.value("normalized", !token.special);
-      if (token.id < 0 || token.content.empty()) {
+      if (token.id < 0 || token.id >= tokenizer_internal::BpeModel::kMaxTokenId ||
+          token.content.empty()) {
         return absl::InvalidArgumentError(absl::StrCat("malformed added token ", t.dump()));
       }
       vocab_size_ = std::max(vocab_size_, token.id + 1);
@@ -162,8 +161,7 @@ std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_special_t
       if (sub.token >= 0) {
         ids.push_back(normalized_matcher_->token(sub.token).id);
       } else {
-        EncodePlain(piece.substr(sub.begin, sub.end - sub.begin), at_start && sub.begin == 0,
-                    &ids);
+        EncodePlain(piece.substr(sub.begin, sub.end - sub.begin), at_start && sub.begin == 0, &ids);
       }
     }
   }
@@ -195,7 +193,8 @@ std::string Tokenizer::Decode(absl::Span<const int32_t> ids, bool skip_special_t
 
 std::optional<int32_t> Tokenizer::TokenToId(std::string_view token) const {
   if (auto it = added_by_content_.find(tokenizer_internal::ToAbsl(token));
-      it != added_by_content_.end()) return it->second;
+      it != added_by_content_.end())
+    return it->second;
   return model_->TokenToId(token);
 }
 

@@ -1,10 +1,10 @@
 // Encode/decode throughput on the golden byte-level tokenizer and on the SentencePiece-style
 // test tokenizer (no pre-tokenizer: the whole text is one BPE word, the worst case for the
 // merge loop). Run: build/model/tokenizer/tokenizer_benchmark
+#include <benchmark/benchmark.h>
+
 #include <string>
 #include <vector>
-
-#include <benchmark/benchmark.h>
 
 #include "model/tokenizer/tokenizer.h"
 #include "model/tokenizer/tokenizer_test_util.h"

@@ -1,9 +1,8 @@
 #include "model/tokenizer/tokenizer_config.h"
 
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -165,15 +164,15 @@ std::vector<int32_t> EncodeWithConfig(const Tokenizer& tokenizer, const Tokenize
 
 std::string CleanUpTokenizationSpaces(std::string_view text) {
   return absl::StrReplaceAll(absl::string_view(text.data(), text.size()), {{" .", "."},
-                                    {" ?", "?"},
-                                    {" !", "!"},
-                                    {" ,", ","},
-                                    {" ' ", "'"},
-                                    {" n't", "n't"},
-                                    {" 'm", "'m"},
-                                    {" 's", "'s"},
-                                    {" 've", "'ve"},
-                                    {" 're", "'re"}});
+                                                                           {" ?", "?"},
+                                                                           {" !", "!"},
+                                                                           {" ,", ","},
+                                                                           {" ' ", "'"},
+                                                                           {" n't", "n't"},
+                                                                           {" 'm", "'m"},
+                                                                           {" 's", "'s"},
+                                                                           {" 've", "'ve"},
+                                                                           {" 're", "'re"}});
 }
 
 }  // namespace moe::model

@@ -1,14 +1,13 @@
 #include "model/tokenizer/tokenizer_config.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 namespace moe::model {
 namespace {
@@ -114,8 +113,7 @@ TEST(LoadConfigTest, MalformedFilesNameTheFile) {
   dir.Write("generation_config.json", "not json");
   auto tokenizer_config = LoadTokenizerConfig(dir.path());
   EXPECT_EQ(tokenizer_config.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(tokenizer_config.status().message()),
-              HasSubstr("tokenizer_config.json"));
+  EXPECT_THAT(std::string(tokenizer_config.status().message()), HasSubstr("tokenizer_config.json"));
   auto generation_config = LoadGenerationConfig(dir.path());
   EXPECT_EQ(generation_config.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(generation_config.status().message()),

@@ -1,12 +1,12 @@
 // Golden check: the tokenizer of each golden model folder reproduces the prompt ids, the
 // completion texts and the top-5 token bytes that llama.cpp produced (see golden/README.md).
+#include <gtest/gtest.h>
+
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "model/tokenizer/stream_decoder.h"
 #include "model/tokenizer/tokenizer.h"
@@ -82,12 +82,9 @@ TEST_P(GoldenTokenizerTest, MatchesGoldenIdsAndTexts) {
 INSTANTIATE_TEST_SUITE_P(AllGoldenModels, GoldenTokenizerTest,
                          ::testing::ValuesIn(testing::GoldenModelDirs()),
                          [](const ::testing::TestParamInfo<std::string>& info) {
-                           std::string name = std::filesystem::path(info.param)
-                                                  .parent_path()
-                                                  .filename()
-                                                  .string() +
-                                              "_" +
-                                              std::filesystem::path(info.param).filename().string();
+                           std::string name =
+                               std::filesystem::path(info.param).parent_path().filename().string() +
+                               "_" + std::filesystem::path(info.param).filename().string();
                            for (char& ch : name) {
                              if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
                            }

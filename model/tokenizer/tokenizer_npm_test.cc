@@ -2,18 +2,17 @@
 // pinned in tests/npm/package-lock.json) on a corpus of 200+ strings, for every golden
 // tokenizer.json and for the inline SentencePiece-style one. Runs node through popen; skips
 // when node or tests/npm/node_modules is missing (scripts/install-deps.sh installs both).
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "model/tokenizer/tokenizer.h"
 #include "model/tokenizer/tokenizer_test_util.h"
@@ -25,7 +24,8 @@ using nlohmann::json;
 namespace fs = std::filesystem;
 
 const std::string kNpmDir = std::string(MOE_SOURCE_DIR) + "/tests/npm";
-const std::string kCorpus = std::string(MOE_SOURCE_DIR) + "/model/tokenizer/testdata/tokenizer_corpus.json";
+const std::string kCorpus =
+    std::string(MOE_SOURCE_DIR) + "/model/tokenizer/testdata/tokenizer_corpus.json";
 
 // Runs a shell command; returns its stdout and sets *exit_code.
 std::string RunCommand(const std::string& command, int* exit_code) {
@@ -58,7 +58,8 @@ class NpmReferenceTest : public ::testing::Test {
     int code = 0;
     node_ = RunCommand("command -v node", &code);
     while (!node_.empty() && (node_.back() == '\n' || node_.back() == '\r')) node_.pop_back();
-    if (code != 0 || node_.empty()) GTEST_SKIP() << "node is not installed (scripts/install-deps.sh)";
+    if (code != 0 || node_.empty())
+      GTEST_SKIP() << "node is not installed (scripts/install-deps.sh)";
     if (!fs::exists(kNpmDir + "/node_modules/@huggingface/tokenizers/package.json")) {
       GTEST_SKIP() << "tests/npm/node_modules is missing: run scripts/install-deps.sh "
                       "(npm ci in tests/npm)";
@@ -74,13 +75,12 @@ class NpmReferenceTest : public ::testing::Test {
     ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
     const Tokenizer& tok = **tokenizer;
     const fs::path stderr_path = fs::temp_directory_path() /
-        ("moe_npm_tokenizer_stderr_" + std::to_string(getpid()) + ".txt");
+                                 ("moe_npm_tokenizer_stderr_" + std::to_string(getpid()) + ".txt");
     int code = 0;
-    const std::string out =
-        RunCommand(Quote(node_) + " " + Quote(kNpmDir + "/hf_tokenize.mjs") + " " +
-                Quote(tokenizer_path) + " " + Quote(config_path) + " " + Quote(kCorpus) + " 2>" +
-                Quote(stderr_path.string()),
-            &code);
+    const std::string out = RunCommand(
+        Quote(node_) + " " + Quote(kNpmDir + "/hf_tokenize.mjs") + " " + Quote(tokenizer_path) +
+            " " + Quote(config_path) + " " + Quote(kCorpus) + " 2>" + Quote(stderr_path.string()),
+        &code);
     ASSERT_EQ(code, 0) << "node failed: " << ReadFile(stderr_path.string());
     const json reference = json::parse(out, nullptr, false);
     ASSERT_TRUE(reference.is_array()) << out.substr(0, 500);
@@ -94,8 +94,9 @@ class NpmReferenceTest : public ::testing::Test {
       const bool ok = tok.Encode(text, true) == ids && tok.Encode(text, false) == plain &&
                       tok.Decode(plain) == decoded;
       if (!ok && ++mismatches <= 5) {
-        ADD_FAILURE() << "corpus[" << i << "] " << json(text).dump() << "\n  js ids:   "
-                      << json(ids).dump() << "\n  our ids:  " << json(tok.Encode(text)).dump()
+        ADD_FAILURE() << "corpus[" << i << "] " << json(text).dump()
+                      << "\n  js ids:   " << json(ids).dump()
+                      << "\n  our ids:  " << json(tok.Encode(text)).dump()
                       << "\n  js text:  " << json(decoded).dump()
                       << "\n  our text: " << json(tok.Decode(plain)).dump();
       }
@@ -115,19 +116,19 @@ TEST_F(NpmReferenceTest, GoldenByteLevelTokenizers) {
 }
 
 TEST_F(NpmReferenceTest, SentencePieceStyleTokenizer) {
-  const fs::path path = fs::temp_directory_path() /
-      ("moe_npm_sentencepiece_" + std::to_string(getpid()) + ".json");
+  const fs::path path =
+      fs::temp_directory_path() / ("moe_npm_sentencepiece_" + std::to_string(getpid()) + ".json");
   std::ofstream(path) << testing::SentencePieceStyleTokenizerJson();
   Compare(path.string(), "-");
   fs::remove(path);
 }
 
 TEST_F(NpmReferenceTest, Qwen2StyleSplitRegexNfcAndSequencePostProcessor) {
-  const std::string json = testing::Qwen2StyleTokenizerJson(testing::GoldenModelDirs()[0] +
-                                                            "/tokenizer.json");
+  const std::string json =
+      testing::Qwen2StyleTokenizerJson(testing::GoldenModelDirs()[0] + "/tokenizer.json");
   ASSERT_FALSE(json.empty());
-  const fs::path path = fs::temp_directory_path() /
-                        ("moe_npm_qwen2style_" + std::to_string(getpid()) + ".json");
+  const fs::path path =
+      fs::temp_directory_path() / ("moe_npm_qwen2style_" + std::to_string(getpid()) + ".json");
   std::ofstream(path) << json;
   Compare(path.string(), "-");
   fs::remove(path);

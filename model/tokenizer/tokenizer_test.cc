@@ -1,10 +1,10 @@
 #include "model/tokenizer/tokenizer.h"
 
-#include <string>
-#include <vector>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
 
 #include "model/tokenizer/stream_decoder.h"
 #include "model/tokenizer/tokenizer_config.h"
@@ -84,7 +84,10 @@ TEST(TokenizerTest, ByteLevelEncodesKnownIds) {
   EXPECT_EQ(tok->TokenBytes(509), "");
   EXPECT_EQ(tok->TokenBytes(100000), "");
   // Ill-formed input bytes are replaced before encoding.
-  EXPECT_EQ(tok->Decode(tok->Encode("a\xFF" "b")), "a\xEF\xBF\xBD" "b");
+  EXPECT_EQ(tok->Decode(tok->Encode("a\xFF"
+                                    "b")),
+            "a\xEF\xBF\xBD"
+            "b");
   // An unpaired continuation byte decodes to U+FFFD.
   EXPECT_EQ(tok->Decode({'a', 0x9D}), "a\xEF\xBF\xBD");
 }
@@ -105,8 +108,7 @@ TEST(TokenizerTest, SentencePieceStyleEncodesLikeHf) {
   EXPECT_THAT(tok->Encode("the  is", false),
               ElementsAre(Id(*tok, ws + "the"), Id(*tok, ws + ws), Id(*tok, "is")));
   // Special tokens in the text are split out before normalization.
-  EXPECT_THAT(tok->Encode("<s>Hello</s>", false),
-              ElementsAre(1, Id(*tok, ws + "Hello"), 2));
+  EXPECT_THAT(tok->Encode("<s>Hello</s>", false), ElementsAre(1, Id(*tok, ws + "Hello"), 2));
 
   EXPECT_EQ(tok->Decode({1, Id(*tok, ws + "Hello"), Id(*tok, ws + "world"), 2}), "Hello world");
   EXPECT_EQ(tok->Decode({1, Id(*tok, ws + "Hello"), 2}, false), "<s> Hello</s>");

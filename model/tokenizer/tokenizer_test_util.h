@@ -4,10 +4,9 @@
 
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace moe::model::testing {
 
@@ -34,24 +33,23 @@ inline std::string SentencePieceStyleTokenizerJson(bool with_post_processor = tr
   }
   const std::string ws = "\xE2\x96\x81";  // ▁
   add(ws);
-  for (const char* c : {"e", "t", "a", "o", "h", "l", "r", "d", "w", "H", "n", "i", "s", ",", "!",
-                        ".", "T", "x", "1", "2", "3"}) {
+  for (const char* c : {"e", "t", "a", "o", "h", "l", "r", "d", "w", "H", "n",
+                        "i", "s", ",", "!", ".", "T", "x", "1", "2", "3"}) {
     add(c);
   }
   const std::vector<std::pair<std::string, std::string>> merges = {
-      {ws, "t"},   {"h", "e"},        {ws + "t", "he"}, {"l", "l"},     {"e", "ll"},
-      {"H", "ell"}, {"Hell", "o"},    {ws, "Hello"},    {"o", "r"},     {ws, "w"},
-      {ws + "w", "or"}, {"l", "d"},   {ws + "wor", "ld"}, {ws, ws},     {ws + ws, ws + ws},
-      {"i", "s"},  {ws, "is"},        {"1", "2"}};
+      {ws, "t"},        {"h", "e"},    {ws + "t", "he"},   {"l", "l"}, {"e", "ll"},
+      {"H", "ell"},     {"Hell", "o"}, {ws, "Hello"},      {"o", "r"}, {ws, "w"},
+      {ws + "w", "or"}, {"l", "d"},    {ws + "wor", "ld"}, {ws, ws},   {ws + ws, ws + ws},
+      {"i", "s"},       {ws, "is"},    {"1", "2"}};
   json merge_list = json::array();
   for (const auto& [a, b] : merges) {
     add(a + b);
     merge_list.push_back(json::array({a, b}));
   }
   auto added = [](int id, const char* content) {
-    return json{{"id", id},          {"content", content}, {"single_word", false},
-                {"lstrip", false},   {"rstrip", false},    {"normalized", false},
-                {"special", true}};
+    return json{{"id", id},        {"content", content},  {"single_word", false}, {"lstrip", false},
+                {"rstrip", false}, {"normalized", false}, {"special", true}};
   };
   json doc = {
       {"version", "1.0"},
@@ -88,10 +86,10 @@ inline std::string SentencePieceStyleTokenizerJson(bool with_post_processor = tr
     doc["post_processor"] = {
         {"type", "TemplateProcessing"},
         {"single", json::array({bos, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
-        {"pair",
-         json::array({bos, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
-                      {{"SpecialToken", {{"id", "<s>"}, {"type_id", 1}}}},
-                      {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}})},
+        {"pair", json::array({bos,
+                              {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+                              {{"SpecialToken", {{"id", "<s>"}, {"type_id", 1}}}},
+                              {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}})},
         {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {1}}, {"tokens", {"<s>"}}}}}}};
   }
   return doc.dump();
@@ -110,31 +108,33 @@ inline std::string Qwen2StyleTokenizerJson(const std::string& golden_tokenizer_j
   doc["pre_tokenizer"] = {
       {"type", "Sequence"},
       {"pretokenizers",
-       json::array(
-           {{{"type", "Split"},
-             {"pattern",
-              {{"Regex",
-                "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
-                "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}}},
-             {"behavior", "Isolated"},
-             {"invert", false}},
-            {{"type", "ByteLevel"},
-             {"add_prefix_space", false},
-             {"trim_offsets", false},
-             {"use_regex", false}}})}};
+       json::array({{{"type", "Split"},
+                     {"pattern",
+                      {{"Regex",
+                        "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+                        "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}}},
+                     {"behavior", "Isolated"},
+                     {"invert", false}},
+                    {{"type", "ByteLevel"},
+                     {"add_prefix_space", false},
+                     {"trim_offsets", false},
+                     {"use_regex", false}}})}};
   json bos = {{"SpecialToken", {{"id", "<|startoftext|>"}, {"type_id", 0}}}};
   doc["post_processor"] = {
       {"type", "Sequence"},
       {"processors",
-       json::array(
-           {{{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", false},
-             {"use_regex", true}},
-            {{"type", "TemplateProcessing"},
-             {"single", json::array({bos, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
-             {"pair", json::array({bos, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
-             {"special_tokens",
-              {{"<|startoftext|>",
-                {{"id", "<|startoftext|>"}, {"ids", {510}}, {"tokens", {"<|startoftext|>"}}}}}}}})}};
+       json::array({{{"type", "ByteLevel"},
+                     {"add_prefix_space", true},
+                     {"trim_offsets", false},
+                     {"use_regex", true}},
+                    {{"type", "TemplateProcessing"},
+                     {"single", json::array({bos, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
+                     {"pair", json::array({bos, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
+                     {"special_tokens",
+                      {{"<|startoftext|>",
+                        {{"id", "<|startoftext|>"},
+                         {"ids", {510}},
+                         {"tokens", {"<|startoftext|>"}}}}}}}})}};
   return doc.dump();
 }
 

@@ -15,7 +15,9 @@ namespace moe::model::tokenizer_internal {
 
 // Debian's Abseil has its own string_view type (ABSL_OPTION_USE_STD_STRING_VIEW is 0): convert
 // before calling absl::StrCat or looking up absl string-keyed hash maps.
-inline absl::string_view ToAbsl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+inline absl::string_view ToAbsl(std::string_view s) {
+  return absl::string_view(s.data(), s.size());
+}
 
 inline constexpr std::string_view kReplacementChar = "\xEF\xBF\xBD";  // U+FFFD
 
