@@ -149,13 +149,19 @@ absl::StatusOr<GenerationConfig> LoadGenerationConfig(const std::string& model_d
 
 std::vector<int32_t> EncodeWithConfig(const Tokenizer& tokenizer, const TokenizerConfig& config,
                                       std::string_view text, bool add_special_tokens) {
-  std::vector<int32_t> ids = tokenizer.Encode(text, add_special_tokens);
-  if (!add_special_tokens) return ids;
-  if (config.add_bos_token.value_or(false) && config.bos_token.has_value()) {
+  if (!add_special_tokens) return tokenizer.Encode(text, false);
+  const std::string& cls = config.tokenizer_class;
+  const bool llama_family = cls.rfind("LlamaTokenizer", 0) == 0 ||
+                            cls.rfind("CodeLlamaTokenizer", 0) == 0 ||
+                            cls.rfind("GemmaTokenizer", 0) == 0;
+  std::vector<int32_t> ids = tokenizer.Encode(text, /*add_special_tokens=*/!llama_family);
+  const bool add_bos = config.add_bos_token.value_or(llama_family);
+  const bool add_eos = config.add_eos_token.value_or(false);
+  if (add_bos && config.bos_token.has_value()) {
     std::optional<int32_t> bos = tokenizer.TokenToId(*config.bos_token);
     if (bos.has_value() && (ids.empty() || ids.front() != *bos)) ids.insert(ids.begin(), *bos);
   }
-  if (config.add_eos_token.value_or(false) && config.eos_token.has_value()) {
+  if (add_eos && config.eos_token.has_value()) {
     std::optional<int32_t> eos = tokenizer.TokenToId(*config.eos_token);
     if (eos.has_value() && (ids.empty() || ids.back() != *eos)) ids.push_back(*eos);
   }

@@ -61,11 +61,15 @@ absl::StatusOr<GenerationConfig> ParseGenerationConfig(std::string_view json_tex
 absl::StatusOr<TokenizerConfig> LoadTokenizerConfig(const std::string& model_dir);
 absl::StatusOr<GenerationConfig> LoadGenerationConfig(const std::string& model_dir);
 
-// Encode as transformers does for a model folder: tokenizer.Encode (which applies the
-// tokenizer.json post-processor), then, with add_special_tokens, BOS is prepended if
-// config.add_bos_token is true and the ids do not already start with it, and EOS appended
-// likewise for add_eos_token. A config that says false does not remove a BOS the
-// post-processor added (PreTrainedTokenizerFast behaviour).
+// Encode as transformers does for a model folder, with add_special_tokens:
+//  - Llama-family classes (tokenizer_class LlamaTokenizer[Fast], CodeLlamaTokenizer[Fast],
+//    GemmaTokenizer[Fast]) rebuild the post-processor from the config, as transformers'
+//    update_post_processor does: BOS if add_bos_token (default true), EOS if add_eos_token
+//    (default false); tokenizer.json's own post-processor is not used.
+//  - Any other class (e.g. PreTrainedTokenizerFast, Qwen2TokenizerFast) keeps tokenizer.json's
+//    post-processor, and BOS/EOS are added only where add_bos_token/add_eos_token is true and
+//    the ids do not already start/end with them.
+// Without add_special_tokens this is tokenizer.Encode(text, false).
 std::vector<int32_t> EncodeWithConfig(const Tokenizer& tokenizer, const TokenizerConfig& config,
                                       std::string_view text, bool add_special_tokens = true);
 

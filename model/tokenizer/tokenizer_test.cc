@@ -145,6 +145,16 @@ TEST(TokenizerTest, EncodeWithConfigAddsBosWhenConfigSays) {
   auto with_pp = LoadJson(testing::SentencePieceStyleTokenizerJson(true));
   ASSERT_NE(with_pp, nullptr);
   EXPECT_EQ(EncodeWithConfig(*with_pp, config, "Hello"), with_bos);
+
+  // Llama-family classes rebuild the post-processor from the flags: no BOS when the config
+  // says add_bos_token false, even though tokenizer.json's template adds one.
+  config.tokenizer_class = "LlamaTokenizerFast";
+  config.add_bos_token = false;
+  config.add_eos_token = false;
+  EXPECT_EQ(EncodeWithConfig(*with_pp, config, "Hello"), plain);
+  config.add_bos_token.reset();  // transformers' default for Llama is add_bos_token=True
+  EXPECT_EQ(EncodeWithConfig(*with_pp, config, "Hello")[0], 1);
+  EXPECT_EQ(EncodeWithConfig(*with_pp, config, "Hello").size(), plain.size() + 1);
 }
 
 void ExpectStreamMatchesDecode(const Tokenizer& tok, const std::vector<int32_t>& ids) {
