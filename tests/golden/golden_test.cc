@@ -132,7 +132,9 @@ TEST_P(GoldenTest, TeacherForcedLogprobs) {
         double d = std::abs(it->second - want);
         worst = std::max(worst, d);
         // Ids are looked up in our top-20, so a near-tie for 5th place needs no exception.
-        if (f32) EXPECT_LT(d, 1e-4) << c["prompt"] << " step " << k << " id " << id;
+        if (f32) {
+          EXPECT_LT(d, 1e-4) << c["prompt"] << " step " << k << " id " << id;
+        }
       }
       if (worst > 0.5) {
         std::printf("  large step: case %s step %zu |diff| %.3f margin %.4f\n",
