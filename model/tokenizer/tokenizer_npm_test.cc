@@ -123,6 +123,14 @@ TEST_F(NpmReferenceTest, SentencePieceStyleTokenizer) {
   fs::remove(path);
 }
 
+TEST_F(NpmReferenceTest, MetaspacePreTokenizerTokenizer) {
+  const fs::path path =
+      fs::temp_directory_path() / ("moe_npm_metaspace_" + std::to_string(getpid()) + ".json");
+  std::ofstream(path) << testing::MetaspaceStyleTokenizerJson();
+  Compare(path.string(), "-");
+  fs::remove(path);
+}
+
 TEST_F(NpmReferenceTest, Qwen2StyleSplitRegexNfcAndSequencePostProcessor) {
   const std::string json =
       testing::Qwen2StyleTokenizerJson(testing::GoldenModelDirs()[0] + "/tokenizer.json");

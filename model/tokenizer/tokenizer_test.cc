@@ -125,6 +125,23 @@ TEST(TokenizerTest, SentencePieceStyleEncodesLikeHf) {
   }
 }
 
+TEST(TokenizerTest, MetaspacePrependSchemeFirstSkipsTextAfterAddedToken) {
+  auto legacy = LoadJson(testing::SentencePieceStyleTokenizerJson());
+  auto tok = LoadJson(testing::MetaspaceStyleTokenizerJson());
+  ASSERT_NE(tok, nullptr);
+  ASSERT_NE(legacy, nullptr);
+  const std::string ws = "\xE2\x96\x81";
+  EXPECT_EQ(tok->Encode("Hello world"), legacy->Encode("Hello world"));
+  // Text right after an added token does not start the input: no "▁" is prepended ("first"),
+  // unlike the legacy Prepend normalizer, which prefixes every piece.
+  EXPECT_THAT(tok->Encode("<s>Hello", false), ElementsAre(1, Id(*tok, "Hello")));
+  EXPECT_THAT(legacy->Encode("<s>Hello", false), ElementsAre(1, Id(*tok, ws + "Hello")));
+  // A leading space already reads as the "▁" prefix, which the Strip decoder removes: HF
+  // (and SentencePiece) lose it the same way.
+  EXPECT_EQ(tok->Decode(tok->Encode(" Hello  world ")), "Hello  world ");
+  EXPECT_EQ(tok->Decode(tok->Encode("Hello  world ")), "Hello  world ");
+}
+
 TEST(TokenizerTest, EncodeWithConfigAddsBosWhenConfigSays) {
   auto tok = LoadJson(testing::SentencePieceStyleTokenizerJson(/*with_post_processor=*/false));
   ASSERT_NE(tok, nullptr);

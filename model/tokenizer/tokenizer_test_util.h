@@ -95,6 +95,19 @@ inline std::string SentencePieceStyleTokenizerJson(bool with_post_processor = tr
   return doc.dump();
 }
 
+// The same tokenizer as converted by newer transformers (Mistral v0.3 style, "legacy": false):
+// no normalizer, pre-tokenizer Metaspace(replacement "▁", prepend_scheme "first",
+// split false); everything else as SentencePieceStyleTokenizerJson().
+inline std::string MetaspaceStyleTokenizerJson() {
+  nlohmann::json doc = nlohmann::json::parse(SentencePieceStyleTokenizerJson());
+  doc["normalizer"] = nullptr;
+  doc["pre_tokenizer"] = {{"type", "Metaspace"},
+                          {"replacement", "\xE2\x96\x81"},
+                          {"prepend_scheme", "first"},
+                          {"split", false}};
+  return doc.dump();
+}
+
 // The golden byte-level tokenizer.json at `golden_tokenizer_json` rewritten in the style of
 // Qwen2/Qwen3 and Llama-3 files: NFC normalizer, pre-tokenizer Sequence[Split(Qwen2 regex,
 // Isolated), ByteLevel(use_regex=false)], post-processor Sequence[ByteLevel,
