@@ -209,9 +209,26 @@ TEST(DemoModelTest, WeightDistributions) {
   std::map<std::string, TensorSpec> specs;
   for (const TensorSpec& s : HfTensorSpecs(*c)) specs[s.name] = s;
 
-  Moments emb = MomentsOf(DemoTensorValues(specs.at("model.embed_tokens.weight"), 1, 1024));
+  const std::vector<float> embv = DemoTensorValues(specs.at("model.embed_tokens.weight"), 1, 1024);
+  Moments emb = MomentsOf(embv);
   EXPECT_NEAR(emb.mean, 0.0, 0.01);
   EXPECT_NEAR(emb.stddev, 1.0, 0.01);
+  // Shape of a standard normal: mass within 1, 2, 3 sigma; symmetric; tails present.
+  int64_t in1 = 0, in2 = 0, in3 = 0, positive = 0, beyond4 = 0;
+  for (float x : embv) {
+    const float a = std::fabs(x);
+    in1 += a < 1.0f;
+    in2 += a < 2.0f;
+    in3 += a < 3.0f;
+    beyond4 += a > 4.0f;
+    positive += x > 0.0f;
+  }
+  const double n = static_cast<double>(embv.size());  // 32.8M draws
+  EXPECT_NEAR(in1 / n, 0.682689, 0.002);  // bf16 rounding moves the 1-sigma edge slightly
+  EXPECT_NEAR(in2 / n, 0.954500, 0.001);
+  EXPECT_NEAR(in3 / n, 0.997300, 0.0003);
+  EXPECT_NEAR(positive / n, 0.5, 0.001);
+  EXPECT_NEAR(beyond4 / n, 6.33e-5, 2e-5);
   Moments w2 = MomentsOf(DemoTensorValues(
       specs.at("model.layers.0.block_sparse_moe.experts.3.w2.weight"), 1, 1024));  // fan_in 2816
   EXPECT_NEAR(w2.mean, 0.0, 0.001);
