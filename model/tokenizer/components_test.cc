@@ -187,6 +187,63 @@ TEST(BpeModelTest, LongWordIsMergedCorrectly) {
   EXPECT_THAT((*tok)->Encode(std::string(1001, 'a')), ElementsAreArray(expected));
 }
 
+TEST(BpeModelTest, SubwordPrefixSuffixAndIgnoreMerges) {
+  const json prefix_doc = {{"model",
+                            {{"type", "BPE"},
+                             {"vocab", {{"a", 0}, {"##b", 1}, {"ab", 2}}},
+                             {"merges", json::array({json::array({"a", "##b"})})},
+                             {"continuing_subword_prefix", "##"}}}};
+  auto prefix = Tokenizer::FromJson(prefix_doc.dump());
+  ASSERT_TRUE(prefix.ok()) << prefix.status();
+  EXPECT_THAT((*prefix)->Encode("ab"), ElementsAre(2));
+  EXPECT_THAT((*prefix)->Encode("abb"), ElementsAre(2, 1));
+
+  const json suffix_doc = {{"model",
+                            {{"type", "BPE"},
+                             {"vocab", {{"a", 0}, {"b</w>", 1}, {"ab</w>", 2}, {" ", 3}}},
+                             {"merges", json::array({"a b</w>"})},
+                             {"end_of_word_suffix", "</w>"}}},
+                           {"pre_tokenizer", {{"type", "WhitespaceSplit"}}},
+                           {"decoder", {{"type", "BPEDecoder"}, {"suffix", "</w>"}}}};
+  auto suffix = Tokenizer::FromJson(suffix_doc.dump());
+  ASSERT_TRUE(suffix.ok()) << suffix.status();
+  EXPECT_THAT((*suffix)->Encode("ab ab"), ElementsAre(2, 2));
+  EXPECT_EQ((*suffix)->Decode({2, 2}), "ab ab");
+
+  json ignore_doc = {{"model",
+                      {{"type", "BPE"},
+                       {"vocab", {{"a", 0}, {"b", 1}, {"c", 2}, {"ab", 3}, {"abc", 4}}},
+                       {"merges", json::array({"a b"})},
+                       {"ignore_merges", false}}}};
+  auto merged = Tokenizer::FromJson(ignore_doc.dump());
+  ASSERT_TRUE(merged.ok()) << merged.status();
+  EXPECT_THAT((*merged)->Encode("abc"), ElementsAre(3, 2));  // no merge makes "abc"
+  ignore_doc["model"]["ignore_merges"] = true;
+  auto ignoring = Tokenizer::FromJson(ignore_doc.dump());
+  ASSERT_TRUE(ignoring.ok()) << ignoring.status();
+  EXPECT_THAT((*ignoring)->Encode("abc"), ElementsAre(4));  // whole word is in the vocab
+}
+
+TEST(BpeModelTest, UnknownCharactersUseUnkTokenAndFuse) {
+  json doc = {{"model",
+               {{"type", "BPE"},
+                {"vocab", {{"<unk>", 0}, {"a", 1}}},
+                {"merges", json::array()},
+                {"unk_token", "<unk>"},
+                {"fuse_unk", false}}}};
+  auto plain = Tokenizer::FromJson(doc.dump());
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_THAT((*plain)->Encode("axyа"), ElementsAre(1, 0, 0, 0));  // the last is Cyrillic
+  doc["model"]["fuse_unk"] = true;
+  auto fused = Tokenizer::FromJson(doc.dump());
+  ASSERT_TRUE(fused.ok()) << fused.status();
+  EXPECT_THAT((*fused)->Encode("axya"), ElementsAre(1, 0, 1));
+  doc["model"]["unk_token"] = nullptr;
+  auto dropped = Tokenizer::FromJson(doc.dump());
+  ASSERT_TRUE(dropped.ok()) << dropped.status();
+  EXPECT_THAT((*dropped)->Encode("axya"), ElementsAre(1, 1));  // HF drops them without unk
+}
+
 void ExpectInvalid(const std::string& text, const std::string& message_part) {
   auto tok = Tokenizer::FromJson(text);
   ASSERT_FALSE(tok.ok()) << text;
