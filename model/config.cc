@@ -442,6 +442,22 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view text) {
       c.rope_scaling = scaling;
     }
     MOE_RETURN_IF_ERROR(ParseArchSpecific(f, &c));
+    // transformers v5 writes `rope_parameters` {"rope_theta", "rope_type", scaling keys...}
+    // instead of top-level rope_theta / rope_scaling; the top-level keys win when both exist.
+    if (const json* rp = f.Get("rope_parameters")) {
+      if (!rp->is_object()) {
+        return FieldError("rope_parameters", absl::StrCat("must be an object, got ", Excerpt(*rp)));
+      }
+      Fields p(*rp);
+      if (!f.Has("rope_theta")) MOE_RETURN_IF_ERROR(p.DoubleOr("rope_theta", c.rope_theta, &c.rope_theta));
+      std::string type;
+      MOE_RETURN_IF_ERROR(p.StringOr("rope_type", "default", &type));
+      if (!c.rope_scaling && type != "default") {
+        RopeScaling scaling;
+        MOE_RETURN_IF_ERROR(ParseRopeScaling(*rp, &scaling));
+        c.rope_scaling = scaling;
+      }
+    }
     if (c.architecture == Architecture::kDeepseekV3) {
       c.head_dim = c.qk_nope_head_dim + c.qk_rope_head_dim;
     } else {

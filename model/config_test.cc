@@ -129,6 +129,13 @@ constexpr char kMixtral8x7B[] = R"({
   "vocab_size": 32000
 })";
 
+void ExpectInvalidHelper(const std::string& text, const std::string& field) {
+  absl::StatusOr<ModelConfig> c = ParseModelConfig(text);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument) << c.status();
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr(field));
+}
+
 std::string GoldenDir(const std::string& model) {
   return std::string(MOE_GOLDEN_DIR) + "/" + model + "/hf-f32";
 }
@@ -295,6 +302,29 @@ TEST(ModelConfigTest, DeepseekNullQLoraRankAndEosList) {
   EXPECT_THAT(c->eos_token_ids, ElementsAre(1, 2));
   EXPECT_FALSE(c->IsMoeLayer(3));
   EXPECT_TRUE(c->IsMoeLayer(4));
+}
+
+TEST(ModelConfigTest, TransformersV5RopeParameters) {
+  json j = json::parse(kQwen15MoeA27B);
+  j.erase("rope_theta");
+  j["rope_parameters"] = {{"rope_theta", 5e6}, {"rope_type", "default"}};
+  absl::StatusOr<ModelConfig> c = ParseModelConfig(j.dump());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_DOUBLE_EQ(c->rope_theta, 5e6);
+  EXPECT_FALSE(c->rope_scaling.has_value());
+
+  j["rope_parameters"] = {{"rope_theta", 1e4}, {"rope_type", "yarn"}, {"factor", 4.0},
+                          {"original_max_position_embeddings", 32768}};
+  c = ParseModelConfig(j.dump());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_DOUBLE_EQ(c->rope_theta, 1e4);
+  ASSERT_TRUE(c->rope_scaling.has_value());
+  EXPECT_EQ(c->rope_scaling->type, "yarn");
+  EXPECT_DOUBLE_EQ(c->rope_scaling->factor, 4.0);
+  EXPECT_EQ(c->rope_scaling->original_max_position_embeddings, 32768);
+
+  j["rope_parameters"] = "yarn";
+  ExpectInvalidHelper(j.dump(), "rope_parameters");
 }
 
 TEST(ModelConfigTest, DefaultsWhenOptionalKeysAbsent) {
