@@ -12,6 +12,7 @@
 #include "common/flags.h"
 #include "common/logging.h"
 #include "model/tokenizer/tokenizer.h"
+#include "model/tokenizer/tokenizer_config.h"
 #include "tools/commands.h"
 
 namespace moe::tools {
@@ -98,7 +99,9 @@ int RunGenerate(int argc, const char* const* argv) {
       req.prompt.push_back(id);
     }
   } else {
-    req.prompt = (*tokenizer)->Encode(c.prompt, /*add_special_tokens=*/true);
+    auto tok_config = model::LoadTokenizerConfig(c.model);
+    if (!tok_config.ok()) return Fail(tok_config.status());
+    req.prompt = model::EncodeWithConfig(**tokenizer, *tok_config, c.prompt);
   }
   req.max_tokens = c.max_tokens;
   req.prompt_logprobs = c.echo;
