@@ -29,6 +29,7 @@
 #include "model/kernels/activations.h"
 #include "model/kernels/cpu_features.h"
 #include "model/kernels/packed_linear.h"
+#include "model/kernels/thread_pool.h"
 
 namespace {
 
@@ -64,9 +65,11 @@ __attribute__((target("avx512f,avx512bf16"), noinline)) float Dpbf16Loop(int64_t
   return total;
 }
 
+constexpr int64_t kPeakIters = 2'000'000;
+
 void BM_Bf16Peak(benchmark::State& state) {
   const int threads = static_cast<int>(state.range(0));
-  const int64_t iters = 2'000'000;
+  const int64_t iters = kPeakIters;
   float sink = 0;
   for (auto _ : state) {
 #pragma omp parallel num_threads(threads) reduction(+ : sink)
@@ -267,11 +270,29 @@ void PrintTable(const TableReporter& r) {
               r.SpreadPercent("memory_read/threads:2"));
   const double peak = peak2 > 0 ? peak2 : peak1;
   const double bw = bw2 > 0 ? bw2 : bw1;
-  std::printf("\n== expert FFN, BF16 weights, F32 activations (medians; %% of the 2-thread "
-              "ceilings above) ==\n");
-  std::printf("%-12s %5s %-12s %-12s %11s %11s %9s %7s %10s %7s %7s\n", "shape", "M",
+  // On one thread, CPU time is the time the thread really ran: ceilings and FFN rates over CPU
+  // time are robust to other processes time-sharing the cores (not to memory traffic).
+  const auto cpu_us = [&](const std::string& name) {
+    auto it = r.rows().find(name);
+    return it == r.rows().end() ? 0.0 : it->second.cpu_us;
+  };
+  const double peak_cpu = cpu_us("bf16_peak/threads:1") > 0
+      ? kFlopsPerDpbf16 * kPeakChains * kPeakIters / cpu_us("bf16_peak/threads:1") / 1e3 : 0;
+  const double bw_cpu = cpu_us("memory_read/threads:1") > 0
+      ? static_cast<double>(kGiB) / cpu_us("memory_read/threads:1") / 1e3 : 0;
+  const bool one_thread = moe::kernels::KernelThreads() == 1;
+  if (one_thread) {
+    std::printf("over CPU time (1 thread): BF16 peak %.1f GFLOP/s, memory read %.1f GB/s\n",
+                peak_cpu, bw_cpu);
+  }
+  std::printf("\n== expert FFN, BF16 weights, F32 activations (medians; %% of the %d-thread "
+              "ceilings above%s) ==\n", moe::kernels::KernelThreads(),
+              one_thread ? "; @cpu: over CPU time" : "");
+  std::printf("%-12s %5s %-12s %-12s %11s %11s %9s %7s %10s %7s %7s", "shape", "M",
               "requested", "ran", "time_us", "cpu_us", "GFLOP/s", "%peak", "weightGB/s", "%membw",
               "spread");
+  if (one_thread) std::printf(" %9s %7s %9s %7s", "GF/s@cpu", "%pk@cpu", "GB/s@cpu", "%bw@cpu");
+  std::printf("\n");
   for (const Shape& shape : kShapes) {
     for (int64_t m : {1, 8, 16, 32, 64, 512}) {
       for (const char* impl : {"onednn", "avx512_bf16", "auto"}) {
@@ -281,11 +302,20 @@ void PrintTable(const TableReporter& r) {
         if (it == r.rows().end()) continue;
         const double gflops = Counter(r, name, "GFLOPs");
         const double gbs = Counter(r, name, "weightGBs");
-        std::printf("%-12s %5ld %-12s %-12s %11.1f %11.1f %9.1f %6.1f%% %10.1f %6.1f%% %6.0f%%\n",
+        std::printf("%-12s %5ld %-12s %-12s %11.1f %11.1f %9.1f %6.1f%% %10.1f %6.1f%% %6.0f%%",
                     shape.name, static_cast<long>(m), impl, it->second.label.c_str(),
                     it->second.real_us, it->second.cpu_us, gflops,
                     peak > 0 ? 100.0 * gflops / peak : 0.0, gbs, bw > 0 ? 100.0 * gbs / bw : 0.0,
                     r.SpreadPercent(name));
+        if (one_thread && it->second.cpu_us > 0) {
+          const double flops = 2.0 * m * shape.hidden * shape.inter * 3;
+          const double bytes = 3.0 * shape.hidden * shape.inter * 2;
+          const double gf = flops / it->second.cpu_us / 1e3;
+          const double gb = bytes / it->second.cpu_us / 1e3;
+          std::printf(" %9.1f %6.1f%% %9.1f %6.1f%%", gf, peak_cpu > 0 ? 100 * gf / peak_cpu : 0,
+                      gb, bw_cpu > 0 ? 100 * gb / bw_cpu : 0);
+        }
+        std::printf("\n");
       }
     }
   }
