@@ -40,18 +40,18 @@ enum class TopkMethod { kGreedy, kGroupLimitedGreedy, kNoauxTc };
 // `rope_scaling` when present (YaRN for DeepSeek-V3; "linear"/"dynamic"/"yarn"/... elsewhere).
 // Keys absent in the JSON keep the defaults below.
 struct RopeScaling {
-  std::string type;                        // "type" or "rope_type"
+  std::string type;  // "type" or "rope_type"
   double factor = 1.0;
   int original_max_position_embeddings = 0;  // 0 = absent
-  double beta_fast = 32.0;                 // YaRN
-  double beta_slow = 1.0;                  // YaRN
-  double mscale = 1.0;                     // DeepSeek YaRN
-  double mscale_all_dim = 0.0;             // DeepSeek YaRN
+  double beta_fast = 32.0;                   // YaRN
+  double beta_slow = 1.0;                    // YaRN
+  double mscale = 1.0;                       // DeepSeek YaRN
+  double mscale_all_dim = 0.0;               // DeepSeek YaRN
 };
 
 struct ModelConfig {
   Architecture architecture = Architecture::kMixtral;
-  std::string model_type;  // "mixtral", "qwen3_moe", ... (informational; "" when absent)
+  std::string model_type;           // "mixtral", "qwen3_moe", ... (informational; "" when absent)
   std::string hidden_act = "silu";  // only "silu" is served today; parsed for diagnostics
 
   // --- shapes -----------------------------------------------------------------------------
@@ -85,8 +85,8 @@ struct ModelConfig {
   int topk_group = 1;                  // DeepSeek groups kept
 
   // --- numerics ---------------------------------------------------------------------------
-  double rms_norm_eps = 1e-6;  // HF defaults: Mixtral 1e-5, Qwen 1e-6, DeepSeek 1e-6
-  double rope_theta = 10000.0;  // HF defaults: Mixtral 1e6, others 1e4
+  double rms_norm_eps = 1e-6;               // HF defaults: Mixtral 1e-5, Qwen 1e-6, DeepSeek 1e-6
+  double rope_theta = 10000.0;              // HF defaults: Mixtral 1e6, others 1e4
   std::optional<RopeScaling> rope_scaling;  // absent or null -> nullopt
   // Sliding-window attention span when it is in effect: Mixtral `sliding_window` when not null;
   // Qwen `sliding_window` only if `use_sliding_window` is true. nullopt = full attention.
@@ -114,9 +114,9 @@ struct ModelConfig {
   std::vector<int> mlp_only_layers;  // Qwen: layers forced dense
 
   // --- DeepSeek-V3 (parsed now; its forward pass comes later) -----------------------------
-  int first_k_dense_replace = 0;  // layers [0, k) are dense
-  int moe_layer_freq = 1;         // layer l >= k is MoE iff l % freq == 0
-  int n_shared_experts = 0;       // shared experts of width expert_intermediate_size each
+  int first_k_dense_replace = 0;   // layers [0, k) are dense
+  int moe_layer_freq = 1;          // layer l >= k is MoE iff l % freq == 0
+  int n_shared_experts = 0;        // shared experts of width expert_intermediate_size each
   std::optional<int> q_lora_rank;  // null -> q is a plain projection (V2-Lite)
   int kv_lora_rank = 0;
   int qk_rope_head_dim = 0;

@@ -1,10 +1,10 @@
 #include "model/config.h"
 
-#include <string>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
+#include <string>
 
 namespace moe::model {
 namespace {
@@ -313,7 +313,9 @@ TEST(ModelConfigTest, TransformersV5RopeParameters) {
   EXPECT_DOUBLE_EQ(c->rope_theta, 5e6);
   EXPECT_FALSE(c->rope_scaling.has_value());
 
-  j["rope_parameters"] = {{"rope_theta", 1e4}, {"rope_type", "yarn"}, {"factor", 4.0},
+  j["rope_parameters"] = {{"rope_theta", 1e4},
+                          {"rope_type", "yarn"},
+                          {"factor", 4.0},
                           {"original_max_position_embeddings", 32768}};
   c = ParseModelConfig(j.dump());
   ASSERT_TRUE(c.ok()) << c.status();
@@ -397,8 +399,7 @@ TEST(ModelConfigTest, CorruptedConfigsNameTheField) {
        "intermediate_size"},
       {"top-k > experts", "mixtral", [](json& j) { j["num_experts_per_tok"] = 9; },
        "num_experts_per_tok"},
-      {"zero top-k", "qwen2", [](json& j) { j["num_experts_per_tok"] = 0; },
-       "num_experts_per_tok"},
+      {"zero top-k", "qwen2", [](json& j) { j["num_experts_per_tok"] = 0; }, "num_experts_per_tok"},
       {"missing qwen experts", "qwen2", [](json& j) { j.erase("num_experts"); }, "num_experts"},
       {"missing moe width", "qwen2", [](json& j) { j.erase("moe_intermediate_size"); },
        "moe_intermediate_size"},
@@ -410,8 +411,7 @@ TEST(ModelConfigTest, CorruptedConfigsNameTheField) {
       {"eps zero", "qwen2", [](json& j) { j["rms_norm_eps"] = 0; }, "rms_norm_eps"},
       {"theta negative", "qwen2", [](json& j) { j["rope_theta"] = -1; }, "rope_theta"},
       {"eos out of vocab", "qwen2", [](json& j) { j["eos_token_id"] = 151936; }, "eos_token_id"},
-      {"eos list of strings", "qwen2", [](json& j) { j["eos_token_id"] = {"a"}; },
-       "eos_token_id"},
+      {"eos list of strings", "qwen2", [](json& j) { j["eos_token_id"] = {"a"}; }, "eos_token_id"},
       {"mlp_only_layers out of range", "qwen2", [](json& j) { j["mlp_only_layers"] = {24}; },
        "mlp_only_layers"},
       {"mlp_only_layers not list", "qwen2", [](json& j) { j["mlp_only_layers"] = 3; },
@@ -431,8 +431,7 @@ TEST(ModelConfigTest, CorruptedConfigsNameTheField) {
        "rope_scaling"},
       {"rope_scaling no type", "deepseek", [](json& j) { j["rope_scaling"].erase("type"); },
        "rope_scaling"},
-      {"unknown scoring", "deepseek", [](json& j) { j["scoring_func"] = "tanh"; },
-       "scoring_func"},
+      {"unknown scoring", "deepseek", [](json& j) { j["scoring_func"] = "tanh"; }, "scoring_func"},
       {"unknown topk method", "deepseek", [](json& j) { j["topk_method"] = "best"; },
        "topk_method"},
       {"n_group not dividing", "deepseek", [](json& j) { j["n_group"] = 7; }, "n_group"},
@@ -443,8 +442,7 @@ TEST(ModelConfigTest, CorruptedConfigsNameTheField) {
        "moe_layer_freq"},
       {"missing routed experts", "deepseek", [](json& j) { j.erase("n_routed_experts"); },
        "n_routed_experts"},
-      {"negative q_lora_rank", "deepseek", [](json& j) { j["q_lora_rank"] = -5; },
-       "q_lora_rank"},
+      {"negative q_lora_rank", "deepseek", [](json& j) { j["q_lora_rank"] = -5; }, "q_lora_rank"},
   };
   for (const BadCase& bc : cases) {
     const char* base = bc.base == "mixtral" ? kMixtral8x7B
@@ -457,8 +455,9 @@ TEST(ModelConfigTest, CorruptedConfigsNameTheField) {
 }
 
 TEST(ModelConfigTest, MalformedJsonIsAnErrorNotACrash) {
-  for (const char* text : {"", "{", "[]", "null", "42", "\"str\"", "{\"architectures\": [",
-                           "{\"a\": 1,}", "\xff\xfe{}", "{\"architectures\": [\"MixtralForCausalLM\"]}"}) {
+  for (const char* text :
+       {"", "{", "[]", "null", "42", "\"str\"", "{\"architectures\": [", "{\"a\": 1,}",
+        "\xff\xfe{}", "{\"architectures\": [\"MixtralForCausalLM\"]}"}) {
     absl::StatusOr<ModelConfig> c = ParseModelConfig(text);
     EXPECT_FALSE(c.ok()) << text;
     EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument) << text;

@@ -10,9 +10,8 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
@@ -101,9 +100,13 @@ void SinCos(double x, double* sin_out, double* cos_out) {
                    c16 = 1.0 / 20922789888000;
   const double x2 = x * x;
   *sin_out =
-      x + x * x2 * (s3 + x2 * (s5 + x2 * (s7 + x2 * (s9 + x2 * (s11 + x2 * (s13 + x2 * (s15 + x2 * s17)))))));
+      x + x * x2 *
+              (s3 +
+               x2 * (s5 + x2 * (s7 + x2 * (s9 + x2 * (s11 + x2 * (s13 + x2 * (s15 + x2 * s17)))))));
   *cos_out =
-      1.0 + x2 * (c2 + x2 * (c4 + x2 * (c6 + x2 * (c8 + x2 * (c10 + x2 * (c12 + x2 * (c14 + x2 * c16)))))));
+      1.0 +
+      x2 * (c2 +
+            x2 * (c4 + x2 * (c6 + x2 * (c8 + x2 * (c10 + x2 * (c12 + x2 * (c14 + x2 * c16)))))));
 }
 
 // Fills `out` with N(0, 1) draws: Box-Muller, both outputs used. The angle is uniform on the
@@ -129,10 +132,24 @@ void FillStandardNormal(Xoshiro256& rng, float* out, size_t n) {
       // angle = pi/4 + x + quadrant * pi/2
       double c = (cx[k] - sx[k]) * kInvSqrt2, s = (cx[k] + sx[k]) * kInvSqrt2;
       switch (quadrant[k]) {
-        case 0: break;
-        case 1: { const double t = c; c = -s; s = t; break; }
-        case 2: c = -c; s = -s; break;
-        default: { const double t = c; c = s; s = -t; break; }
+        case 0:
+          break;
+        case 1: {
+          const double t = c;
+          c = -s;
+          s = t;
+          break;
+        }
+        case 2:
+          c = -c;
+          s = -s;
+          break;
+        default: {
+          const double t = c;
+          c = s;
+          s = -t;
+          break;
+        }
       }
       out[i++] = static_cast<float>(r[k] * c);
       if (i < n) out[i++] = static_cast<float>(r[k] * s);
@@ -150,9 +167,12 @@ struct PresetShape {
 
 PresetShape ShapeOf(DemoPreset p) {
   switch (p) {
-    case DemoPreset::kTiny: return {64, 4, 8, 2, 128, 4, 2, 16, 512, 512};
-    case DemoPreset::kBenchMixtral: return {1024, 8, 16, 2, 2816, 16, 4, 64, 32000, 4096};
-    case DemoPreset::kBenchFinegrained: return {1024, 16, 64, 8, 512, 16, 4, 64, 32000, 4096};
+    case DemoPreset::kTiny:
+      return {64, 4, 8, 2, 128, 4, 2, 16, 512, 512};
+    case DemoPreset::kBenchMixtral:
+      return {1024, 8, 16, 2, 2816, 16, 4, 64, 32000, 4096};
+    case DemoPreset::kBenchFinegrained:
+      return {1024, 16, 64, 8, 512, 16, 4, 64, 32000, 4096};
   }
   return {};
 }
@@ -168,18 +188,22 @@ void WriteText(const std::string& path, const std::string& text, absl::Status* s
 }  // namespace
 
 absl::StatusOr<DemoPreset> ParseDemoPreset(std::string_view name) {
-  for (DemoPreset p : {DemoPreset::kTiny, DemoPreset::kBenchMixtral, DemoPreset::kBenchFinegrained}) {
+  for (DemoPreset p :
+       {DemoPreset::kTiny, DemoPreset::kBenchMixtral, DemoPreset::kBenchFinegrained}) {
     if (name == DemoPresetName(p)) return p;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "--preset: unknown preset \"", Sv(name), "\" (tiny, bench-mixtral, bench-finegrained)"));
+  return absl::InvalidArgumentError(absl::StrCat("--preset: unknown preset \"", Sv(name),
+                                                 "\" (tiny, bench-mixtral, bench-finegrained)"));
 }
 
 std::string_view DemoPresetName(DemoPreset preset) {
   switch (preset) {
-    case DemoPreset::kTiny: return "tiny";
-    case DemoPreset::kBenchMixtral: return "bench-mixtral";
-    case DemoPreset::kBenchFinegrained: return "bench-finegrained";
+    case DemoPreset::kTiny:
+      return "tiny";
+    case DemoPreset::kBenchMixtral:
+      return "bench-mixtral";
+    case DemoPreset::kBenchFinegrained:
+      return "bench-finegrained";
   }
   return "?";
 }
@@ -188,8 +212,8 @@ absl::StatusOr<Architecture> ParseDemoArch(std::string_view name) {
   if (name == "mixtral") return Architecture::kMixtral;
   if (name == "qwen3moe") return Architecture::kQwen3Moe;
   if (name == "qwen2moe") return Architecture::kQwen2Moe;
-  return absl::InvalidArgumentError(
-      absl::StrCat("--arch: unknown architecture \"", Sv(name), "\" (mixtral, qwen3moe, qwen2moe)"));
+  return absl::InvalidArgumentError(absl::StrCat("--arch: unknown architecture \"", Sv(name),
+                                                 "\" (mixtral, qwen3moe, qwen2moe)"));
 }
 
 Architecture DefaultDemoArch(DemoPreset preset) {
@@ -301,7 +325,9 @@ std::string DemoConfigJson(const ModelConfig& c, DType dtype) {
     j["router_aux_loss_coef"] = 0.001;
     j["mlp_only_layers"] = c.mlp_only_layers;
   }
-  j["torch_dtype"] = dtype == DType::kF32 ? "float32" : dtype == DType::kF16 ? "float16" : "bfloat16";
+  j["torch_dtype"] = dtype == DType::kF32   ? "float32"
+                     : dtype == DType::kF16 ? "float16"
+                                            : "bfloat16";
   j["transformers_version"] = kTransformersVersion;
   return j.dump(2);
 }
@@ -378,11 +404,21 @@ std::vector<float> DemoTensorValues(const TensorSpec& spec, uint64_t seed, int h
   FillStandardNormal(rng, values.data(), values.size());
   double scale = 1.0, offset = 0.0;
   switch (spec.init) {
-    case InitKind::kEmbedding: break;
-    case InitKind::kLinear: scale = 1.0 / std::sqrt(static_cast<double>(spec.shape.back())); break;
-    case InitKind::kNorm: scale = 0.1; offset = 1.0; break;
-    case InitKind::kBias: scale = 0.1; break;
-    case InitKind::kLmHead: scale = 1.0 / std::sqrt(static_cast<double>(hidden_size)); break;
+    case InitKind::kEmbedding:
+      break;
+    case InitKind::kLinear:
+      scale = 1.0 / std::sqrt(static_cast<double>(spec.shape.back()));
+      break;
+    case InitKind::kNorm:
+      scale = 0.1;
+      offset = 1.0;
+      break;
+    case InitKind::kBias:
+      scale = 0.1;
+      break;
+    case InitKind::kLmHead:
+      scale = 1.0 / std::sqrt(static_cast<double>(hidden_size));
+      break;
   }
   for (float& x : values) x = RoundBf16(static_cast<float>(offset + scale * x));
   if (spec.init == InitKind::kLmHead && spec.shape.size() == 2) {
@@ -424,7 +460,8 @@ absl::Status WriteWeights(const ModelConfig& config, const DemoModelParams& para
         std::memcpy(bytes.data(), values.data(), bytes.size());
       } else {
         for (size_t k = 0; k < values.size(); ++k) {
-          const uint16_t b = params.dtype == DType::kBF16 ? F32ToBf16(values[k]) : F32ToF16(values[k]);
+          const uint16_t b =
+              params.dtype == DType::kBF16 ? F32ToBf16(values[k]) : F32ToF16(values[k]);
           std::memcpy(&bytes[2 * k], &b, 2);
         }
       }
@@ -436,8 +473,9 @@ absl::Status WriteWeights(const ModelConfig& config, const DemoModelParams& para
       }
     }
   };
-  int threads = params.threads > 0 ? params.threads
-                                   : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int threads = params.threads > 0
+                    ? params.threads
+                    : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::vector<std::thread> pool;
   for (int t = 1; t < threads; ++t) pool.emplace_back(work);
   work();
@@ -449,7 +487,8 @@ absl::Status WriteWeights(const ModelConfig& config, const DemoModelParams& para
 }  // namespace
 
 absl::StatusOr<DemoModelStats> WriteDemoModel(const DemoModelParams& params) {
-  if (params.out_dir.empty()) return absl::InvalidArgumentError("--out: an output folder is required");
+  if (params.out_dir.empty())
+    return absl::InvalidArgumentError("--out: an output folder is required");
   if (params.dtype != DType::kBF16 && params.dtype != DType::kF32 && params.dtype != DType::kF16) {
     return absl::InvalidArgumentError("--dtype: bf16, f16 or f32");
   }
@@ -466,8 +505,9 @@ absl::StatusOr<DemoModelStats> WriteDemoModel(const DemoModelParams& params) {
   const std::string dir = params.out_dir;
   if (std::filesystem::exists(dir + "/model.safetensors.index.json")) {
     return absl::FailedPreconditionError(absl::StrCat(
-        dir, " holds a sharded model (model.safetensors.index.json), which would shadow the "
-             "demo weights: choose another folder"));
+        dir,
+        " holds a sharded model (model.safetensors.index.json), which would shadow the "
+        "demo weights: choose another folder"));
   }
 
   // The config must read back as itself: catches a preset the parser would reject.

@@ -88,9 +88,9 @@ struct DemoModelStats {
   ModelConfig config;
   int64_t num_params = 0;
   int64_t num_tensors = 0;
-  uint64_t weight_bytes = 0;       // size of model.safetensors
-  double weights_seconds = 0;      // generating + writing the weights
-  double tokenizer_seconds = 0;    // BPE training + tokenizer files
+  uint64_t weight_bytes = 0;     // size of model.safetensors
+  double weights_seconds = 0;    // generating + writing the weights
+  double tokenizer_seconds = 0;  // BPE training + tokenizer files
 };
 
 absl::StatusOr<DemoModelStats> WriteDemoModel(const DemoModelParams& params);

@@ -1,16 +1,15 @@
 #include "model/demo_model.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "model/config.h"
 #include "model/demo_tokenizer.h"
@@ -245,8 +244,10 @@ TEST(DemoModelTest, WeightDistributions) {
   EXPECT_NEAR(MomentsOf(rows_ok).stddev, 1.0 / 32.0, 0.001);
 
   // Different names give different streams; values are bf16-representable.
-  std::vector<float> w1a = DemoTensorValues(specs.at("model.layers.0.block_sparse_moe.experts.0.w1.weight"), 1, 1024);
-  std::vector<float> w1b = DemoTensorValues(specs.at("model.layers.0.block_sparse_moe.experts.1.w1.weight"), 1, 1024);
+  std::vector<float> w1a =
+      DemoTensorValues(specs.at("model.layers.0.block_sparse_moe.experts.0.w1.weight"), 1, 1024);
+  std::vector<float> w1b =
+      DemoTensorValues(specs.at("model.layers.0.block_sparse_moe.experts.1.w1.weight"), 1, 1024);
   EXPECT_NE(w1a, w1b);
   for (size_t i = 0; i < 1000; ++i) EXPECT_EQ(w1a[i], Bf16ToF32(F32ToBf16(w1a[i])));
 }
@@ -268,8 +269,8 @@ TEST(DemoModelTest, PresetShapesAndParameterCounts) {
   // 2 x 32000 x 1024 (embeddings, lm_head) + 1024 (final norm) + 8 layers x
   // (2 x 1024^2 + 2 x 256 x 1024 (attention) + 2 x 1024 (norms) + 16 x 1024 (router)
   //  + 16 x 3 x 2816 x 1024 (experts)).
-  const int64_t per_layer = 2LL * 1024 * 1024 + 2LL * 256 * 1024 + 2048 + 16 * 1024 +
-                            16LL * 3 * 2816 * 1024;
+  const int64_t per_layer =
+      2LL * 1024 * 1024 + 2LL * 256 * 1024 + 2048 + 16 * 1024 + 16LL * 3 * 2816 * 1024;
   EXPECT_EQ(count(*mix), 2LL * 32000 * 1024 + 1024 + 8 * per_layer);
 
   auto fine = DemoModelConfig(DemoPreset::kBenchFinegrained, Architecture::kQwen3Moe);
@@ -349,8 +350,8 @@ TEST(DemoTokenizerTest, TinyVocabularyIsValidAndMatchesGoldenBytes) {
   json tok = json::parse(*text);
   CheckTokenizer(tok, 512);
   // The 256 byte tokens are spelled and numbered exactly as in the golden tokenizer.json.
-  json golden = json::parse(
-      ReadFile(std::string(MOE_GOLDEN_DIR) + "/tiny-qwen3moe/hf-f32/tokenizer.json"));
+  json golden =
+      json::parse(ReadFile(std::string(MOE_GOLDEN_DIR) + "/tiny-qwen3moe/hf-f32/tokenizer.json"));
   int checked = 0;
   for (auto it = golden["model"]["vocab"].begin(); it != golden["model"]["vocab"].end(); ++it) {
     if (it.value().get<int>() < 256) {

@@ -3,12 +3,11 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <queue>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 
@@ -37,29 +36,39 @@ class SplitMix64 {
 
 // Common English words, roughly by frequency. Contractions are split by the pre-tokenizer.
 constexpr const char* kWords[] = {
-    "the", "of", "and", "to", "a", "in", "is", "it", "you", "that", "he", "was", "for", "on",
-    "are", "with", "as", "I", "his", "they", "be", "at", "one", "have", "this", "from", "or",
-    "had", "by", "not", "word", "but", "what", "some", "we", "can", "out", "other", "were", "all",
-    "there", "when", "up", "use", "your", "how", "said", "an", "each", "she", "which", "do",
-    "their", "time", "if", "will", "way", "about", "many", "then", "them", "write", "would",
-    "like", "so", "these", "her", "long", "make", "thing", "see", "him", "two", "has", "look",
-    "more", "day", "could", "go", "come", "did", "number", "sound", "no", "most", "people", "my",
-    "over", "know", "water", "than", "call", "first", "who", "may", "down", "side", "been", "now",
-    "find", "any", "new", "work", "part", "take", "get", "place", "made", "live", "where",
-    "after", "back", "little", "only", "round", "man", "year", "came", "show", "every", "good",
-    "me", "give", "our", "under", "name", "very", "through", "just", "form", "sentence", "great",
-    "think", "say", "help", "low", "line", "differ", "turn", "cause", "much", "mean", "before",
-    "move", "right", "boy", "old", "too", "same", "tell", "does", "set", "three", "want", "air",
-    "well", "also", "play", "small", "end", "put", "home", "read", "hand", "port", "large",
-    "spell", "add", "even", "land", "here", "must", "big", "high", "such", "follow", "act", "why",
-    "ask", "men", "change", "went", "light", "kind", "off", "need", "house", "picture", "try",
-    "us", "again", "animal", "point", "mother", "world", "near", "build", "self", "earth",
-    "father", "head", "stand", "own", "page", "should", "country", "found", "answer", "school",
-    "grow", "study", "still", "learn", "plant", "cover", "food", "sun", "four", "between",
-    "state", "keep", "eye", "never", "last", "let", "thought", "city", "tree", "cross", "farm",
-    "hard", "start", "might", "story", "saw", "far", "sea", "draw", "left", "late", "run",
-    "don't", "while", "press", "close", "night", "real", "life", "few", "north", "it's", "model",
-    "expert", "token", "server", "request", "memory", "network", "data", "system", "question",
+    "the",    "of",      "and",      "to",      "a",        "in",      "is",     "it",
+    "you",    "that",    "he",       "was",     "for",      "on",      "are",    "with",
+    "as",     "I",       "his",      "they",    "be",       "at",      "one",    "have",
+    "this",   "from",    "or",       "had",     "by",       "not",     "word",   "but",
+    "what",   "some",    "we",       "can",     "out",      "other",   "were",   "all",
+    "there",  "when",    "up",       "use",     "your",     "how",     "said",   "an",
+    "each",   "she",     "which",    "do",      "their",    "time",    "if",     "will",
+    "way",    "about",   "many",     "then",    "them",     "write",   "would",  "like",
+    "so",     "these",   "her",      "long",    "make",     "thing",   "see",    "him",
+    "two",    "has",     "look",     "more",    "day",      "could",   "go",     "come",
+    "did",    "number",  "sound",    "no",      "most",     "people",  "my",     "over",
+    "know",   "water",   "than",     "call",    "first",    "who",     "may",    "down",
+    "side",   "been",    "now",      "find",    "any",      "new",     "work",   "part",
+    "take",   "get",     "place",    "made",    "live",     "where",   "after",  "back",
+    "little", "only",    "round",    "man",     "year",     "came",    "show",   "every",
+    "good",   "me",      "give",     "our",     "under",    "name",    "very",   "through",
+    "just",   "form",    "sentence", "great",   "think",    "say",     "help",   "low",
+    "line",   "differ",  "turn",     "cause",   "much",     "mean",    "before", "move",
+    "right",  "boy",     "old",      "too",     "same",     "tell",    "does",   "set",
+    "three",  "want",    "air",      "well",    "also",     "play",    "small",  "end",
+    "put",    "home",    "read",     "hand",    "port",     "large",   "spell",  "add",
+    "even",   "land",    "here",     "must",    "big",      "high",    "such",   "follow",
+    "act",    "why",     "ask",      "men",     "change",   "went",    "light",  "kind",
+    "off",    "need",    "house",    "picture", "try",      "us",      "again",  "animal",
+    "point",  "mother",  "world",    "near",    "build",    "self",    "earth",  "father",
+    "head",   "stand",   "own",      "page",    "should",   "country", "found",  "answer",
+    "school", "grow",    "study",    "still",   "learn",    "plant",   "cover",  "food",
+    "sun",    "four",    "between",  "state",   "keep",     "eye",     "never",  "last",
+    "let",    "thought", "city",     "tree",    "cross",    "farm",    "hard",   "start",
+    "might",  "story",   "saw",      "far",     "sea",      "draw",    "left",   "late",
+    "run",    "don't",   "while",    "press",   "close",    "night",   "real",   "life",
+    "few",    "north",   "it's",     "model",   "expert",   "token",   "server", "request",
+    "memory", "network", "data",     "system",  "question",
 };
 
 // English-like syllables for synthetic (rare) words.
@@ -67,9 +76,9 @@ constexpr const char* kOnsets[] = {"",   "b",  "c",  "d",  "f",  "g",  "h",  "j"
                                    "m",  "n",  "p",  "r",  "s",  "t",  "v",  "w",  "y",  "z",
                                    "br", "cr", "dr", "fr", "gr", "pr", "tr", "bl", "cl", "fl",
                                    "gl", "pl", "sl", "st", "sp", "sk", "sh", "ch", "th", "wh"};
-constexpr const char* kVowels[] = {"a", "e", "i", "o", "u", "ai", "ea", "ee", "oo", "ou", "ie",
-                                   "io", "a", "e", "i", "o"};
-constexpr const char* kCodas[] = {"",  "",   "",   "n",  "r",  "s",  "t",  "l",  "m",
+constexpr const char* kVowels[] = {"a",  "e",  "i",  "o",  "u", "ai", "ea", "ee",
+                                   "oo", "ou", "ie", "io", "a", "e",  "i",  "o"};
+constexpr const char* kCodas[] = {"",   "",   "",   "n",  "r",  "s",  "t",  "l",  "m",
                                   "nd", "st", "ng", "ck", "rt", "nt", "sh", "ch", "th"};
 
 template <size_t N>
@@ -159,9 +168,8 @@ std::vector<std::string_view> PreTokenize(std::string_view s) {
       }
     }
     {
-      size_t j = (s[i] == ' ' && i + 1 < n && !IsSpace(static_cast<unsigned char>(s[i + 1])))
-                     ? i + 1
-                     : i;
+      size_t j =
+          (s[i] == ' ' && i + 1 < n && !IsSpace(static_cast<unsigned char>(s[i + 1]))) ? i + 1 : i;
       unsigned char c = static_cast<unsigned char>(s[j]);
       size_t end;
       if (IsLetter(c)) {
@@ -438,8 +446,8 @@ BpeVocab TrainDemoBpe(int num_merges) {
 
 absl::StatusOr<std::string> DemoTokenizerJson(int vocab_size) {
   if (vocab_size < 256 + kDemoNumSpecialTokens) {
-    return absl::InvalidArgumentError(absl::StrCat("vocab_size ", vocab_size, " is below ",
-                                                   256 + kDemoNumSpecialTokens));
+    return absl::InvalidArgumentError(
+        absl::StrCat("vocab_size ", vocab_size, " is below ", 256 + kDemoNumSpecialTokens));
   }
   const int num_merges = vocab_size - 256 - kDemoNumSpecialTokens;
   BpeVocab bpe = TrainDemoBpe(num_merges);
@@ -469,13 +477,19 @@ absl::StatusOr<std::string> DemoTokenizerJson(int vocab_size) {
       {"added_tokens", added},
       {"normalizer", nullptr},
       {"pre_tokenizer",
-       {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true},
+       {{"type", "ByteLevel"},
+        {"add_prefix_space", false},
+        {"trim_offsets", true},
         {"use_regex", true}}},
       {"post_processor",
-       {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false},
+       {{"type", "ByteLevel"},
+        {"add_prefix_space", false},
+        {"trim_offsets", false},
         {"use_regex", false}}},
       {"decoder",
-       {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true},
+       {{"type", "ByteLevel"},
+        {"add_prefix_space", true},
+        {"trim_offsets", true},
         {"use_regex", true}}},
       {"model",
        {{"type", "BPE"},
@@ -505,7 +519,7 @@ std::string DemoTokenizerConfigJson(int vocab_size, int model_max_length) {
   const char* specials[] = {kDemoEndOfText, kDemoImStart, kDemoImEnd};
   for (int i = 0; i < kDemoNumSpecialTokens; ++i) {
     decoder[std::to_string(vocab_size - kDemoNumSpecialTokens + i)] = {
-        {"content", specials[i]}, {"lstrip", false},  {"normalized", false},
+        {"content", specials[i]}, {"lstrip", false},      {"normalized", false},
         {"rstrip", false},        {"single_word", false}, {"special", true}};
   }
   ojson root = {

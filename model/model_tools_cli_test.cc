@@ -1,4 +1,6 @@
 // Runs the real `moe demo-model` and `moe inspect` (binary in $MOE_BIN) end to end.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -6,11 +8,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <string>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <string>
 
 namespace {
 
@@ -71,7 +70,8 @@ TEST_F(ModelToolsCliTest, InspectFindsWeightsThatDoNotMatchTheConfig) {
   Result r = RunMoe("inspect --model " + dir_);
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_THAT(r.output, HasSubstr("F32"));
-  EXPECT_THAT(r.output, HasSubstr("missing tensor model.layers.0.block_sparse_moe.experts.8.w1.weight"));
+  EXPECT_THAT(r.output,
+              HasSubstr("missing tensor model.layers.0.block_sparse_moe.experts.8.w1.weight"));
   EXPECT_THAT(r.output, HasSubstr("[16, 64]"));  // the router's shape disagrees too
 }
 

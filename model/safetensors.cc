@@ -10,11 +10,10 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <utility>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -34,7 +33,8 @@ absl::Status Invalid(std::string_view path, std::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(Sv(path), ": ", Sv(what)));
 }
 absl::Status InvalidTensor(std::string_view path, std::string_view tensor, std::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat(Sv(path), ": tensor \"", Sv(tensor), "\": ", Sv(what)));
+  return absl::InvalidArgumentError(
+      absl::StrCat(Sv(path), ": tensor \"", Sv(tensor), "\": ", Sv(what)));
 }
 
 std::string ShapeString(absl::Span<const int64_t> shape) {
@@ -82,8 +82,8 @@ absl::Status ParseEntry(std::string_view path, const std::string& name, const js
   for (const json& d : *sh) {
     uint64_t x = 0;
     if (!ReadNonNegative(d, &x)) {
-      return InvalidTensor(path, name, absl::StrCat("shape entries must be non-negative integers, got ",
-                                                    d.dump()));
+      return InvalidTensor(
+          path, name, absl::StrCat("shape entries must be non-negative integers, got ", d.dump()));
     }
     shape.push_back(static_cast<int64_t>(x));
     // The product of the non-zero dimensions must fit in int64 (so that TensorView::numel()
@@ -110,14 +110,14 @@ absl::Status ParseEntry(std::string_view path, const std::string& name, const js
     return InvalidTensor(path, name, absl::StrCat("data_offsets end ", end, " < begin ", begin));
   }
   if (end > data_size) {
-    return InvalidTensor(path, name, absl::StrCat("data_offsets [", begin, ", ", end,
-                                                  "] run past the data section (", data_size,
-                                                  " bytes)"));
+    return InvalidTensor(path, name,
+                         absl::StrCat("data_offsets [", begin, ", ", end,
+                                      "] run past the data section (", data_size, " bytes)"));
   }
   if (end - begin != numel * esize) {
-    return InvalidTensor(path, name, absl::StrCat("holds ", end - begin, " bytes but ",
-                                                  Sv(DTypeName(*dtype)), ShapeString(shape), " needs ",
-                                                  numel * esize));
+    return InvalidTensor(path, name,
+                         absl::StrCat("holds ", end - begin, " bytes but ", Sv(DTypeName(*dtype)),
+                                      ShapeString(shape), " needs ", numel * esize));
   }
   *out = Parsed{name, *dtype, std::move(shape), begin, end};
   return absl::OkStatus();
@@ -207,8 +207,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
         if (!it->is_object()) return Invalid(path, "`__metadata__` must be an object");
         for (auto m = it->begin(); m != it->end(); ++m) {
           if (!m->is_string()) {
-            return Invalid(path, absl::StrCat("`__metadata__` value of \"", m.key(),
-                                              "\" must be a string"));
+            return Invalid(
+                path, absl::StrCat("`__metadata__` value of \"", m.key(), "\" must be a string"));
           }
           file->metadata_[m.key()] = m->get<std::string>();
         }
@@ -282,14 +282,14 @@ absl::StatusOr<std::unique_ptr<WeightStore>> WeightStore::Open(
     std::map<std::string, std::vector<std::string>> wanted;
     for (auto it = wm->begin(); it != wm->end(); ++it) {
       if (!it->is_string()) {
-        return Invalid(index_path, absl::StrCat("`weight_map` entry \"", it.key(),
-                                                "\" must name a file"));
+        return Invalid(index_path,
+                       absl::StrCat("`weight_map` entry \"", it.key(), "\" must name a file"));
       }
       std::string shard = it->get<std::string>();
       if (shard.empty() || shard.find('/') != std::string::npos || shard == "." || shard == "..") {
-        return Invalid(index_path, absl::StrCat("`weight_map` entry \"", it.key(),
-                                                "\" names a file outside the folder: \"", shard,
-                                                "\""));
+        return Invalid(index_path,
+                       absl::StrCat("`weight_map` entry \"", it.key(),
+                                    "\" names a file outside the folder: \"", shard, "\""));
       }
       if (!accept(it.key())) continue;
       auto [w, inserted] = wanted.try_emplace(shard);
@@ -320,8 +320,8 @@ absl::StatusOr<std::unique_ptr<WeightStore>> WeightStore::Open(
     store->files_.push_back(std::move(file));
     return store;
   }
-  return absl::NotFoundError(absl::StrCat(dir, " has neither model.safetensors nor ",
-                                          "model.safetensors.index.json"));
+  return absl::NotFoundError(
+      absl::StrCat(dir, " has neither model.safetensors nor ", "model.safetensors.index.json"));
 }
 
 absl::StatusOr<TensorView> WeightStore::Get(std::string_view name) const {

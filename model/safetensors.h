@@ -4,7 +4,8 @@
 //   MOE_ASSIGN_OR_RETURN(auto store, WeightStore::Open(dir, [](std::string_view n) {
 //     return n.find(".experts.") != std::string_view::npos;
 //   }));
-//   MOE_ASSIGN_OR_RETURN(TensorView w1, store->Get("model.layers.0.block_sparse_moe.experts.3.w1.weight"));
+//   MOE_ASSIGN_OR_RETURN(TensorView w1,
+//   store->Get("model.layers.0.block_sparse_moe.experts.3.w1.weight"));
 //   MOE_ASSIGN_OR_RETURN(std::vector<float> f, ToF32(w1, {128, 64}));
 //
 // File format (https://github.com/huggingface/safetensors): 8-byte little-endian header length N,

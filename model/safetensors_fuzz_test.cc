@@ -1,5 +1,7 @@
 // Robustness of SafetensorsFile::Open against truncated, corrupted and malicious files: every
 // input must give an error or a self-consistent file, never a crash or an out-of-bounds view.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,9 +11,6 @@
 #include <fstream>
 #include <random>
 #include <string>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "model/safetensors.h"
 #include "model/safetensors_writer.h"
@@ -122,9 +121,15 @@ TEST_F(FuzzTest, RandomHeaderByteFlips) {
     for (int k = 0; k < flips; ++k) {
       const size_t pos = static_cast<size_t>(rng() % header_end);
       switch (rng() % 3) {
-        case 0: m[pos] = static_cast<char>(m[pos] ^ (1u << (rng() % 8))); break;
-        case 1: m[pos] = static_cast<char>(rng() & 0xff); break;
-        default: m[pos] = "0123456789[]{},:\"-e."[rng() % 20]; break;  // JSON-ish bytes
+        case 0:
+          m[pos] = static_cast<char>(m[pos] ^ (1u << (rng() % 8)));
+          break;
+        case 1:
+          m[pos] = static_cast<char>(rng() & 0xff);
+          break;
+        default:
+          m[pos] = "0123456789[]{},:\"-e."[rng() % 20];
+          break;  // JSON-ish bytes
       }
     }
     opened += OpenAndCheck(m) ? 1 : 0;
@@ -162,30 +167,56 @@ TEST_F(FuzzTest, MaliciousHeaders) {
   std::string hundred_ones = "1";
   for (int i = 1; i < 100; ++i) hundred_ones += ",1";
   std::vector<Case> cases = {
-      {"offsets past end", WithHeader(R"({"t":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", 8), "\"t\""},
-      {"begin past end", WithHeader(R"({"t":{"dtype":"U8","shape":[0],"data_offsets":[100,100]}})", 8), "\"t\""},
-      {"end < begin", WithHeader(R"({"t":{"dtype":"U8","shape":[0],"data_offsets":[4,0]}})", 8), "\"t\""},
-      {"overlap", WithHeader(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                             R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 16), "overlaps"},
-      {"same range twice", WithHeader(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                                      R"("b":{"dtype":"I32","shape":[2],"data_offsets":[0,8]}})", 8), "overlaps"},
-      {"negative shape", WithHeader(R"({"t":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 8), "\"t\""},
-      {"float shape", WithHeader(R"({"t":{"dtype":"F32","shape":[1.0],"data_offsets":[0,4]}})", 8), "\"t\""},
-      {"string shape", WithHeader(R"({"t":{"dtype":"F32","shape":["1"],"data_offsets":[0,4]}})", 8), "\"t\""},
+      {"offsets past end",
+       WithHeader(R"({"t":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", 8), "\"t\""},
+      {"begin past end",
+       WithHeader(R"({"t":{"dtype":"U8","shape":[0],"data_offsets":[100,100]}})", 8), "\"t\""},
+      {"end < begin", WithHeader(R"({"t":{"dtype":"U8","shape":[0],"data_offsets":[4,0]}})", 8),
+       "\"t\""},
+      {"overlap",
+       WithHeader(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                  R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+                  16),
+       "overlaps"},
+      {"same range twice",
+       WithHeader(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                  R"("b":{"dtype":"I32","shape":[2],"data_offsets":[0,8]}})",
+                  8),
+       "overlaps"},
+      {"negative shape",
+       WithHeader(R"({"t":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 8), "\"t\""},
+      {"float shape", WithHeader(R"({"t":{"dtype":"F32","shape":[1.0],"data_offsets":[0,4]}})", 8),
+       "\"t\""},
+      {"string shape", WithHeader(R"({"t":{"dtype":"F32","shape":["1"],"data_offsets":[0,4]}})", 8),
+       "\"t\""},
       {"shape product overflow",
-       WithHeader(R"({"t":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,0]}})", 8), "overflow"},
+       WithHeader(
+           R"({"t":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,0]}})", 8),
+       "overflow"},
       {"shape overflow times dtype",
-       WithHeader(R"({"t":{"dtype":"I64","shape":[2305843009213693952],"data_offsets":[0,0]}})", 8), "overflow"},
+       WithHeader(R"({"t":{"dtype":"I64","shape":[2305843009213693952],"data_offsets":[0,0]}})", 8),
+       "overflow"},
       {"huge dim with a zero",
-       WithHeader(R"({"t":{"dtype":"F32","shape":[9223372036854775807,9223372036854775807,0],"data_offsets":[0,0]}})", 8), "overflow"},
-      {"dim above int64", WithHeader(R"({"t":{"dtype":"F32","shape":[18446744073709551615],"data_offsets":[0,0]}})", 8), "\"t\""},
-      {"wrong byte length", WithHeader(R"({"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 16), "needs 12"},
-      {"negative offset", WithHeader(R"({"t":{"dtype":"U8","shape":[1],"data_offsets":[-1,0]}})", 8), "\"t\""},
-      {"three offsets", WithHeader(R"({"t":{"dtype":"U8","shape":[1],"data_offsets":[0,1,2]}})", 8), "\"t\""},
+       WithHeader(
+           R"({"t":{"dtype":"F32","shape":[9223372036854775807,9223372036854775807,0],"data_offsets":[0,0]}})",
+           8),
+       "overflow"},
+      {"dim above int64",
+       WithHeader(R"({"t":{"dtype":"F32","shape":[18446744073709551615],"data_offsets":[0,0]}})",
+                  8),
+       "\"t\""},
+      {"wrong byte length",
+       WithHeader(R"({"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 16), "needs 12"},
+      {"negative offset",
+       WithHeader(R"({"t":{"dtype":"U8","shape":[1],"data_offsets":[-1,0]}})", 8), "\"t\""},
+      {"three offsets", WithHeader(R"({"t":{"dtype":"U8","shape":[1],"data_offsets":[0,1,2]}})", 8),
+       "\"t\""},
       {"missing offsets", WithHeader(R"({"t":{"dtype":"U8","shape":[1]}})", 8), "\"t\""},
       {"missing dtype", WithHeader(R"({"t":{"shape":[1],"data_offsets":[0,1]}})", 8), "\"t\""},
-      {"unknown dtype", WithHeader(R"({"t":{"dtype":"F8_E4M3","shape":[1],"data_offsets":[0,1]}})", 8), "F8_E4M3"},
-      {"dtype not string", WithHeader(R"({"t":{"dtype":4,"shape":[1],"data_offsets":[0,1]}})", 8), "\"t\""},
+      {"unknown dtype",
+       WithHeader(R"({"t":{"dtype":"F8_E4M3","shape":[1],"data_offsets":[0,1]}})", 8), "F8_E4M3"},
+      {"dtype not string", WithHeader(R"({"t":{"dtype":4,"shape":[1],"data_offsets":[0,1]}})", 8),
+       "\"t\""},
       {"entry not object", WithHeader(R"({"t":[1,2,3]})", 8), "\"t\""},
       {"non-object JSON (array)", WithHeader(R"([1,2,3])", 8), "JSON object"},
       {"non-object JSON (string)", WithHeader(R"("hello")", 8), "JSON object"},
@@ -193,9 +224,12 @@ TEST_F(FuzzTest, MaliciousHeaders) {
       {"empty header", WithHeader("", 8), "JSON"},
       {"metadata not object", WithHeader(R"({"__metadata__":[1]})", 0), "__metadata__"},
       {"metadata value not string", WithHeader(R"({"__metadata__":{"a":1}})", 0), "__metadata__"},
-      {"too many dims", WithHeader(R"({"t":{"dtype":"U8","shape":[)" + hundred_ones +
-                                       R"(],"data_offsets":[0,1]}})", 8), "64 dimensions"},
-      {"deep nesting", WithHeader(std::string(100000, '[') + std::string(100000, ']'), 0), "JSON object"},
+      {"too many dims",
+       WithHeader(R"({"t":{"dtype":"U8","shape":[)" + hundred_ones + R"(],"data_offsets":[0,1]}})",
+                  8),
+       "64 dimensions"},
+      {"deep nesting", WithHeader(std::string(100000, '[') + std::string(100000, ']'), 0),
+       "JSON object"},
   };
   for (const Case& c : cases) {
     {
@@ -205,7 +239,8 @@ TEST_F(FuzzTest, MaliciousHeaders) {
     auto f = SafetensorsFile::Open(path_);
     ASSERT_FALSE(f.ok()) << c.what;
     EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument) << c.what;
-    EXPECT_THAT(std::string(f.status().message()), HasSubstr(c.needle)) << c.what << ": " << f.status();
+    EXPECT_THAT(std::string(f.status().message()), HasSubstr(c.needle))
+        << c.what << ": " << f.status();
     EXPECT_THAT(std::string(f.status().message()), HasSubstr(path_)) << c.what;
   }
 }
@@ -224,10 +259,10 @@ TEST_F(FuzzTest, HugeAndShortHeaderLengths) {
 }
 
 TEST_F(FuzzTest, ZeroSizedTensorsMayShareOffsets) {
-  std::string bytes =
-      WithHeader(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[4,4]},)"
-                 R"("b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
-                 R"("c":{"dtype":"BF16","shape":[2,0],"data_offsets":[4,4]}})", 8);
+  std::string bytes = WithHeader(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[4,4]},)"
+                                 R"("b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                                 R"("c":{"dtype":"BF16","shape":[2,0],"data_offsets":[4,4]}})",
+                                 8);
   EXPECT_TRUE(OpenAndCheck(bytes));
 }
 

@@ -1,5 +1,7 @@
 #include "model/safetensors.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -8,9 +10,6 @@
 #include <fstream>
 #include <random>
 #include <string>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "model/safetensors_writer.h"
 
@@ -56,10 +55,10 @@ TensorData RawTensor(std::string name, DType dtype, std::vector<int64_t> shape, 
 TEST(SafetensorsTest, RoundTripAllDTypes) {
   TempDir dir;
   std::vector<TensorData> tensors = {
-      RawTensor("f32", DType::kF32, {3, 5}, 1),   RawTensor("f16", DType::kF16, {7}, 2),
+      RawTensor("f32", DType::kF32, {3, 5}, 1),      RawTensor("f16", DType::kF16, {7}, 2),
       RawTensor("bf16", DType::kBF16, {2, 3, 4}, 3), RawTensor("i32", DType::kI32, {4, 1}, 4),
-      RawTensor("i64", DType::kI64, {3}, 5),      RawTensor("u8", DType::kU8, {13}, 6),
-      RawTensor("scalar", DType::kF32, {}, 7),    RawTensor("empty", DType::kBF16, {0, 5}, 8),
+      RawTensor("i64", DType::kI64, {3}, 5),         RawTensor("u8", DType::kU8, {13}, 6),
+      RawTensor("scalar", DType::kF32, {}, 7),       RawTensor("empty", DType::kBF16, {0, 5}, 8),
   };
   const std::string path = dir.path() + "/x.safetensors";
   ASSERT_TRUE(WriteSafetensors(path, tensors, {{"format", "pt"}}).ok());
@@ -110,11 +109,11 @@ TEST(SafetensorsTest, StreamingWriterChecksItsInputs) {
   ASSERT_TRUE(w.Add("b", DType::kU8, {3}).ok());
   ASSERT_TRUE(w.Open(dir.path() + "/s.safetensors").ok());
   float a[2] = {1.5f, -2.0f};
-  EXPECT_FALSE(w.Write("a", a, 4).ok());        // wrong size
-  EXPECT_FALSE(w.Write("zzz", a, 8).ok());      // undeclared
+  EXPECT_FALSE(w.Write("a", a, 4).ok());    // wrong size
+  EXPECT_FALSE(w.Write("zzz", a, 8).ok());  // undeclared
   ASSERT_TRUE(w.Write("a", a, 8).ok());
-  EXPECT_FALSE(w.Write("a", a, 8).ok());        // twice
-  absl::Status s = w.Close();                    // "b" never written
+  EXPECT_FALSE(w.Write("a", a, 8).ok());  // twice
+  absl::Status s = w.Close();             // "b" never written
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(s.message()), HasSubstr("\"b\""));
 }
@@ -185,17 +184,24 @@ void WriteShardedModel(const std::string& dir) {
     return std::string(name);
   };
   std::string s1 = shard(1, {RawTensor("model.embed_tokens.weight", DType::kBF16, {16, 4}, 1)});
-  std::string s2 = shard(2, {RawTensor("model.layers.0.self_attn.q_proj.weight", DType::kBF16, {4, 4}, 2),
-                             RawTensor("model.layers.0.mlp.experts.0.up_proj.weight", DType::kBF16, {8, 4}, 3)});
-  std::string s3 = shard(3, {RawTensor("model.layers.1.mlp.experts.0.up_proj.weight", DType::kBF16, {8, 4}, 4),
-                             RawTensor("model.layers.1.mlp.experts.1.up_proj.weight", DType::kBF16, {8, 4}, 5)});
+  std::string s2 =
+      shard(2, {RawTensor("model.layers.0.self_attn.q_proj.weight", DType::kBF16, {4, 4}, 2),
+                RawTensor("model.layers.0.mlp.experts.0.up_proj.weight", DType::kBF16, {8, 4}, 3)});
+  std::string s3 =
+      shard(3, {RawTensor("model.layers.1.mlp.experts.0.up_proj.weight", DType::kBF16, {8, 4}, 4),
+                RawTensor("model.layers.1.mlp.experts.1.up_proj.weight", DType::kBF16, {8, 4}, 5)});
   std::ofstream idx(dir + "/model.safetensors.index.json");
   idx << R"({"metadata": {"total_size": 352}, "weight_map": {
-    "model.embed_tokens.weight": ")" << s1 << R"(",
-    "model.layers.0.self_attn.q_proj.weight": ")" << s2 << R"(",
-    "model.layers.0.mlp.experts.0.up_proj.weight": ")" << s2 << R"(",
-    "model.layers.1.mlp.experts.0.up_proj.weight": ")" << s3 << R"(",
-    "model.layers.1.mlp.experts.1.up_proj.weight": ")" << s3 << R"("}})";
+    "model.embed_tokens.weight": ")"
+      << s1 << R"(",
+    "model.layers.0.self_attn.q_proj.weight": ")"
+      << s2 << R"(",
+    "model.layers.0.mlp.experts.0.up_proj.weight": ")"
+      << s2 << R"(",
+    "model.layers.1.mlp.experts.0.up_proj.weight": ")"
+      << s3 << R"(",
+    "model.layers.1.mlp.experts.1.up_proj.weight": ")"
+      << s3 << R"("}})";
 }
 
 TEST(WeightStoreTest, ShardedFolder) {
@@ -232,9 +238,8 @@ TEST(WeightStoreTest, FilterOpensOnlyNeededShards) {
   EXPECT_FALSE((*store)->Has("model.embed_tokens.weight"));
 
   // Experts of layer 0 live in shard 2 beside attention: shard 2 opens, but only experts show.
-  auto experts = WeightStore::Open(dir.path(), [](std::string_view n) {
-    return n.find(".experts.") != std::string_view::npos;
-  });
+  auto experts = WeightStore::Open(
+      dir.path(), [](std::string_view n) { return n.find(".experts.") != std::string_view::npos; });
   ASSERT_TRUE(experts.ok());
   EXPECT_EQ((*experts)->OpenedFiles().size(), 2u);
   EXPECT_FALSE((*experts)->Has("model.layers.0.self_attn.q_proj.weight"));
@@ -242,9 +247,8 @@ TEST(WeightStoreTest, FilterOpensOnlyNeededShards) {
 
   // A corrupt shard nobody asks for is never opened.
   std::ofstream(dir.path() + "/model-00001-of-00003.safetensors", std::ios::trunc) << "garbage";
-  auto again = WeightStore::Open(dir.path(), [](std::string_view n) {
-    return n.find("layers.1.") != std::string_view::npos;
-  });
+  auto again = WeightStore::Open(
+      dir.path(), [](std::string_view n) { return n.find("layers.1.") != std::string_view::npos; });
   EXPECT_TRUE(again.ok()) << again.status();
   EXPECT_FALSE(WeightStore::Open(dir.path()).ok());
 }

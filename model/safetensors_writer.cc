@@ -5,9 +5,8 @@
 
 #include <cerrno>
 #include <cstring>
-#include <utility>
-
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
@@ -24,7 +23,8 @@ uint64_t NumBytes(DType dtype, const std::vector<int64_t>& shape) {
   return n;
 }
 
-absl::Status WriteAll(int fd, const void* data, size_t n, uint64_t offset, const std::string& path) {
+absl::Status WriteAll(int fd, const void* data, size_t n, uint64_t offset,
+                      const std::string& path) {
   const char* p = static_cast<const char*>(data);
   while (n > 0) {
     ssize_t w = ::pwrite(fd, p, n, static_cast<off_t>(offset));
@@ -54,7 +54,8 @@ absl::Status SafetensorsWriter::Add(std::string name, DType dtype, std::vector<i
     return absl::InvalidArgumentError(absl::StrCat("duplicate tensor \"", name, "\""));
   }
   for (int64_t d : shape) {
-    if (d < 0) return absl::InvalidArgumentError(absl::StrCat("tensor \"", name, "\": negative dim"));
+    if (d < 0)
+      return absl::InvalidArgumentError(absl::StrCat("tensor \"", name, "\": negative dim"));
   }
   Entry e;
   e.name = std::move(name);
@@ -142,8 +143,8 @@ absl::Status SafetensorsWriter::Close() {
   for (const Entry& e : entries_) {
     if (!e.written) {
       ::close(fd);
-      return absl::FailedPreconditionError(absl::StrCat(path_, ": tensor \"", e.name,
-                                                        "\" was never written"));
+      return absl::FailedPreconditionError(
+          absl::StrCat(path_, ": tensor \"", e.name, "\" was never written"));
     }
   }
   if (::close(fd) != 0) {

@@ -22,13 +22,14 @@ int RunDemoModel(int argc, const char* const* argv) {
   std::string out, preset = "tiny", arch, dtype = "bf16";
   int64_t seed = 1234;
   int threads = 0;
-  FlagSet flags("moe demo-model",
-                "Write a deterministic random-weight MoE model in Hugging Face format (config.json,\n"
-                "model.safetensors, tokenizer.json, tokenizer_config.json, generation_config.json).\n"
-                "Presets: tiny (hidden 64, 4 layers, 8 experts top-2, vocab 512),\n"
-                "bench-mixtral (hidden 1024, 8 layers, 16 experts top-2 x 2816, vocab 32000),\n"
-                "bench-finegrained (hidden 1024, 16 layers, 64 experts top-8 x 512, q/k norm;\n"
-                "qwen3moe only). The same flags always give byte-identical files.");
+  FlagSet flags(
+      "moe demo-model",
+      "Write a deterministic random-weight MoE model in Hugging Face format (config.json,\n"
+      "model.safetensors, tokenizer.json, tokenizer_config.json, generation_config.json).\n"
+      "Presets: tiny (hidden 64, 4 layers, 8 experts top-2, vocab 512),\n"
+      "bench-mixtral (hidden 1024, 8 layers, 16 experts top-2 x 2816, vocab 32000),\n"
+      "bench-finegrained (hidden 1024, 16 layers, 64 experts top-8 x 512, q/k norm;\n"
+      "qwen3moe only). The same flags always give byte-identical files.");
   flags.AddString("out", &out, "output folder (created if missing)");
   flags.AddString("preset", &preset, "tiny, bench-mixtral or bench-finegrained");
   flags.AddString("arch", &arch,

@@ -42,7 +42,8 @@ int CheckTensors(const model::ModelConfig& config, const model::WeightStore& sto
     expected.insert(s.name);
     absl::StatusOr<model::TensorView> t = store.Get(s.name);
     if (!t.ok()) {
-      if (++problems <= 10) std::printf("  missing tensor %s %s\n", s.name.c_str(), Shape(s.shape).c_str());
+      if (++problems <= 10)
+        std::printf("  missing tensor %s %s\n", s.name.c_str(), Shape(s.shape).c_str());
     } else if (t->shape != s.shape) {
       if (++problems <= 10) {
         std::printf("  tensor %s has shape %s, expected %s\n", s.name.c_str(),
@@ -92,7 +93,8 @@ int RunInspect(int argc, const char* const* argv) {
   std::printf("model: %s\n", dir.c_str());
   std::printf("config: %s\n", model::DescribeModelConfig(c).c_str());
   std::printf("  rms_norm_eps %g, rope_theta %g%s, bos %s, eos [%s]\n", c.rms_norm_eps,
-              c.rope_theta, c.rope_scaling ? (", rope_scaling " + c.rope_scaling->type).c_str() : "",
+              c.rope_theta,
+              c.rope_scaling ? (", rope_scaling " + c.rope_scaling->type).c_str() : "",
               c.bos_token_id ? std::to_string(*c.bos_token_id).c_str() : "none",
               absl::StrJoin(c.eos_token_ids, ", ").c_str());
 
@@ -114,10 +116,11 @@ int RunInspect(int argc, const char* const* argv) {
     params += t->numel();
     if (name.find(".experts.") != std::string::npos) expert_params += t->numel();
   }
-  std::printf("weights: %zu tensors, %.1f MB in %zu file(s), %lld parameters (%.1f%% in routed experts)\n",
-              (*store)->Names().size(), static_cast<double>((*store)->TotalBytes()) / 1e6,
-              (*store)->OpenedFiles().size(), static_cast<long long>(params),
-              params > 0 ? 100.0 * static_cast<double>(expert_params) / static_cast<double>(params) : 0.0);
+  std::printf(
+      "weights: %zu tensors, %.1f MB in %zu file(s), %lld parameters (%.1f%% in routed experts)\n",
+      (*store)->Names().size(), static_cast<double>((*store)->TotalBytes()) / 1e6,
+      (*store)->OpenedFiles().size(), static_cast<long long>(params),
+      params > 0 ? 100.0 * static_cast<double>(expert_params) / static_cast<double>(params) : 0.0);
   for (const auto& [name, d] : by_dtype) {
     std::printf("  %-5s %6lld tensors %14lld parameters %12.1f MB\n", name.c_str(),
                 static_cast<long long>(d.tensors), static_cast<long long>(d.params),
