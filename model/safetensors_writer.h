@@ -84,7 +84,8 @@ struct TensorData {
 absl::Status WriteSafetensors(const std::string& path, absl::Span<const TensorData> tensors,
                               const std::map<std::string, std::string>& metadata = {});
 
-// Helpers to build TensorData from floats (F32 is copied, BF16/F16 rounded to nearest even).
+// Builds TensorData from floats: F32 is copied, BF16/F16 rounded to nearest even. `dtype` must
+// be a float dtype (MOE_CHECK).
 TensorData MakeTensorData(std::string name, DType dtype, std::vector<int64_t> shape,
                           absl::Span<const float> values);
 
