@@ -40,6 +40,7 @@ struct PackedLinear::State {
   DType source_dtype = DType::kF32;
   DType packed_dtype = DType::kF32;
   LinearImpl requested = LinearImpl::kAuto;
+  int64_t split_max_rows = 0;  // PackedLinearOptions::split_activation_max_rows
   bool custom_ok = false;  // the blocked BF16 buffer is valid and the CPU can run the kernel
   BlockedShape shape;
   AlignedBuffer blocked;  // BF16 blocked layout (packed_layout.h), or null
@@ -106,6 +107,7 @@ absl::StatusOr<PackedLinear> PackedLinear::CreateStacked(absl::Span<const Matrix
   }
   st->packed_dtype = PackedDtypeFor(st->source_dtype, options);
   st->requested = options.impl;
+  st->split_max_rows = options.split_activation_max_rows;
   st->shape = BlockedShape{st->n, st->k};
   const bool bf16 = st->packed_dtype == DType::kBF16;
 
@@ -186,32 +188,57 @@ void PackedLinear::State::ForwardCustom(const float* x, int64_t m, float* y,
                                         const LinearEpilogue& e) const {
   thread_local AlignedBuffer xb_buffer;
   thread_local size_t xb_size = 0;
+  thread_local std::vector<float> split_y;
+  const bool split = m <= split_max_rows;
+  const int64_t rows = split ? 2 * m : m;  // split: rows [0, m) hold hi, [m, 2m) hold lo
   const int64_t k_pad = shape.k_pad();
-  const size_t need = static_cast<size_t>(m * k_pad) * 2;
+  const size_t need = static_cast<size_t>(rows * k_pad) * 2;
   if (need > xb_size) {
     xb_buffer = AllocateAligned(need);
     xb_size = need;
   }
   auto* xb = reinterpret_cast<uint16_t*>(xb_buffer.get());
   for (int64_t r = 0; r < m; ++r) {
-    internal::ConvertF32ToBf16Avx512(x + r * k, k, xb + r * k_pad);
-    std::memset(xb + r * k_pad + k, 0, static_cast<size_t>(k_pad - k) * 2);
+    uint16_t* hi = xb + r * k_pad;
+    internal::ConvertF32ToBf16Avx512(x + r * k, k, hi);
+    std::memset(hi + k, 0, static_cast<size_t>(k_pad - k) * 2);
+    if (split) {
+      uint16_t* lo = xb + (m + r) * k_pad;
+      for (int64_t c = 0; c < k; ++c) lo[c] = F32ToBf16(x[r * k + c] - Bf16ToF32(hi[c]));
+      std::memset(lo + k, 0, static_cast<size_t>(k_pad - k) * 2);
+    }
   }
   internal::Bf16GemmArgs args;
   args.w = reinterpret_cast<const uint16_t*>(blocked.get());
   args.n = n;
   args.k_pad = k_pad;
   args.x = xb;
-  args.m = m;
-  args.y = y;
-  args.bias = e.bias;
-  args.accumulate = e.accumulate;
+  args.m = rows;
+  if (split) {
+    split_y.resize(static_cast<size_t>(rows * n));
+    args.y = split_y.data();
+  } else {
+    args.y = y;
+    args.bias = e.bias;
+    args.accumulate = e.accumulate;
+  }
   // Chunks of whole 64-output blocks, a few per thread so a busy core sheds its share.
   const int64_t blocks = shape.n_pad() / kBlockN;
   const int64_t chunks = std::min<int64_t>(blocks, KernelThreads() * kChunksPerThread);
   ParallelFor(chunks, [&](int64_t i) {
     internal::Bf16GemmBlocks(args, blocks * i / chunks, blocks * (i + 1) / chunks);
   });
+  if (split) {
+    for (int64_t r = 0; r < m; ++r) {
+      const float* hi = &split_y[r * n];
+      const float* lo = &split_y[(m + r) * n];
+      float* out = y + r * n;
+      for (int64_t o = 0; o < n; ++o) {
+        float v = hi[o] + lo[o] + (e.bias != nullptr ? e.bias[o] : 0.0f);
+        out[o] = e.accumulate ? out[o] + v : v;
+      }
+    }
+  }
 }
 
 void PackedLinear::State::ForwardReference(const float* x, int64_t m, float* y,

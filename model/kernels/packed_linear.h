@@ -46,6 +46,12 @@ enum class F16Packing : uint8_t { kF32, kBF16 };
 struct PackedLinearOptions {
   LinearImpl impl = LinearImpl::kAuto;
   F16Packing f16_packing = F16Packing::kF32;
+  // BF16-packed weights on the AVX512-BF16 kernel: for M up to this many rows, each activation
+  // row is carried as two BF16 rows hi + lo (hi = bf16(x), lo = bf16(x - hi): ~16 mantissa
+  // bits instead of 8) and the two products are summed in F32. Small M is bound by weight
+  // bandwidth, so the doubled M costs little there, while bf16 rounding of activations (the
+  // SwiGLU intermediate above all) is what flips MoE routing near-ties. 0 turns it off.
+  int64_t split_activation_max_rows = 16;
 };
 
 // What Forward does after the product.

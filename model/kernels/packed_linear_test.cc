@@ -63,8 +63,10 @@ double RoundBf16(double v) { return Bf16ToF32(F32ToBf16(static_cast<float>(v)));
 // Double-precision reference of y = x W^T over the values the kernel multiplies: BF16-packed
 // weights and BF16-rounded activations when `bf16`, exact F32 otherwise. Also returns
 // sum_k |x_k w_k| per element (the scale of the rounding error).
+// With `split`, activations are hi + lo BF16 pairs (PackedLinearOptions::
+// split_activation_max_rows).
 void Reference(const Weights& w, const std::vector<float>& x, int64_t m, bool bf16,
-               std::vector<double>* y, std::vector<double>* magnitude) {
+               std::vector<double>* y, std::vector<double>* magnitude, bool split = false) {
   y->assign(m * w.out, 0.0);
   magnitude->assign(m * w.out, 0.0);
   for (int64_t r = 0; r < m; ++r) {
@@ -74,7 +76,8 @@ void Reference(const Weights& w, const std::vector<float>& x, int64_t m, bool bf
         double a = x[r * w.in + c];
         double b = w.source[o * w.in + c];
         if (bf16) {
-          a = RoundBf16(a);
+          double hi = RoundBf16(a);
+          a = split ? hi + RoundBf16(static_cast<float>(a) - static_cast<float>(hi)) : hi;
           b = RoundBf16(b);
         }
         sum += a * b;
@@ -128,7 +131,9 @@ TEST_P(PackedLinearTest, MatchesDoubleReferenceForOddSizes) {
       std::vector<float> y(m * w.out, 12345.0f);
       lin->Forward(x.data(), m, y.data());
       std::vector<double> ref, mag;
-      Reference(w, x, m, bf16, &ref, &mag);
+      const bool split = lin->ImplFor(m) == LinearImpl::kAvx512Bf16 &&
+                         m <= options.split_activation_max_rows;
+      Reference(w, x, m, bf16, &ref, &mag, split);
       // F32 math: error <= a few ulps of the magnitude; BF16 products are exact in F32, so
       // only the F32 accumulation order differs there too.
       const double tol = 1e-5;
@@ -141,6 +146,41 @@ TEST_P(PackedLinearTest, MatchesDoubleReferenceForOddSizes) {
       }
     }
   }
+}
+
+// Splitting BF16 activations into hi + lo pairs brings small-M products much closer to exact
+// F32 activations than plain bf16 rounding.
+TEST(PackedLinearSplit, SplitActivationsAreMoreAccurate) {
+  if (!HasAvx512Bf16()) GTEST_SKIP() << "no avx512_bf16";
+  const Weights w = MakeWeights(DType::kBF16, 128, 256, 5);
+  PackedLinearOptions split_opts, plain_opts;
+  split_opts.impl = plain_opts.impl = LinearImpl::kAvx512Bf16;
+  split_opts.split_activation_max_rows = 16;
+  plain_opts.split_activation_max_rows = 0;
+  auto split = PackedLinear::Create(w.dtype, w.data(), w.out, w.in, split_opts);
+  auto plain = PackedLinear::Create(w.dtype, w.data(), w.out, w.in, plain_opts);
+  ASSERT_TRUE(split.ok() && plain.ok());
+  const int64_t m = 4;
+  const std::vector<float> x = RandomVector(m * w.in, 11);
+  // Exact-activation reference: BF16 weights, F32 activations, double sums.
+  std::vector<double> exact(m * w.out, 0.0);
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t o = 0; o < w.out; ++o) {
+      for (int64_t c = 0; c < w.in; ++c) {
+        exact[r * w.out + o] += double{x[r * w.in + c]} * RoundBf16(w.source[o * w.in + c]);
+      }
+    }
+  }
+  std::vector<float> ys(m * w.out), yp(m * w.out);
+  split->Forward(x.data(), m, ys.data());
+  plain->Forward(x.data(), m, yp.data());
+  double err_split = 0, err_plain = 0;
+  for (size_t i = 0; i < exact.size(); ++i) {
+    err_split = std::max(err_split, std::fabs(ys[i] - exact[i]));
+    err_plain = std::max(err_plain, std::fabs(yp[i] - exact[i]));
+  }
+  EXPECT_GT(err_plain, 1e-3);
+  EXPECT_LT(err_split, err_plain / 50);
 }
 
 TEST_P(PackedLinearTest, BiasAndAccumulate) {
@@ -160,7 +200,9 @@ TEST_P(PackedLinearTest, BiasAndAccumulate) {
     const std::vector<float> x = RandomVector(m * w.in, 8);
     const std::vector<float> y0 = RandomVector(m * w.out, 9);
     std::vector<double> ref, mag;
-    Reference(w, x, m, bf16, &ref, &mag);
+    const bool split =
+        lin->ImplFor(m) == LinearImpl::kAvx512Bf16 && m <= options.split_activation_max_rows;
+    Reference(w, x, m, bf16, &ref, &mag, split);
 
     std::vector<float> y = y0;
     lin->Forward(x.data(), m, y.data(), {.bias = bias.data(), .accumulate = true});
