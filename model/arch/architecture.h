@@ -21,6 +21,7 @@ struct LayerTensorNames {
   std::string post_attention_norm;  // [hidden]
   std::string q, k, v, o;           // q [heads*hd, hidden], k/v [kv*hd, hidden], o [hidden, heads*hd]
   std::string q_bias, k_bias, v_bias;
+  std::string o_bias;  // [hidden]
   std::string q_norm, k_norm;  // per-head RMSNorm weights [hd]
   // MoE layer (IsMoeLayer):
   std::string router;  // [experts, hidden]
@@ -67,6 +68,16 @@ std::unique_ptr<ModelArchitecture> NewQwen2Moe(const ModelConfig& config);
 
 // "model.layers.{layer}." — the prefix HF uses for decoder layers.
 std::string LayerPrefix(int layer);
+
+// The names every architecture so far shares: input/post-attention RMSNorms and the
+// self_attn.{q,k,v,o}_proj weights (plus q/k/v biases when `qkv_bias`, an o_proj bias when
+// `o_bias`).
+LayerTensorNames LlamaStyleAttentionNames(int layer, bool qkv_bias, bool o_bias = false);
+
+// Qwen MoE layers: `mlp.gate` router and `mlp.experts.E.{gate,up,down}_proj`, or a dense
+// `mlp.{gate,up,down}_proj` on non-MoE layers.
+void AddQwenMlpNames(const ModelConfig& config, int layer, LayerTensorNames* names);
+ExpertTensorNames QwenExpertNames(int layer, int expert);
 
 }  // namespace moe::model
 

@@ -12,15 +12,8 @@ class Mixtral final : public ModelArchitecture {
   std::string_view name() const override { return "MixtralForCausalLM"; }
 
   LayerTensorNames LayerNames(int layer) const override {
-    std::string p = LayerPrefix(layer);
-    LayerTensorNames n;
-    n.input_norm = p + "input_layernorm.weight";
-    n.post_attention_norm = p + "post_attention_layernorm.weight";
-    n.q = p + "self_attn.q_proj.weight";
-    n.k = p + "self_attn.k_proj.weight";
-    n.v = p + "self_attn.v_proj.weight";
-    n.o = p + "self_attn.o_proj.weight";
-    n.router = p + "block_sparse_moe.gate.weight";
+    LayerTensorNames n = LlamaStyleAttentionNames(layer, /*qkv_bias=*/false);
+    n.router = LayerPrefix(layer) + "block_sparse_moe.gate.weight";
     return n;
   }
 

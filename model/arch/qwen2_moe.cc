@@ -13,36 +13,21 @@ class Qwen2Moe final : public ModelArchitecture {
   std::string_view name() const override { return "Qwen2MoeForCausalLM"; }
 
   LayerTensorNames LayerNames(int layer) const override {
-    std::string p = LayerPrefix(layer);
-    LayerTensorNames n;
-    n.input_norm = p + "input_layernorm.weight";
-    n.post_attention_norm = p + "post_attention_layernorm.weight";
-    n.q = p + "self_attn.q_proj.weight";
-    n.k = p + "self_attn.k_proj.weight";
-    n.v = p + "self_attn.v_proj.weight";
-    n.o = p + "self_attn.o_proj.weight";
-    n.q_bias = p + "self_attn.q_proj.bias";
-    n.k_bias = p + "self_attn.k_proj.bias";
-    n.v_bias = p + "self_attn.v_proj.bias";
-    if (config_.IsMoeLayer(layer)) {
-      n.router = p + "mlp.gate.weight";
-      if (config_.shared_expert_intermediate_size > 0) {
-        n.shared_gate = p + "mlp.shared_expert.gate_proj.weight";
-        n.shared_up = p + "mlp.shared_expert.up_proj.weight";
-        n.shared_down = p + "mlp.shared_expert.down_proj.weight";
-        n.shared_expert_gate = p + "mlp.shared_expert_gate.weight";
-      }
-    } else {
-      n.mlp_gate = p + "mlp.gate_proj.weight";
-      n.mlp_up = p + "mlp.up_proj.weight";
-      n.mlp_down = p + "mlp.down_proj.weight";
+    // HF Qwen2Moe always has q/k/v biases (ModelConfig::attention_bias is true for it).
+    LayerTensorNames n = LlamaStyleAttentionNames(layer, config_.attention_bias);
+    AddQwenMlpNames(config_, layer, &n);
+    if (!n.router.empty() && config_.shared_expert_intermediate_size > 0) {
+      const std::string p = LayerPrefix(layer) + "mlp.shared_expert";
+      n.shared_gate = p + ".gate_proj.weight";
+      n.shared_up = p + ".up_proj.weight";
+      n.shared_down = p + ".down_proj.weight";
+      n.shared_expert_gate = p + "_gate.weight";
     }
     return n;
   }
 
   ExpertTensorNames ExpertNames(int layer, int expert) const override {
-    std::string p = absl::StrCat(LayerPrefix(layer), "mlp.experts.", expert, ".");
-    return {p + "gate_proj.weight", p + "up_proj.weight", p + "down_proj.weight"};
+    return QwenExpertNames(layer, expert);
   }
 
   RouterSpec Router() const override {

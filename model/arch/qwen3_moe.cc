@@ -13,34 +13,15 @@ class Qwen3Moe final : public ModelArchitecture {
   std::string_view name() const override { return "Qwen3MoeForCausalLM"; }
 
   LayerTensorNames LayerNames(int layer) const override {
-    std::string p = LayerPrefix(layer);
-    LayerTensorNames n;
-    n.input_norm = p + "input_layernorm.weight";
-    n.post_attention_norm = p + "post_attention_layernorm.weight";
-    n.q = p + "self_attn.q_proj.weight";
-    n.k = p + "self_attn.k_proj.weight";
-    n.v = p + "self_attn.v_proj.weight";
-    n.o = p + "self_attn.o_proj.weight";
-    n.q_norm = p + "self_attn.q_norm.weight";
-    n.k_norm = p + "self_attn.k_norm.weight";
-    if (config_.attention_bias) {
-      n.q_bias = p + "self_attn.q_proj.bias";
-      n.k_bias = p + "self_attn.k_proj.bias";
-      n.v_bias = p + "self_attn.v_proj.bias";
-    }
-    if (config_.IsMoeLayer(layer)) {
-      n.router = p + "mlp.gate.weight";
-    } else {
-      n.mlp_gate = p + "mlp.gate_proj.weight";
-      n.mlp_up = p + "mlp.up_proj.weight";
-      n.mlp_down = p + "mlp.down_proj.weight";
-    }
+    LayerTensorNames n = LlamaStyleAttentionNames(layer, config_.attention_bias, config_.attention_out_bias);
+    n.q_norm = LayerPrefix(layer) + "self_attn.q_norm.weight";
+    n.k_norm = LayerPrefix(layer) + "self_attn.k_norm.weight";
+    AddQwenMlpNames(config_, layer, &n);
     return n;
   }
 
   ExpertTensorNames ExpertNames(int layer, int expert) const override {
-    std::string p = absl::StrCat(LayerPrefix(layer), "mlp.experts.", expert, ".");
-    return {p + "gate_proj.weight", p + "up_proj.weight", p + "down_proj.weight"};
+    return QwenExpertNames(layer, expert);
   }
 
   RouterSpec Router() const override {
