@@ -10,6 +10,7 @@ int RunDemoModel(int argc, const char* const* argv);  // tools/cmd_demo_model.cc
 int RunInspect(int argc, const char* const* argv);    // tools/cmd_inspect.cc
 int RunGenerate(int argc, const char* const* argv);  // tools/cmd_generate.cc
 int RunBench(int argc, const char* const* argv);     // tools/cmd_bench.cc
+int RunExpert(int argc, const char* const* argv);    // tools/cmd_expert.cc
 
 }  // namespace moe::tools
 

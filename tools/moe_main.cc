@@ -19,6 +19,7 @@ constexpr Command kCommands[] = {
     {"demo-model", "write a deterministic random-weight demo model (HF format)",
      moe::tools::RunDemoModel},
     {"inspect", "describe a model folder: config, weights, tokenizer", moe::tools::RunInspect},
+    {"expert", "serve a set of (layer, expert) FFNs over gRPC", moe::tools::RunExpert},
     {"version", "print the version", moe::tools::RunVersion},
 };
 

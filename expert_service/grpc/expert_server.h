@@ -1,0 +1,51 @@
+// ExpertServer: the expert service's gRPC transport (callback API). Reactions only decode,
+// validate (ShardExecutor::Validate) and enqueue; one named thread ("expert-compute") owns
+// all Forward computation and drains a bounded queue (RESOURCE_EXHAUSTED when full); another
+// ("expert-loader") runs LoadExperts so loading never stalls compute. Describe answers inline.
+// Also serves the gRPC health-checking service (grpc.health.v1.Health), NOT_SERVING until
+// SetServing(true).
+#ifndef MOE_EXPERT_SERVICE_GRPC_EXPERT_SERVER_H_
+#define MOE_EXPERT_SERVICE_GRPC_EXPERT_SERVER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "expert_service/executor/model_experts.h"
+#include "expert_service/executor/shard_executor.h"
+
+namespace moe::expert {
+
+struct ExpertServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 0;                               // 0: pick a free port; see ExpertServer::port()
+  int max_queue = 64;                         // Forward requests waiting for the compute thread
+  int max_message_bytes = 256 * 1024 * 1024;  // receive and send limits
+  std::string instance_id;                    // reported by Describe; default host:port
+};
+
+class ExpertServer {
+ public:
+  // `executor` must outlive the server. `source` (may be null: LoadExperts answers
+  // UNIMPLEMENTED) is where LoadExperts reads weights from.
+  static absl::StatusOr<std::unique_ptr<ExpertServer>> Start(const ExpertServerOptions& options,
+                                                             ShardExecutor* executor,
+                                                             const ModelExpertSource* source);
+  ~ExpertServer();
+
+  int port() const;
+  // Health status of the whole server ("" service) and of "moe.expert.v1.ExpertService".
+  void SetServing(bool serving);
+  // Stops accepting calls, lets queued calls finish (bounded), joins the threads. Idempotent.
+  void Shutdown();
+
+ private:
+  struct Impl;
+  explicit ExpertServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace moe::expert
+
+#endif  // MOE_EXPERT_SERVICE_GRPC_EXPERT_SERVER_H_
