@@ -2,7 +2,6 @@
 // weights, serves ExpertService over gRPC, /metrics /health /ready on the admin port, and
 // stops gracefully on SIGTERM / SIGINT.
 #include <pthread.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -11,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/flags.h"
+#include "common/process.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "expert_service/backend/expert_backend.h"
@@ -90,12 +90,8 @@ int RunExpert(int argc, const char* const* argv) {
     setenv("OMP_NUM_THREADS", std::to_string(c.threads).c_str(), 1);
   }
 
-  // Block the stop signals before any thread starts, so only sigwait below sees them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // Before any thread starts, so only Wait below sees the stop signals.
+  StopSignals stop_signals;
 
   auto source = expert::ModelExpertSource::Open(c.model);
   if (!source.ok()) return Fail(source.status());
@@ -133,8 +129,7 @@ int RunExpert(int argc, const char* const* argv) {
   std::printf("admin on %s:%d\n", c.host.c_str(), (*admin)->port());
   std::fflush(stdout);
 
-  int sig = 0;
-  sigwait(&stop_signals, &sig);
+  int sig = stop_signals.Wait();
   MOE_LOG_INFO("signal {}: shutting down", sig);
   (*server)->Shutdown();
   (*admin)->Stop();
