@@ -14,6 +14,7 @@ struct Command {
 };
 
 constexpr Command kCommands[] = {
+    {"attention", "serve an attention worker (gRPC Generate)", moe::tools::RunAttention},
     {"generate", "generate a completion with the single-process engine", moe::tools::RunGenerate},
     {"bench", "measure single-process prompt and decode throughput", moe::tools::RunBench},
     {"demo-model", "write a deterministic random-weight demo model (HF format)",

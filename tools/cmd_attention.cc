@@ -1,0 +1,113 @@
+// `moe attention`: an attention worker. Loads the dense weights, runs the continuous-batching
+// loop on its own thread, and serves AttentionService.Generate over gRPC. Experts run in this
+// process (`--experts local`) until the remote data plane is wired in; stops on SIGTERM/SIGINT.
+#include <cstdio>
+#include <string>
+
+#include "attention_service/engine/engine_loop.h"
+#include "attention_service/engine/local_model.h"
+#include "attention_service/grpc/attention_server.h"
+#include "common/flags.h"
+#include "common/logging.h"
+#include "common/metrics.h"
+#include "common/process.h"
+#include "tools/commands.h"
+
+namespace moe::tools {
+namespace {
+
+struct AttentionConfig {
+  std::string model;
+  std::string host = "127.0.0.1";
+  int port = 50051;
+  int admin_port = 0;
+  std::string experts = "local";
+  std::string backend = "cpu";
+  int64_t kv_cache_mb = 512;
+  int max_batch_tokens = 512;
+  int max_running = 64;
+  int threads = 0;
+  std::string log_level = "info";
+};
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "moe attention: %s\n", s.ToString().c_str());
+  return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+}
+
+}  // namespace
+
+int RunAttention(int argc, const char* const* argv) {
+  AttentionConfig c;
+  FlagSet flags("moe attention",
+                "Serve an attention worker: dense layers, KV cache, batching loop, sampling.");
+  flags.AddString("model", &c.model, "model folder");
+  flags.AddString("host", &c.host, "address to listen on");
+  flags.AddInt("port", &c.port, "gRPC port (0 = any free port)");
+  flags.AddInt("admin-port", &c.admin_port, "HTTP admin port for /metrics /health /ready");
+  flags.AddString("experts", &c.experts, "where routed experts run: local");
+  flags.AddString("backend", &c.backend, "expert backend for --experts local");
+  flags.AddInt("kv-cache-mb", &c.kv_cache_mb, "KV cache size in MiB");
+  flags.AddInt("max-batch-tokens", &c.max_batch_tokens, "token budget per engine step");
+  flags.AddInt("max-running", &c.max_running, "sequences in the running batch");
+  flags.AddInt("threads", &c.threads, "compute threads (0 = all cores)");
+  flags.AddString("log-level", &c.log_level, "trace, debug, info, warn, error");
+  if (absl::Status s = flags.Parse(argc, argv); !s.ok() || !flags.positional().empty()) {
+    std::fprintf(stderr, "moe attention: %s\n\n%s",
+                 s.ok() ? "unexpected argument" : std::string(s.message()).c_str(),
+                 flags.Usage().c_str());
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::printf("%s", flags.Usage().c_str());
+    return 0;
+  }
+  if (c.model.empty() || c.experts != "local") {
+    std::fprintf(stderr, "moe attention: need --model; --experts supports only 'local' now\n\n%s",
+                 flags.Usage().c_str());
+    return 2;
+  }
+  InitLogging("attention", c.log_level);
+  MOE_LOG_INFO("config: {}", flags.Describe());
+  if (c.threads > 0) {
+    setenv("MOE_KERNEL_THREADS", std::to_string(c.threads).c_str(), 1);
+    setenv("OMP_NUM_THREADS", std::to_string(c.threads).c_str(), 1);
+  }
+  StopSignals stop_signals;  // before any thread starts
+
+  attention::LocalModelOptions lo;
+  lo.backend = c.backend;
+  auto model = attention::LocalModel::Open(c.model, lo);
+  if (!model.ok()) return Fail(model.status());
+  attention::EngineOptions eo;
+  eo.kv_cache_bytes = c.kv_cache_mb << 20;
+  eo.max_batch_tokens = c.max_batch_tokens;
+  eo.max_running = c.max_running;
+  auto engine = (*model)->NewEngine(eo);
+  if (!engine.ok()) return Fail(engine.status());
+  attention::EngineLoop loop(std::move(*engine));
+
+  AdminServerOptions ao;
+  ao.host = c.host;
+  ao.port = c.admin_port;
+  auto admin = AdminServer::Start(ao);
+  if (!admin.ok()) return Fail(admin.status());
+  attention::AttentionServerOptions so;
+  so.host = c.host;
+  so.port = c.port;
+  auto server = attention::AttentionServer::Start(so, &loop);
+  if (!server.ok()) return Fail(server.status());
+  std::printf("listening on %s:%d\n", c.host.c_str(), (*server)->port());
+  std::printf("admin on %s:%d\n", c.host.c_str(), (*admin)->port());
+  std::fflush(stdout);
+
+  int sig = stop_signals.Wait();
+  MOE_LOG_INFO("signal {}: shutting down", sig);
+  loop.Stop();  // answers every live sequence (UNAVAILABLE) so the calls can finish
+  (*server)->Shutdown();
+  (*admin)->Stop();
+  MOE_LOG_INFO("stopped");
+  return 0;
+}
+
+}  // namespace moe::tools
