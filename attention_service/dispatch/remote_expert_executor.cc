@@ -1,0 +1,198 @@
+#include "attention_service/dispatch/remote_expert_executor.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/metrics.h"
+
+namespace moe::attention {
+
+namespace {
+
+namespace cv1 = ::moe::common::v1;
+
+struct DispatchMetrics {
+  prometheus::Counter& failovers;
+  prometheus::Histogram& dispatch_seconds;
+
+  static DispatchMetrics& Get() {
+    static DispatchMetrics* m = [] {
+      prometheus::Registry& r = MetricsRegistry();
+      return new DispatchMetrics{
+          prometheus::BuildCounter()
+              .Name("moe_failovers_total")
+              .Help("Expert shards resent to another replica after a failed dispatch")
+              .Register(r)
+              .Add({}),
+          prometheus::BuildHistogram()
+              .Name("moe_expert_dispatch_seconds")
+              .Help("Time to dispatch one MoE layer to the expert services and combine, seconds")
+              .Register(r)
+              .Add({}, ExponentialBuckets(1e-5, 2, 22)),
+      };
+    }();
+    return *m;
+  }
+};
+
+// Errors that say the request itself is wrong: another replica would refuse it too.
+bool Retryable(const absl::Status& s) { return s.code() != absl::StatusCode::kInvalidArgument; }
+
+}  // namespace
+
+RemoteExpertExecutor::RemoteExpertExecutor(const StaticPlacement* placement,
+                                           std::vector<std::string> instances,
+                                           ExpertTransport* transport,
+                                           RemoteExecutorOptions options)
+    : placement_(placement),
+      instances_(std::move(instances)),
+      transport_(transport),
+      options_(options),
+      unhealthy_until_(instances_.size(), absl::InfinitePast()) {
+  DispatchMetrics::Get();  // register the families with the process registry up front
+}
+
+absl::Status RemoteExpertExecutor::Run(int layer, const float* x, int hidden,
+                                       const model::Routing& routing, float* out) {
+  if (static_cast<int>(instances_.size()) != placement_->num_instances()) {
+    return absl::FailedPreconditionError("instance addresses do not match the placement");
+  }
+  if (layer < 0 || layer >= placement_->num_layers()) {
+    return absl::InvalidArgumentError(absl::StrCat("layer ", layer, " out of range"));
+  }
+  const absl::Time start = absl::Now();
+  const int num_experts = placement_->num_experts();
+  const int tokens = routing.tokens;
+  GroupByExpert(routing, num_experts, &groups_);
+  std::fill(out, out + static_cast<size_t>(tokens) * hidden, 0.0f);
+
+  std::vector<int> pending;  // experts still to compute
+  for (int e = 0; e < num_experts; ++e) {
+    if (groups_.offsets[e] != groups_.offsets[e + 1]) pending.push_back(e);
+  }
+  const int n = placement_->num_instances();
+  std::vector<bool> failed(n, false);   // instances that failed during this Run
+  std::vector<std::vector<int>> experts_of(n);
+  std::vector<ExpertCall> calls;
+  std::vector<int> call_instance;
+  std::vector<std::vector<int32_t>> token_of_row;  // per call: token index of each output row
+  row_of_token_.assign(tokens, -1);
+
+  while (!pending.empty()) {
+    // Choose a replica per pending expert: the first healthy one not failed in this Run,
+    // else the first one not failed in this Run (a stale "unhealthy" mark is only a hint).
+    const absl::Time now = absl::Now();
+    for (auto& v : experts_of) v.clear();
+    for (int e : pending) {
+      int chosen = -1, fallback = -1;
+      for (int i : placement_->Replicas(layer, e)) {
+        if (failed[i]) continue;
+        if (Healthy(i, now)) {
+          chosen = i;
+          break;
+        }
+        if (fallback < 0) fallback = i;
+      }
+      if (chosen < 0) chosen = fallback;
+      if (chosen < 0) {
+        // TODO(issue 4, item 5): wait (bounded) for a new placement from the scheduler instead
+        // of failing, once the scheduler publishes placements.
+        return absl::UnavailableError(
+            absl::StrCat("no live replica of expert ", layer, ":", e));
+      }
+      experts_of[chosen].push_back(e);
+    }
+    calls.clear();
+    call_instance.clear();
+    token_of_row.clear();
+    for (int i = 0; i < n; ++i) {
+      if (experts_of[i].empty()) continue;
+      ExpertCall& call = calls.emplace_back();
+      call.instance = instances_[i];
+      call_instance.push_back(i);
+      std::vector<int32_t>& rows_to_tokens = token_of_row.emplace_back();
+      auto& req = call.request;
+      req.set_layer(layer);
+      req.set_epoch(options_.epoch);
+      req.set_combine(true);
+      for (int e : experts_of[i]) {
+        const int begin = groups_.offsets[e], end = groups_.offsets[e + 1];
+        const int count = end - begin;
+        auto* shard = req.add_shards();
+        shard->set_expert(e);
+        cv1::Tensor* h = shard->mutable_hidden();
+        h->set_dtype(cv1::DTYPE_F32);
+        h->add_shape(count);
+        h->add_shape(hidden);
+        std::string* bytes = h->mutable_data();
+        bytes->resize(static_cast<size_t>(count) * hidden * sizeof(float));
+        cv1::Tensor* w = shard->mutable_weights();
+        w->set_dtype(cv1::DTYPE_F32);
+        w->add_shape(count);
+        w->set_data(reinterpret_cast<const char*>(&groups_.weights[begin]),
+                    static_cast<size_t>(count) * sizeof(float));
+        cv1::Tensor* r = shard->mutable_rows();
+        r->set_dtype(cv1::DTYPE_I32);
+        r->add_shape(count);
+        r->mutable_data()->resize(static_cast<size_t>(count) * sizeof(int32_t));
+        char* hdst = bytes->data();
+        char* rdst = r->mutable_data()->data();
+        for (int k = 0; k < count; ++k) {
+          const int32_t t = groups_.tokens[begin + k];
+          std::memcpy(hdst + static_cast<size_t>(k) * hidden * sizeof(float),
+                      x + static_cast<size_t>(t) * hidden, hidden * sizeof(float));
+          if (row_of_token_[t] < 0) {
+            row_of_token_[t] = static_cast<int32_t>(rows_to_tokens.size());
+            rows_to_tokens.push_back(t);
+          }
+          std::memcpy(rdst + k * sizeof(int32_t), &row_of_token_[t], sizeof(int32_t));
+        }
+      }
+      req.set_combined_rows(static_cast<int32_t>(rows_to_tokens.size()));
+      for (int32_t t : rows_to_tokens) row_of_token_[t] = -1;
+    }
+
+    transport_->ForwardAll(absl::MakeSpan(calls), options_.timeout);
+
+    pending.clear();
+    for (size_t c = 0; c < calls.size(); ++c) {
+      const int i = call_instance[c];
+      ExpertCall& call = calls[c];
+      const std::vector<int32_t>& rows_to_tokens = token_of_row[c];
+      absl::Status status = call.status;
+      if (status.ok()) {
+        const cv1::Tensor& combined = call.response.combined();
+        const size_t want = rows_to_tokens.size() * hidden * sizeof(float);
+        if (combined.dtype() != cv1::DTYPE_F32 || combined.data().size() != want) {
+          status = absl::DataLossError(absl::StrCat("malformed response from ", call.instance));
+        }
+      }
+      if (!status.ok()) {
+        if (!Retryable(status)) return status;
+        failed[i] = true;
+        unhealthy_until_[i] = absl::Now() + options_.unhealthy_for;
+        failovers_ += static_cast<int64_t>(experts_of[i].size());
+        DispatchMetrics::Get().failovers.Increment(static_cast<double>(experts_of[i].size()));
+        pending.insert(pending.end(), experts_of[i].begin(), experts_of[i].end());
+        continue;
+      }
+      const char* src = call.response.combined().data().data();
+      for (size_t row = 0; row < rows_to_tokens.size(); ++row) {
+        float* dst = out + static_cast<size_t>(rows_to_tokens[row]) * hidden;
+        const float* p = reinterpret_cast<const float*>(src) + row * hidden;
+        float tmp[256];
+        for (int h0 = 0; h0 < hidden; h0 += 256) {
+          const int len = std::min(256, hidden - h0);
+          std::memcpy(tmp, p + h0, len * sizeof(float));  // bytes may be unaligned
+          for (int k = 0; k < len; ++k) dst[h0 + k] += tmp[k];
+        }
+      }
+    }
+  }
+  DispatchMetrics::Get().dispatch_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  return absl::OkStatus();
+}
+
+}  // namespace moe::attention
