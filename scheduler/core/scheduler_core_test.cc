@@ -1,0 +1,162 @@
+#include "scheduler/core/scheduler_core.h"
+
+#include <set>
+
+#include <gtest/gtest.h>
+
+#include "common/clock.h"
+
+namespace moe::scheduler {
+namespace {
+
+SchedulerConfig Config(int replicas = 1) {
+  SchedulerConfig c;
+  c.layers = 2;
+  c.experts = 4;
+  c.replication = {.min_replicas = replicas, .replication = static_cast<double>(replicas)};
+  c.heartbeat_interval = absl::Milliseconds(500);
+  c.heartbeat_timeout = absl::Seconds(2);
+  return c;
+}
+
+MemberInfo Expert(int port) {
+  MemberInfo m;
+  m.role = Role::kExpert;
+  m.address = "127.0.0.1:" + std::to_string(port);
+  return m;
+}
+
+std::set<std::string> PlanInstances(const PublishedPlan& p) {
+  std::set<std::string> ids;
+  for (const auto& rs : p.plan.replicas) {
+    for (const Replica& r : rs) ids.insert(p.plan.instance_info[r.instance].id);
+  }
+  return ids;
+}
+
+TEST(SchedulerCoreTest, PlansOnJoinAndFailsOverOnDeath) {
+  FakeClock clock;
+  std::vector<std::shared_ptr<const PublishedPlan>> seen;
+  SchedulerCore core(Config(), [&](auto p) { seen.push_back(p); });
+  ASSERT_TRUE(ValidateSchedulerConfig(core.config()).ok());
+  EXPECT_EQ(core.Tick(clock.Now()).published, nullptr) << "no expert instance yet";
+  EXPECT_EQ(core.Current(), nullptr);
+
+  auto a = core.Register(Expert(1), clock.Now());
+  auto b = core.Register(Expert(2), clock.Now());
+  auto c = core.Register(Expert(3), clock.Now());
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  TickResult r = core.Tick(clock.Now());
+  ASSERT_NE(r.published, nullptr);
+  EXPECT_EQ(r.published->plan.epoch, 1);
+  EXPECT_EQ(r.published->reason, PlanReason::kInitial);
+  EXPECT_TRUE(ValidatePlan(r.published->plan).ok());
+  EXPECT_EQ(PlanInstances(*r.published), (std::set<std::string>{*a, *b, *c}));
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(core.Tick(clock.Now()).published, nullptr) << "nothing changed";
+
+  // a and b heartbeat, c goes silent.
+  for (int i = 0; i < 5; ++i) {
+    clock.Advance(absl::Milliseconds(500));
+    ASSERT_TRUE(core.Heartbeat(*a, {.applied_epoch = 1, .ready = true}, clock.Now()).ok());
+    ASSERT_TRUE(core.Heartbeat(*b, {.applied_epoch = 1, .ready = true}, clock.Now()).ok());
+    r = core.Tick(clock.Now());
+    if (r.published != nullptr) break;
+  }
+  ASSERT_NE(r.published, nullptr);
+  EXPECT_EQ(r.dead, std::vector<std::string>{*c});
+  EXPECT_EQ(r.published->plan.epoch, 2);
+  EXPECT_EQ(r.published->reason, PlanReason::kFailover);
+  EXPECT_TRUE(ValidatePlan(r.published->plan).ok()) << "every expert still placed";
+  EXPECT_EQ(PlanInstances(*r.published), (std::set<std::string>{*a, *b}));
+  // Survivors keep their experts.
+  const PublishedPlan& before = *seen[0];
+  for (size_t g = 0; g < before.plan.replicas.size(); ++g) {
+    const std::string& owner = before.plan.instance_info[before.plan.replicas[g][0].instance].id;
+    const std::string& now_owner =
+        r.published->plan.instance_info[r.published->plan.replicas[g][0].instance].id;
+    if (owner != *c) {
+      EXPECT_EQ(now_owner, owner) << "expert " << g << " moved needlessly";
+    }
+  }
+  EXPECT_EQ(core.Heartbeat(*c, {}, clock.Now()).code(), absl::StatusCode::kNotFound);
+  SchedulerStats s = core.Stats();
+  EXPECT_EQ(s.epoch, 2);
+  EXPECT_EQ(s.expert_instances, 2);
+  EXPECT_EQ(s.instance_deaths, 1);
+  EXPECT_EQ(s.failovers, 1);
+  EXPECT_EQ(seen.size(), 2u);
+
+  // c comes back under a new id: a membership plan including it.
+  auto c2 = core.Register(Expert(3), clock.Now());
+  ASSERT_TRUE(c2.ok());
+  r = core.Tick(clock.Now());
+  ASSERT_NE(r.published, nullptr);
+  EXPECT_EQ(r.published->plan.epoch, 3);
+  EXPECT_EQ(r.published->reason, PlanReason::kMembership);
+  EXPECT_EQ(PlanInstances(*r.published).count(*c2), 1u);
+}
+
+TEST(SchedulerCoreTest, ReplicasSurviveOneDeath) {
+  FakeClock clock;
+  SchedulerCore core(Config(/*replicas=*/2), nullptr);
+  auto a = core.Register(Expert(1), clock.Now());
+  auto b = core.Register(Expert(2), clock.Now());
+  auto c = core.Register(Expert(3), clock.Now());
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  TickResult r = core.Tick(clock.Now());
+  ASSERT_NE(r.published, nullptr);
+  for (const auto& rs : r.published->plan.replicas) EXPECT_EQ(rs.size(), 2u);
+  clock.Advance(absl::Seconds(3));
+  ASSERT_TRUE(core.Heartbeat(*a, {}, clock.Now()).ok());
+  ASSERT_TRUE(core.Heartbeat(*b, {}, clock.Now()).ok());
+  r = core.Tick(clock.Now());
+  ASSERT_NE(r.published, nullptr);
+  EXPECT_EQ(r.published->plan.instances, 2);
+  for (const auto& rs : r.published->plan.replicas) EXPECT_EQ(rs.size(), 2u) << "topped up";
+}
+
+TEST(SchedulerCoreTest, LoadReportsShapePlacement) {
+  FakeClock clock;
+  SchedulerConfig config = Config();
+  config.replication.replication = 1.5;  // 6 replicas per layer: 2 spare
+  SchedulerCore core(config, nullptr);
+  // Expert 0 of layer 0 is hot.
+  ASSERT_TRUE(core.ReportLoad("", {{1000, 10, 10, 10, 10, 10, 10, 10}, {}}, clock.Now()).ok());
+  EXPECT_EQ(core.ReportLoad("nobody", {{0, 0, 0, 0, 0, 0, 0, 0}, {}}, clock.Now()).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(core.ReportLoad("", {{1, 2}, {}}, clock.Now()).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(core.Load(clock.Now()).total_tokens, 1070);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(core.Register(Expert(i), clock.Now()).ok());
+  TickResult r = core.Tick(clock.Now());
+  ASSERT_NE(r.published, nullptr);
+  EXPECT_EQ(r.published->plan.At(0, 0).size(), 3u) << "the hot expert is replicated";
+  for (int e = 1; e < 4; ++e) EXPECT_EQ(r.published->plan.At(0, e).size(), 1u);
+  // Layer 1 is uniform: its 2 spare replicas go to two different experts.
+  size_t layer1 = 0;
+  for (int e = 0; e < 4; ++e) layer1 += r.published->plan.At(1, e).size();
+  EXPECT_EQ(layer1, 6u);
+  EXPECT_LE(r.published->plan.At(1, 0).size(), 2u);
+}
+
+TEST(SchedulerCoreTest, AwaitWorkWakesOnRegisterAndStop) {
+  FakeClock clock;
+  SchedulerCore core(Config(), nullptr);
+  ASSERT_TRUE(core.Register(Expert(1), clock.Now()).ok());
+  EXPECT_TRUE(core.AwaitWork(absl::Hours(1))) << "returns at once: work pending";
+  core.Stop();
+  EXPECT_FALSE(core.AwaitWork(absl::Hours(1)));
+}
+
+TEST(SchedulerCoreTest, ConfigValidation) {
+  SchedulerConfig c = Config();
+  c.layers = 0;
+  EXPECT_FALSE(ValidateSchedulerConfig(c).ok());
+  c = Config();
+  c.heartbeat_interval = absl::Seconds(5);
+  EXPECT_FALSE(ValidateSchedulerConfig(c).ok());
+}
+
+}  // namespace
+}  // namespace moe::scheduler

@@ -1,0 +1,221 @@
+#include "scheduler/placement/greedy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+
+namespace moe::scheduler {
+namespace {
+
+absl::Status CheckProblem(const PlacementProblem& p) {
+  if (p.layers <= 0 || p.experts <= 0) {
+    return absl::InvalidArgumentError("placement needs layers > 0 and experts > 0");
+  }
+  if (p.instances <= 0) return absl::FailedPreconditionError("no expert instance to place on");
+  if (!p.load.empty() && p.load.size() != static_cast<size_t>(p.layers) * p.experts) {
+    return absl::InvalidArgumentError("load must have layers * experts entries");
+  }
+  int64_t total = 0;
+  for (int i = 0; i < p.instances; ++i) total += p.Capacity(i);
+  if (total < static_cast<int64_t>(p.layers) * p.experts) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("capacity ", total, " copies < ", p.layers * p.experts, " experts"));
+  }
+  return absl::OkStatus();
+}
+
+PlacementPlan EmptyPlan(const PlacementProblem& p) {
+  PlacementPlan plan;
+  plan.instances = p.instances;
+  plan.layers = p.layers;
+  plan.experts = p.experts;
+  plan.replicas.resize(static_cast<size_t>(p.layers) * p.experts);
+  return plan;
+}
+
+void EqualShares(PlacementPlan& plan) {
+  for (auto& rs : plan.replicas) {
+    for (Replica& r : rs) r.share = 1.0 / static_cast<double>(rs.size());
+    std::sort(rs.begin(), rs.end(),
+              [](const Replica& a, const Replica& b) { return a.instance < b.instance; });
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<PlacementPlan> GreedyPlacement(const PlacementProblem& p,
+                                              const ReplicationParams& params) {
+  if (absl::Status s = CheckProblem(p); !s.ok()) return s;
+  const int n = p.instances;
+  const int min_r = std::clamp(params.min_replicas, 1, n);
+  std::vector<int> free(n);
+  int64_t total_cap = 0;
+  for (int i = 0; i < n; ++i) total_cap += free[i] = p.Capacity(i);
+  // Even per-layer share of the capacity, so early layers cannot starve later ones.
+  const int64_t layer_cap = total_cap / p.layers;
+  const int64_t wanted = std::max<int64_t>(
+      static_cast<int64_t>(std::ceil(p.experts * std::max(params.replication, 1.0) - 1e-9)),
+      static_cast<int64_t>(p.experts) * min_r);
+  PlacementPlan plan = EmptyPlan(p);
+  std::vector<double> total_load(n, 0.0);  // across layers: secondary tie-break
+  for (int l = 0; l < p.layers; ++l) {
+    // 1. Replica counts.
+    const int64_t budget = std::min(wanted, std::max<int64_t>(layer_cap, p.experts));
+    std::vector<int> count(p.experts, 1);
+    int64_t used = p.experts;
+    for (int r = 1; r < min_r && used < budget; ++r) {
+      for (int e = 0; e < p.experts && used < budget; ++e, ++used) ++count[e];
+    }
+    while (used < budget) {
+      int best = -1;
+      double best_per = -1;
+      for (int e = 0; e < p.experts; ++e) {
+        if (count[e] >= n) continue;
+        const double per = p.Load(l, e) / count[e];
+        if (per > best_per) best_per = per, best = e;
+      }
+      if (best < 0) break;
+      ++count[best];
+      ++used;
+    }
+    // 2. Pack replicas heaviest first (stable: ties by expert index).
+    std::vector<int> order(p.experts);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+      return p.Load(l, a) / count[a] > p.Load(l, b) / count[b];
+    });
+    std::vector<double> layer_load(n, 0.0);
+    // Round by round: first every expert's first replica (so each expert surely gets one),
+    // then second replicas, ...
+    const int max_count = *std::max_element(count.begin(), count.end());
+    for (int round = 0; round < max_count; ++round) {
+      for (int e : order) {
+        if (round >= count[e]) continue;
+        const double w = p.Load(l, e) / count[e];
+        auto& rs = plan.At(l, e);
+        int best = -1;
+        for (int i = 0; i < n; ++i) {
+          if (free[i] <= 0) continue;
+          if (std::any_of(rs.begin(), rs.end(), [i](const Replica& r) { return r.instance == i; }))
+            continue;
+          if (best < 0 || layer_load[i] < layer_load[best] ||
+              (layer_load[i] == layer_load[best] && total_load[i] < total_load[best])) {
+            best = i;
+          }
+        }
+        if (best < 0) {
+          if (round == 0) {
+            return absl::ResourceExhaustedError(
+                absl::StrCat("no instance has room for expert ", l, ":", e));
+          }
+          continue;  // an extra replica that does not fit: dropped
+        }
+        rs.push_back({best, 0.0});
+        --free[best];
+        layer_load[best] += w;
+        total_load[best] += w;
+      }
+    }
+  }
+  EqualShares(plan);
+  return plan;
+}
+
+absl::StatusOr<PlacementPlan> RoundRobinPlacement(const PlacementProblem& p,
+                                                  const ReplicationParams& params) {
+  if (absl::Status s = CheckProblem(p); !s.ok()) return s;
+  const int n = p.instances;
+  const int r = std::clamp(params.min_replicas, 1, n);
+  PlacementPlan plan = EmptyPlan(p);
+  std::vector<int> free(n);
+  for (int i = 0; i < n; ++i) free[i] = p.Capacity(i);
+  for (int l = 0; l < p.layers; ++l) {
+    for (int e = 0; e < p.experts; ++e) {
+      const int g = l * p.experts + e;
+      for (int k = 0; k < r; ++k) {
+        const int i = (g + k) % n;
+        if (--free[i] < 0) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("round-robin placement exceeds instance ", i, "'s capacity"));
+        }
+        plan.At(l, e).push_back({i, 0.0});
+      }
+    }
+  }
+  EqualShares(plan);
+  return plan;
+}
+
+absl::StatusOr<PlacementPlan> RepairPlacement(const PlacementProblem& p,
+                                              const PlacementPlan& survivors,
+                                              const ReplicationParams& params) {
+  if (absl::Status s = CheckProblem(p); !s.ok()) return s;
+  if (survivors.layers != p.layers || survivors.experts != p.experts ||
+      survivors.replicas.size() != static_cast<size_t>(p.layers) * p.experts) {
+    return absl::InvalidArgumentError("survivor plan shape differs from the problem");
+  }
+  const int n = p.instances;
+  const int min_r = std::clamp(params.min_replicas, 1, n);
+  PlacementPlan plan = EmptyPlan(p);
+  plan.replicas = survivors.replicas;
+  std::vector<int> free(n);
+  for (int i = 0; i < n; ++i) free[i] = p.Capacity(i);
+  for (const auto& rs : plan.replicas) {
+    for (const Replica& r : rs) {
+      if (r.instance < 0 || r.instance >= n) {
+        return absl::InvalidArgumentError("survivor replica on an unknown instance");
+      }
+      --free[r.instance];
+    }
+  }
+  for (int l = 0; l < p.layers; ++l) {
+    std::vector<double> layer_load(n, 0.0);
+    for (int e = 0; e < p.experts; ++e) {
+      const auto& rs = plan.At(l, e);
+      for (const Replica& r : rs) layer_load[r.instance] += p.Load(l, e) / rs.size();
+    }
+    std::vector<int> order(p.experts);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int a, int b) { return p.Load(l, a) > p.Load(l, b); });
+    for (int e : order) {
+      auto& rs = plan.At(l, e);
+      while (static_cast<int>(rs.size()) < min_r) {
+        int best = -1;
+        for (int i = 0; i < n; ++i) {
+          if (free[i] <= 0) continue;
+          if (std::any_of(rs.begin(), rs.end(), [i](const Replica& r) { return r.instance == i; }))
+            continue;
+          if (best < 0 || layer_load[i] < layer_load[best]) best = i;
+        }
+        if (best < 0) {
+          if (rs.empty()) {
+            return absl::ResourceExhaustedError(
+                absl::StrCat("no surviving instance has room for expert ", l, ":", e));
+          }
+          break;
+        }
+        rs.push_back({best, 0.0});
+        --free[best];
+        layer_load[best] += p.Load(l, e) / min_r;
+      }
+    }
+  }
+  EqualShares(plan);
+  return plan;
+}
+
+std::vector<std::vector<double>> InstanceLoads(const PlacementProblem& problem,
+                                               const PlacementPlan& plan) {
+  std::vector<std::vector<double>> out(plan.layers, std::vector<double>(plan.instances, 0.0));
+  for (int l = 0; l < plan.layers; ++l) {
+    for (int e = 0; e < plan.experts; ++e) {
+      for (const Replica& r : plan.At(l, e)) out[l][r.instance] += problem.Load(l, e) * r.share;
+    }
+  }
+  return out;
+}
+
+}  // namespace moe::scheduler

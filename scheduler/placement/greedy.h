@@ -1,0 +1,50 @@
+// Heuristic placements: GreedyPlacement (DeepSeek EPLB's semantics) and RoundRobinPlacement.
+// Pure functions of their inputs; deterministic (ties break by index).
+#ifndef MOE_SCHEDULER_PLACEMENT_GREEDY_H_
+#define MOE_SCHEDULER_PLACEMENT_GREEDY_H_
+
+#include "absl/status/statusor.h"
+#include "scheduler/placement/plan.h"
+#include "scheduler/placement/problem.h"
+
+namespace moe::scheduler {
+
+struct ReplicationParams {
+  // Every expert gets at least this many replicas (availability: survives min_replicas - 1
+  // instance deaths); capped at the instance count.
+  int min_replicas = 1;
+  // Total replicas per layer = ceil(experts * replication) (>= min_replicas), capped by the
+  // capacity; replicas beyond min_replicas go to the experts with the highest load per replica.
+  double replication = 1.0;
+};
+
+// EPLB-style: per layer, give each expert min_replicas replicas, then repeatedly add a replica
+// to the expert with the highest load per replica while the layer's replica budget and the
+// instances' capacity (slots, memory) allow; then pack that layer's replicas, heaviest first,
+// onto the least-loaded instance with free capacity that does not already hold the expert.
+// Shares are equal among an expert's replicas. Errors: FAILED_PRECONDITION when there is no
+// instance or the capacity cannot hold one copy of every expert.
+absl::StatusOr<PlacementPlan> GreedyPlacement(const PlacementProblem& problem,
+                                              const ReplicationParams& params);
+
+// Expert g = l * experts + e gets replicas on instances (g + k) % instances for
+// k < min(min_replicas, instances); load is ignored. FAILED_PRECONDITION if it exceeds capacity.
+absl::StatusOr<PlacementPlan> RoundRobinPlacement(const PlacementProblem& problem,
+                                                  const ReplicationParams& params);
+
+// Failover without churn: keeps every replica of `survivors` (a plan whose instance indices
+// already refer to `problem`'s instances, with the dead instances' replicas removed, so some
+// experts may have none) and adds replicas to each expert below min(min_replicas, instances),
+// heaviest first, on the least-loaded instance of that layer with free capacity that does not
+// hold the expert. Shares become equal. Only the dead instances' experts move.
+absl::StatusOr<PlacementPlan> RepairPlacement(const PlacementProblem& problem,
+                                              const PlacementPlan& survivors,
+                                              const ReplicationParams& params);
+
+// Per-layer load of each instance under `plan` (tokens x share summed), [layers][instances].
+std::vector<std::vector<double>> InstanceLoads(const PlacementProblem& problem,
+                                               const PlacementPlan& plan);
+
+}  // namespace moe::scheduler
+
+#endif  // MOE_SCHEDULER_PLACEMENT_GREEDY_H_

@@ -1,0 +1,193 @@
+#include "scheduler/placement/greedy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include <gtest/gtest.h>
+
+namespace moe::scheduler {
+namespace {
+
+PlacementProblem Problem(int layers, int experts, int instances) {
+  PlacementProblem p;
+  p.layers = layers;
+  p.experts = experts;
+  p.instances = instances;
+  return p;
+}
+
+// Zipf-like skew: expert e of every layer gets 1000 / (e + 1) tokens, rotated by layer.
+std::vector<double> SkewedLoad(int layers, int experts) {
+  std::vector<double> load;
+  for (int l = 0; l < layers; ++l) {
+    for (int e = 0; e < experts; ++e) load.push_back(1000.0 / (((e + l) % experts) + 1));
+  }
+  return load;
+}
+
+void ExpectWellFormed(const PlacementProblem& problem, const PlacementPlan& plan) {
+  ASSERT_TRUE(ValidatePlan(plan).ok()) << ValidatePlan(plan);  // >= 1 replica, shares sum to 1
+  for (int i = 0; i < problem.instances; ++i) {
+    EXPECT_LE(plan.ReplicasOn(i), problem.Capacity(i)) << "instance " << i;
+  }
+}
+
+double MaxLoad(const PlacementProblem& problem, const PlacementPlan& plan) {
+  double worst = 0;
+  for (const auto& layer : InstanceLoads(problem, plan)) {
+    worst = std::max(worst, *std::max_element(layer.begin(), layer.end()));
+  }
+  return worst;
+}
+
+TEST(GreedyTest, EveryExpertPlacedSharesSumToOne) {
+  PlacementProblem p = Problem(4, 8, 3);
+  p.load = SkewedLoad(4, 8);
+  absl::StatusOr<PlacementPlan> plan = GreedyPlacement(p, {});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ExpectWellFormed(p, *plan);
+  EXPECT_EQ(plan->ReplicasOn(0) + plan->ReplicasOn(1) + plan->ReplicasOn(2), 32);
+}
+
+TEST(GreedyTest, RespectsSlotsAndMemory) {
+  PlacementProblem p = Problem(2, 8, 3);
+  p.load = SkewedLoad(2, 8);
+  p.slots = {4, 8, 8};
+  p.bytes_per_expert = 100;
+  p.memory_bytes = {0, 700, 0};  // instance 1: 7 copies
+  absl::StatusOr<PlacementPlan> plan = GreedyPlacement(p, {.min_replicas = 1, .replication = 1.5});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ExpectWellFormed(p, *plan);
+  EXPECT_LE(plan->ReplicasOn(0), 4);
+  EXPECT_LE(plan->ReplicasOn(1), 7);
+  p.slots = {4, 4, 4};
+  p.memory_bytes = {};
+  EXPECT_EQ(GreedyPlacement(p, {}).status().code(), absl::StatusCode::kFailedPrecondition)
+      << "12 slots cannot hold 16 experts";
+}
+
+TEST(GreedyTest, MinReplicasOnDistinctInstances) {
+  PlacementProblem p = Problem(3, 4, 3);
+  absl::StatusOr<PlacementPlan> plan = GreedyPlacement(p, {.min_replicas = 2, .replication = 2});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ExpectWellFormed(p, *plan);
+  for (const auto& rs : plan->replicas) {
+    ASSERT_EQ(rs.size(), 2u);
+    EXPECT_NE(rs[0].instance, rs[1].instance);
+    EXPECT_DOUBLE_EQ(rs[0].share, 0.5);
+  }
+  // More replicas than instances: capped.
+  plan = GreedyPlacement(Problem(1, 2, 2), {.min_replicas = 5, .replication = 5});
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(plan->At(0, 0).size(), 2u);
+}
+
+TEST(GreedyTest, Deterministic) {
+  PlacementProblem p = Problem(6, 16, 5);
+  p.load = SkewedLoad(6, 16);
+  auto a = GreedyPlacement(p, {.min_replicas = 1, .replication = 1.25});
+  auto b = GreedyPlacement(p, {.min_replicas = 1, .replication = 1.25});
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(*a, *b);
+}
+
+TEST(GreedyTest, ReplicatesHotExpertAndBalancesSkewedLoad) {
+  // One expert carries 80% of the layer's tokens: without replication one instance carries it
+  // all; with spare replicas greedy splits it.
+  PlacementProblem p = Problem(1, 8, 4);
+  p.load = {800, 30, 30, 30, 30, 30, 30, 20};
+  const double total = 1000;
+  auto single = GreedyPlacement(p, {.min_replicas = 1, .replication = 1.0});
+  auto replicated = GreedyPlacement(p, {.min_replicas = 1, .replication = 1.5});
+  ASSERT_TRUE(single.ok() && replicated.ok());
+  ExpectWellFormed(p, *replicated);
+  EXPECT_DOUBLE_EQ(MaxLoad(p, *single), 800);
+  EXPECT_GE(replicated->At(0, 0).size(), 4u) << "the hot expert gets the spare replicas";
+  EXPECT_LE(MaxLoad(p, *replicated), 1.05 * total / 4 + 30) << "near the mean of 250";
+  // Greedy beats round robin on max load.
+  auto rr = RoundRobinPlacement(p, {});
+  ASSERT_TRUE(rr.ok());
+  EXPECT_LT(MaxLoad(p, *replicated), MaxLoad(p, *rr));
+}
+
+TEST(GreedyTest, PacksByLoadAcrossInstances) {
+  // Loads 8,7,6,5,4,3,2,1 on 2 instances: greedy packing gives 18/18.
+  PlacementProblem p = Problem(1, 8, 2);
+  p.load = {8, 7, 6, 5, 4, 3, 2, 1};
+  auto plan = GreedyPlacement(p, {});
+  ASSERT_TRUE(plan.ok());
+  const auto loads = InstanceLoads(p, *plan);
+  EXPECT_DOUBLE_EQ(loads[0][0], 18);
+  EXPECT_DOUBLE_EQ(loads[0][1], 18);
+}
+
+TEST(RoundRobinTest, SpreadsAndReplicates) {
+  PlacementProblem p = Problem(2, 3, 3);
+  auto plan = RoundRobinPlacement(p, {.min_replicas = 2, .replication = 2});
+  ASSERT_TRUE(plan.ok());
+  ExpectWellFormed(p, *plan);
+  EXPECT_EQ(plan->At(0, 0)[0].instance, 0);
+  EXPECT_EQ(plan->At(0, 0)[1].instance, 1);
+  EXPECT_EQ(plan->At(1, 0)[0].instance, 0);  // g = 3
+  EXPECT_EQ(plan->At(1, 0)[1].instance, 1);
+  EXPECT_EQ(plan->At(0, 2)[0].instance, 0);  // {2, (2 + 1) % 3}, sorted by instance
+  EXPECT_EQ(plan->At(0, 2)[1].instance, 2);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(plan->ReplicasOn(i), 4);
+}
+
+TEST(PlacementTest, NoInstanceIsAnError) {
+  EXPECT_EQ(GreedyPlacement(Problem(1, 2, 0), {}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(RoundRobinPlacement(Problem(1, 2, 0), {}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(RepairTest, KeepsSurvivorsAndReplacesOrphans) {
+  // 3 instances, instance 1 dies: its experts move to 0 and 2, nothing else moves.
+  PlacementProblem p3 = Problem(2, 6, 3);
+  auto before = GreedyPlacement(p3, {});
+  ASSERT_TRUE(before.ok());
+  PlacementPlan survivors = *before;
+  survivors.instances = 2;
+  for (auto& rs : survivors.replicas) {
+    std::vector<Replica> kept;
+    for (const Replica& r : rs) {
+      if (r.instance == 0) kept.push_back({0, r.share});
+      if (r.instance == 2) kept.push_back({1, r.share});
+    }
+    rs = kept;
+  }
+  PlacementProblem p2 = Problem(2, 6, 2);
+  auto after = RepairPlacement(p2, survivors, {});
+  ASSERT_TRUE(after.ok()) << after.status();
+  ExpectWellFormed(p2, *after);
+  for (size_t g = 0; g < survivors.replicas.size(); ++g) {
+    if (!survivors.replicas[g].empty()) {
+      EXPECT_EQ(after->replicas[g][0].instance, survivors.replicas[g][0].instance);
+    }
+  }
+  // Balanced after repair: 6 experts per layer on 2 instances -> 3 each.
+  for (const auto& layer : InstanceLoads(p2, *after)) {
+    EXPECT_DOUBLE_EQ(layer[0], 3);
+    EXPECT_DOUBLE_EQ(layer[1], 3);
+  }
+}
+
+TEST(RepairTest, TopsUpToMinReplicas) {
+  PlacementProblem p = Problem(1, 2, 3);
+  PlacementPlan survivors;
+  survivors.layers = 1;
+  survivors.experts = 2;
+  survivors.instances = 3;
+  survivors.replicas = {{{0, 0.5}}, {}};
+  auto plan = RepairPlacement(p, survivors, {.min_replicas = 2, .replication = 2});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ExpectWellFormed(p, *plan);
+  EXPECT_EQ(plan->At(0, 0).size(), 2u);
+  EXPECT_EQ(plan->At(0, 0)[0].instance, 0);
+  EXPECT_EQ(plan->At(0, 1).size(), 2u);
+}
+
+}  // namespace
+}  // namespace moe::scheduler
