@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "attention_service/kv_cache/paged_attention.h"
 #include "common/status.h"
 #include "model/kernels/activations.h"
+#include "model/kernels/thread_pool.h"
 
 namespace moe::attention {
 
@@ -20,6 +22,7 @@ struct ModelRunner::Layer {
   std::vector<float> input_norm, post_norm, q_norm, k_norm;
   std::optional<PackedLinear> qkv;  // [q | k | v] stacked
   std::vector<float> qkv_bias;      // empty = none
+  std::vector<float> o_bias;        // empty = none
   std::optional<PackedLinear> o;
   bool moe = false;
   std::optional<PackedLinear> router;
@@ -147,6 +150,9 @@ absl::Status ModelRunner::LoadLayer(const model::ModelArchitecture& arch,
     MOE_ASSIGN_OR_RETURN(layer->k_norm, GetF32(w, n.k_norm, {hd}));
   }
   MOE_ASSIGN_OR_RETURN(PackedLinear o, Linear(w, n.o, hid, qd, opts));
+  if (!n.o_bias.empty()) {
+    MOE_ASSIGN_OR_RETURN(layer->o_bias, GetF32(w, n.o_bias, {hid}));
+  }
   layer->o.emplace(std::move(o));
   weight_bytes_ += layer->qkv->packed_bytes() + layer->o->packed_bytes();
   layer->moe = !n.router.empty();
@@ -244,9 +250,15 @@ absl::Status ModelRunner::Attention(const Layer& layer, int index,
     achunks.push_back(AttentionChunk{c.seq, c.start, n, row});
     row += n;
   }
-  PagedAttention(*cache, index, achunks, nh, q_.data(), attn_.data());
+  // Work items (chunk, kv head, query-row tile) spread over the kernels' thread pool.
+  PagedAttentionOptions opts;
+  opts.parallel_for = [](int n, const std::function<void(int)>& fn) {
+    kernels::ParallelFor(n, [&fn](int64_t i) { fn(static_cast<int>(i)); });
+  };
+  PagedAttention(*cache, index, achunks, nh, q_.data(), attn_.data(), opts);
   LinearEpilogue acc;
   acc.accumulate = true;
+  acc.bias = layer.o_bias.empty() ? nullptr : layer.o_bias.data();
   layer.o->Forward(attn_.data(), rows_, h_.data(), acc);
   return absl::OkStatus();
 }

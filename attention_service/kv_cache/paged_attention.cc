@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -48,13 +49,54 @@ struct TileArgs {
   float scale;
   bool transpose_k;  // score through a transposed copy of K (see AttendTile)
   // Scratch, sized by the caller: m/l [rows*group], acc [rows*group*head_dim],
-  // s [PaddedBlock(block_size)], kt [head_dim * PaddedBlock(block_size)].
+  // s [group * PaddedBlock(block_size)], kt [head_dim * PaddedBlock(block_size)].
   float* m;
   float* l;
   float* acc;
   float* s;
   float* kt;
 };
+
+// acc[0, 16*NV) += sum over t < nt of w[t] * v[t * stride + (0, 16*NV)], token by token in
+// order (the same operations as the generic loop), with the accumulator held in NV vector
+// registers instead of going through memory once per token. Vector extensions, so each
+// AttendTile clone compiles it for its own ISA.
+typedef float Float16x __attribute__((vector_size(64)));
+
+template <int NV>
+inline __attribute__((always_inline)) void AccumulateV(const float* w, int nt, const float* v,
+                                                       int64_t stride, float* acc) {
+  Float16x a[NV];
+  for (int i = 0; i < NV; ++i) std::memcpy(&a[i], acc + 16 * i, sizeof(Float16x));
+  for (int t = 0; t < nt; ++t) {
+    const float* vv = v + t * stride;
+    const float wt = w[t];
+    for (int i = 0; i < NV; ++i) {
+      Float16x x;
+      std::memcpy(&x, vv + 16 * i, sizeof(Float16x));
+      a[i] += wt * x;
+    }
+  }
+  for (int i = 0; i < NV; ++i) std::memcpy(acc + 16 * i, &a[i], sizeof(Float16x));
+}
+
+// out[g * out_stride + (0, 16)] = sum over j < d of q[g * d + j] * kt[j * kt_stride + (0, 16)]
+// for g < G, each sum accumulated over j in order (G independent register chains).
+template <int G>
+inline __attribute__((always_inline)) void ScoreTransposed(const float* q, int d,
+                                                           const float* kt, int kt_stride,
+                                                           float* out) {
+  Float16x v[G];
+  for (int g = 0; g < G; ++g) v[g] = Float16x{};
+  for (int j = 0; j < d; ++j) {
+    Float16x k;
+    std::memcpy(&k, kt + static_cast<int64_t>(j) * kt_stride, sizeof(Float16x));
+    for (int g = 0; g < G; ++g) v[g] += q[g * d + j] * k;
+  }
+  for (int g = 0; g < G; ++g) {
+    std::memcpy(out + static_cast<int64_t>(g) * kt_stride, &v[g], sizeof(Float16x));
+  }
+}
 
 // Online-softmax attention for one tile: the tile's query vectors (rows x GQA group) against
 // the sequence's K/V one block at a time. Scores are either dot products per token (a
@@ -100,22 +142,26 @@ void AttendTile(const TileArgs& a) {
     for (int r = first_row; r < a.row_end; ++r) {
       const int pos = a.start + r;
       const int nt = std::min(bs, pos - base + 1);
+      if (a.transpose_k) {
+        // Scores of all the row's query vectors: s[g][t], 16 tokens at a time in registers (kt
+        // rows are padded to a multiple of 16), four query vectors at once so their
+        // multiply-add chains overlap.
+        const float* q0 = a.q + r * a.row_floats + static_cast<int64_t>(a.kv_head) * g_count * d;
+        for (int t0 = 0; t0 < nt; t0 += kTokenLanes) {
+          int g = 0;
+          for (; g + 4 <= g_count; g += 4) {
+            ScoreTransposed<4>(q0 + g * d, d, a.kt + t0, bs_pad, a.s + g * bs_pad + t0);
+          }
+          for (; g < g_count; ++g) {
+            ScoreTransposed<1>(q0 + g * d, d, a.kt + t0, bs_pad, a.s + g * bs_pad + t0);
+          }
+        }
+      }
       for (int g = 0; g < g_count; ++g) {
         const int qi = (r - a.row_begin) * g_count + g;
         const float* qv =
             a.q + r * a.row_floats + (static_cast<int64_t>(a.kv_head) * g_count + g) * d;
-        float* sc = a.s;
-        // 16 scores at a time in registers (kt rows are padded to a multiple of 16).
-        for (int t0 = 0; a.transpose_k && t0 < nt; t0 += kTokenLanes) {
-          float v[kTokenLanes] = {};
-          for (int j = 0; j < d; ++j) {
-            const float qj = qv[j];
-            const float* ktj = a.kt + j * bs_pad + t0;
-#pragma omp simd
-            for (int tt = 0; tt < kTokenLanes; ++tt) v[tt] += qj * ktj[tt];
-          }
-          for (int tt = 0; tt < kTokenLanes; ++tt) sc[t0 + tt] = v[tt];
-        }
+        float* sc = a.transpose_k ? a.s + g * bs_pad : a.s;
         for (int t = 0; !a.transpose_k && t < nt; ++t) {
           const float* kv = kb + t * a.token_stride;
           float dot = 0.0f;
@@ -145,11 +191,16 @@ void AttendTile(const TileArgs& a) {
           sum += sc[t];
         }
         a.l[qi] += sum;
-        for (int t = 0; t < nt; ++t) {
-          const float w = sc[t];
-          const float* vv = vb + t * a.token_stride;
+        switch (d) {  // accumulator in registers for common head sizes (same arithmetic)
+          case 64: AccumulateV<4>(sc, nt, vb, a.token_stride, acc); break;
+          case 128: AccumulateV<8>(sc, nt, vb, a.token_stride, acc); break;
+          default:
+            for (int t = 0; t < nt; ++t) {
+              const float w = sc[t];
+              const float* vv = vb + t * a.token_stride;
 #pragma omp simd
-          for (int j = 0; j < d; ++j) acc[j] += w * vv[j];
+              for (int j = 0; j < d; ++j) acc[j] += w * vv[j];
+            }
         }
       }
     }
@@ -212,7 +263,7 @@ void PagedAttention(const KvCache& cache, int layer, absl::Span<const AttentionC
     thread_local std::vector<float> scratch;
     const int nq = rows_per_tile * group;
     const size_t need = static_cast<size_t>(nq) * (2 + d) +
-                        static_cast<size_t>(PaddedBlock(cache.block_size())) * (1 + d);
+                        static_cast<size_t>(PaddedBlock(cache.block_size())) * (group + d);
     if (scratch.size() < need) scratch.resize(need);
     const WorkItem& w = items[i];
     const AttentionChunk& ch = chunks[w.chunk];
@@ -239,7 +290,7 @@ void PagedAttention(const KvCache& cache, int layer, absl::Span<const AttentionC
     a.l = a.m + nq;
     a.acc = a.l + nq;
     a.s = a.acc + static_cast<size_t>(nq) * d;
-    a.kt = a.s + PaddedBlock(cache.block_size());
+    a.kt = a.s + static_cast<size_t>(group) * PaddedBlock(cache.block_size());
     AttendTile(a);
   };
   const int n = static_cast<int>(items.size());
