@@ -18,6 +18,20 @@ namespace {
 // and a futex wake-up costs tens of microseconds.
 constexpr auto kSpin = std::chrono::microseconds(200);
 
+// True on a thread while it runs chunks of a ParallelFor (caller or worker): a nested
+// ParallelFor then runs inline on that thread.
+thread_local bool in_parallel_for = false;
+
+// Sets in_parallel_for for a scope.
+class NestedScope {
+ public:
+  NestedScope() : saved_(in_parallel_for) { in_parallel_for = true; }
+  ~NestedScope() { in_parallel_for = saved_; }
+
+ private:
+  bool saved_;
+};
+
 // Sets OpenMP's max threads for this thread for a scope.
 class OmpThreadsScope {
  public:
@@ -42,6 +56,7 @@ class Pool {
 
   void Run(int64_t n, absl::FunctionRef<void(int64_t)> fn) {
     OmpThreadsScope omp(1);
+    NestedScope nested;
     if (n == 1 || threads_.empty() || !call_mu_.try_lock()) {
       for (int64_t i = 0; i < n; ++i) fn(i);
       return;
@@ -70,6 +85,7 @@ class Pool {
  private:
   void WorkerLoop() {
     omp_set_num_threads(1);
+    in_parallel_for = true;
     uint64_t seen = 0;
     for (;;) {
       uint64_t g = generation_.load();
@@ -138,6 +154,10 @@ int KernelThreads() {
 
 void ParallelFor(int64_t n, absl::FunctionRef<void(int64_t)> fn) {
   if (n <= 0) return;
+  if (in_parallel_for) {  // nested: the pool is busy with the enclosing call
+    for (int64_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
   GetPool().Run(n, fn);
 }
 

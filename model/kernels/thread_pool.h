@@ -21,7 +21,8 @@ int KernelThreads();
 // Runs fn(i) for every i in [0, n), on the caller and the pool's workers, and returns when all
 // are done. Inside fn, OpenMP's max threads is 1 on every thread, so a oneDNN primitive
 // executed there runs single-threaded. Thread-safe: while one caller uses the workers, other
-// concurrent callers run their chunks inline on their own thread. fn must not call ParallelFor.
+// concurrent callers run their chunks inline on their own thread. A ParallelFor called from
+// inside fn (nested) runs all its chunks inline on the calling thread.
 void ParallelFor(int64_t n, absl::FunctionRef<void(int64_t)> fn);
 
 }  // namespace moe::kernels

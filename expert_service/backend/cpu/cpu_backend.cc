@@ -2,6 +2,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
 #include <utility>
 #include <vector>
 
@@ -13,6 +17,7 @@
 #include "model/kernels/activations.h"
 #include "model/kernels/cpu_features.h"
 #include "model/kernels/packed_linear.h"
+#include "model/kernels/thread_pool.h"
 
 namespace moe::expert {
 namespace {
@@ -31,6 +36,18 @@ struct CpuExpert {
 };
 
 using Key = std::pair<int, int>;  // (layer, expert)
+
+// Shards run whole on one thread each (different experts on different threads) unless one
+// shard holds more than 1/threads of the layer's tokens (then LPT scheduling would leave
+// threads idle): shards then run one after another, each GEMM split over the threads.
+// MOE_CPU_SHARD_PARALLEL=0 turns shard-level parallelism off (for A/B measurements).
+bool ShardParallelEnabled() {
+  static const bool v = [] {
+    const char* env = std::getenv("MOE_CPU_SHARD_PARALLEL");
+    return env == nullptr || std::atoi(env) != 0;
+  }();
+  return v;
+}
 
 absl::StatusOr<std::shared_ptr<const CpuExpert>> Pack(const ExpertWeights& w,
                                                       const kernels::PackedLinearOptions& opts) {
@@ -116,7 +133,20 @@ class CpuBackend final : public ExpertBackend {
         return absl::InvalidArgumentError("cpu backend: null shard buffer");
       }
     }
-    for (size_t i = 0; i < shards.size(); ++i) RunShard(*experts[i], shards[i]);
+    int busy = 0;
+    int64_t max_tokens = 0, total_tokens = 0;
+    for (const ExpertShard& s : shards) {
+      busy += s.tokens > 0 ? 1 : 0;
+      max_tokens = std::max<int64_t>(max_tokens, s.tokens);
+      total_tokens += s.tokens;
+    }
+    const int threads = kernels::KernelThreads();
+    if (busy >= 2 && threads > 1 && max_tokens * threads <= total_tokens &&
+        ShardParallelEnabled()) {
+      RunShardsParallel(experts, shards);
+    } else {
+      for (size_t i = 0; i < shards.size(); ++i) RunShard(*experts[i], shards[i]);
+    }
     return absl::OkStatus();
   }
 
@@ -152,6 +182,48 @@ class CpuBackend final : public ExpertBackend {
     }
   }
 
+  // Every shard on one thread of the kernels' pool (its GEMMs then run inline on that thread:
+  // no hand-off per GEMM), largest shards first; each writes its down projection to its own
+  // rows of shard_out_, and the writes / combines into the callers' outputs then run on this
+  // thread in shard order, so the results are bit-identical to RunShard's.
+  void RunShardsParallel(const std::vector<std::shared_ptr<const CpuExpert>>& experts,
+                         absl::Span<const ExpertShard> shards) {
+    const size_t n = shards.size();
+    std::vector<int64_t> offset(n + 1, 0);
+    for (size_t i = 0; i < n; ++i) offset[i + 1] = offset[i] + shards[i].tokens * experts[i]->hidden;
+    if (shard_out_.size() < static_cast<size_t>(offset[n])) shard_out_.resize(offset[n]);
+    std::vector<int> order;
+    for (size_t i = 0; i < n; ++i) {
+      if (shards[i].tokens > 0) order.push_back(static_cast<int>(i));
+    }
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int a, int b) { return shards[a].tokens > shards[b].tokens; });
+    kernels::ParallelFor(static_cast<int64_t>(order.size()), [&](int64_t j) {
+      const int i = order[j];
+      const CpuExpert& e = *experts[i];
+      const int64_t t = shards[i].tokens;
+      thread_local std::vector<float> gate_up;
+      if (gate_up.size() < static_cast<size_t>(t * 2 * e.inter)) gate_up.resize(t * 2 * e.inter);
+      e.gate_up.Forward(shards[i].input, t, gate_up.data());
+      kernels::SiluMulStacked(gate_up.data(), t, e.inter, gate_up.data());
+      e.down.Forward(gate_up.data(), t, shard_out_.data() + offset[i]);
+    });
+    for (size_t i = 0; i < n; ++i) {
+      const ExpertShard& s = shards[i];
+      const int64_t hidden = experts[i]->hidden;
+      const float* out = shard_out_.data() + offset[i];
+      if (s.tokens == 0) continue;
+      if (s.combine_weight == nullptr) {
+        std::memcpy(s.output, out, static_cast<size_t>(s.tokens * hidden) * sizeof(float));
+        continue;
+      }
+      for (int64_t r = 0; r < s.tokens; ++r) {
+        const int64_t row = s.combine_row != nullptr ? s.combine_row[r] : r;
+        kernels::Axpy(s.combine_weight[r], out + r * hidden, hidden, s.output + row * hidden);
+      }
+    }
+  }
+
   const BackendOptions options_;
   kernels::PackedLinearOptions pack_options_;
   mutable absl::Mutex mu_;
@@ -159,6 +231,7 @@ class CpuBackend final : public ExpertBackend {
   int64_t weight_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<float> gate_up_;  // Run's scratch: [tokens, 2*inter]
   std::vector<float> down_;     // Run's scratch for combine: [tokens, hidden]
+  std::vector<float> shard_out_;  // RunShardsParallel's down outputs: [sum of tokens, hidden]
 };
 
 }  // namespace

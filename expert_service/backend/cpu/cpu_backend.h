@@ -8,7 +8,10 @@
 // Threads: as ExpertBackend says. The expert map is behind a mutex and holds shared_ptrs; Run
 // copies the pointers it needs under the lock, then computes without it, so Load/Unload never
 // wait for a Run and never free an expert a Run is using. Packing in Load also runs outside
-// the lock. GEMMs use the OpenMP pool (all cores) inside each Run.
+// the lock. Inside each Run, work uses the kernels' thread pool (model/kernels/thread_pool.h):
+// when no shard holds more than 1/threads of the tokens (decode; balanced prefill), each shard
+// runs whole on one thread (no hand-off per GEMM); otherwise shards run in turn with each GEMM
+// split over the threads. Results are bit-identical either way.
 #ifndef MOE_EXPERT_SERVICE_BACKEND_CPU_CPU_BACKEND_H_
 #define MOE_EXPERT_SERVICE_BACKEND_CPU_CPU_BACKEND_H_
 
