@@ -2,20 +2,19 @@
 #ifndef MOE_COMMON_PROCESS_H_
 #define MOE_COMMON_PROCESS_H_
 
-#include <csignal>
-
 namespace moe {
 
-// Blocks SIGINT and SIGTERM in the calling thread and every thread it starts afterwards, so
-// only WaitForStopSignal sees them. Call first thing in main, before any thread starts.
+// Catches SIGINT and SIGTERM from construction on (a handler that writes to a self-pipe, so it
+// works whichever thread the kernel delivers the signal to) until Wait returns them. One
+// instance per process.
 class StopSignals {
  public:
   StopSignals();
+  ~StopSignals();
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
   // Blocks until SIGINT or SIGTERM arrives; returns the signal number.
   int Wait();
-
- private:
-  sigset_t set_;
 };
 
 }  // namespace moe

@@ -73,7 +73,7 @@ int RunAttention(int argc, const char* const* argv) {
     setenv("MOE_KERNEL_THREADS", std::to_string(c.threads).c_str(), 1);
     setenv("OMP_NUM_THREADS", std::to_string(c.threads).c_str(), 1);
   }
-  StopSignals stop_signals;  // before any thread starts
+  StopSignals stop_signals;
 
   attention::LocalModelOptions lo;
   lo.backend = c.backend;

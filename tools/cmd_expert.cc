@@ -90,7 +90,6 @@ int RunExpert(int argc, const char* const* argv) {
     setenv("OMP_NUM_THREADS", std::to_string(c.threads).c_str(), 1);
   }
 
-  // Before any thread starts, so only Wait below sees the stop signals.
   StopSignals stop_signals;
 
   auto source = expert::ModelExpertSource::Open(c.model);
