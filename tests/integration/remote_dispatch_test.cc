@@ -73,6 +73,7 @@ class ChildProcess {
   }
   void Stop() {
     if (pid_ <= 0) return;
+    kill(pid_, SIGCONT);  // in case Pause() stopped it
     kill(pid_, SIGTERM);
     const auto deadline = Clock::now() + std::chrono::seconds(10);
     int status = 0;
@@ -91,6 +92,10 @@ class ChildProcess {
     int status = 0;
     waitpid(pid_, &status, 0);
     pid_ = -1;
+  }
+  // SIGSTOP: the process keeps its sockets open but answers nothing (a hung service).
+  void Pause() {
+    if (pid_ > 0) kill(pid_, SIGSTOP);
   }
   // Reads stdout until a line starting with `prefix` appears (bounded); returns the rest.
   std::string WaitForLine(const std::string& prefix, std::chrono::seconds timeout) {
@@ -297,6 +302,29 @@ TEST_P(RemoteDispatchTest, SigkillOneOfThreeWithReplicationTwoFailsNoRequest) {
   ExpectSame(want, got, prompts.size(), n_gen);
   EXPECT_GT(remote.failovers(), 0);
   EXPECT_GT(FailoverMetric(), metric_before);
+}
+
+// A hung (SIGSTOPped) instance: its calls hit the dispatch deadline (DEADLINE_EXCEEDED) and
+// are resent to the replicas; no request fails.
+TEST_P(RemoteDispatchTest, HungInstanceHitsDeadlineAndFailsOver) {
+  int n_gen = 0;
+  const auto prompts = GoldenPrompts(GetParam(), &n_gen);
+  ASSERT_FALSE(prompts.empty());
+  const auto want = Reference(prompts, n_gen);
+  StartExperts(3, 2);
+  ASSERT_NO_FATAL_FAILURE(LoadDense());
+  GrpcExpertTransport transport;
+  RemoteExecutorOptions options;
+  options.timeout = absl::Seconds(3);
+  options.unhealthy_for = absl::Seconds(60);  // one deadline wait per run, not one per 5 s
+  RemoteExpertExecutor remote(placement_.get(), addresses_, &transport, options);
+  auto engine = Engine::Create(EngineOptions{}, runner_.get(), &remote);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  const auto got = Generate(engine->get(), prompts, n_gen, [&](int step) {
+    if (step == 3) processes_[2]->Pause();
+  });
+  ExpectSame(want, got, prompts.size(), n_gen);
+  EXPECT_GT(remote.failovers(), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, RemoteDispatchTest,
