@@ -12,11 +12,13 @@
 
 #include <gtest/gtest.h>
 
+#include "attention_service/dispatch/grpc_transport.h"
 #include "attention_service/dispatch/in_process_transport.h"
 #include "attention_service/dispatch/local_expert_executor.h"
 #include "attention_service/dispatch/placement.h"
 #include "expert_service/backend/testing/random_expert.h"
 #include "expert_service/executor/shard_executor.h"
+#include "expert_service/grpc/expert_server.h"
 
 namespace moe::attention {
 namespace {
@@ -163,6 +165,25 @@ class RemoteExpertExecutorTest : public ::testing::Test {
     }
   }
 
+  // Serves every ShardExecutor over gRPC on 127.0.0.1 (port 0); returns their addresses.
+  std::vector<std::string> StartServers() {
+    std::vector<std::string> out;
+    for (auto& ex : executors_) {
+      expert::ExpertServerOptions o;
+      auto server = expert::ExpertServer::Start(o, ex.get(), nullptr);
+      EXPECT_TRUE(server.ok()) << server.status();
+      if (!server.ok()) return {};
+      (*server)->SetServing(true);
+      out.push_back("127.0.0.1:" + std::to_string((*server)->port()));
+      servers_.push_back(std::move(*server));
+    }
+    return out;
+  }
+
+  void TearDown() override {
+    for (auto& s : servers_) s->Shutdown();
+  }
+
   std::unique_ptr<StaticPlacement> placement_;
   std::vector<expert::testing::RandomExpert> experts_;
   std::unique_ptr<expert::ExpertBackend> local_backend_;
@@ -170,6 +191,7 @@ class RemoteExpertExecutorTest : public ::testing::Test {
   std::vector<std::unique_ptr<expert::ShardExecutor>> executors_;
   std::vector<std::string> addresses_;
   std::unique_ptr<InProcessExpertTransport> transport_;
+  std::vector<std::unique_ptr<expert::ExpertServer>> servers_;  // after executors_: stops first
 };
 
 TEST(StaticPlacementTest, RoundRobinWithReplicasAndExpertLists) {
@@ -232,6 +254,40 @@ TEST_F(RemoteExpertExecutorTest, InvalidRequestIsNotRetried) {
   absl::Status s = remote.Run(0, x.data(), 23, routing, out.data());
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
   EXPECT_EQ(remote.failovers(), 0);
+}
+
+TEST_F(RemoteExpertExecutorTest, GrpcTransportMatchesLocal) {
+  Build(2, 1);
+  const std::vector<std::string> addresses = StartServers();
+  ASSERT_EQ(addresses.size(), 2u);
+  GrpcExpertTransport grpc;
+  RemoteExpertExecutor remote(placement_.get(), addresses, &grpc);
+  ExpectMatchesLocal(&remote, 1, 21);
+  ExpectMatchesLocal(&remote, 33, 22);
+  EXPECT_EQ(remote.failovers(), 0);
+}
+
+TEST_F(RemoteExpertExecutorTest, GrpcTransportFailsOverFromUnreachableInstance) {
+  Build(3, 2);
+  std::vector<std::string> addresses = StartServers();
+  ASSERT_EQ(addresses.size(), 3u);
+  servers_[0]->Shutdown();  // instance 0 no longer listens: its calls fail UNAVAILABLE
+  GrpcExpertTransport grpc;
+  RemoteExpertExecutor remote(placement_.get(), addresses, &grpc);
+  ExpectMatchesLocal(&remote, 25, 23);
+  EXPECT_GT(remote.failovers(), 0);
+}
+
+TEST(GrpcExpertTransportTest, PerCallStatusAndOrder) {
+  GrpcExpertTransport grpc;
+  std::vector<ExpertCall> calls(2);
+  calls[0].instance = "127.0.0.1:1";  // nothing listens on port 1
+  calls[1].instance = "127.0.0.1:1";
+  calls[1].request.set_layer(7);
+  grpc.ForwardAll(absl::MakeSpan(calls), absl::Seconds(10));
+  EXPECT_EQ(calls[0].status.code(), absl::StatusCode::kUnavailable) << calls[0].status;
+  EXPECT_EQ(calls[1].status.code(), absl::StatusCode::kUnavailable) << calls[1].status;
+  EXPECT_EQ(calls[1].request.layer(), 7);
 }
 
 }  // namespace
