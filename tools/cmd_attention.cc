@@ -1,9 +1,16 @@
 // `moe attention`: an attention worker. Loads the dense weights, runs the continuous-batching
 // loop on its own thread, and serves AttentionService.Generate over gRPC. Experts run in this
-// process (`--experts local`) until the remote data plane is wired in; stops on SIGTERM/SIGINT.
+// process (`--experts local`) or in expert services reached over gRPC (`--experts remote
+// --expert-addrs A,B,... --replicas R`, placed round-robin: instance i must serve
+// StaticPlacement::ExpertList(i)); stops on SIGTERM/SIGINT.
 #include <cstdio>
+#include <optional>
 #include <string>
 
+#include "absl/strings/str_split.h"
+#include "attention_service/dispatch/grpc_transport.h"
+#include "attention_service/dispatch/placement.h"
+#include "attention_service/dispatch/remote_expert_executor.h"
 #include "attention_service/engine/engine_loop.h"
 #include "attention_service/engine/local_model.h"
 #include "attention_service/grpc/attention_server.h"
@@ -11,6 +18,7 @@
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/process.h"
+#include "common/status.h"
 #include "tools/commands.h"
 
 namespace moe::tools {
@@ -22,12 +30,44 @@ struct AttentionConfig {
   int port = 50051;
   int admin_port = 0;
   std::string experts = "local";
+  std::string expert_addrs;
+  int replicas = 1;
+  int64_t dispatch_timeout_ms = 10000;
   std::string backend = "cpu";
   int64_t kv_cache_mb = 512;
   int max_batch_tokens = 512;
   int max_running = 64;
   int threads = 0;
   std::string log_level = "info";
+};
+
+// The dense part of the model plus the remote data plane to the expert services.
+struct RemoteParts {
+  model::ModelConfig config;
+  std::unique_ptr<model::ModelArchitecture> arch;
+  std::unique_ptr<attention::ModelRunner> runner;
+  std::optional<attention::StaticPlacement> placement;
+  std::unique_ptr<attention::GrpcExpertTransport> transport;
+  std::unique_ptr<attention::RemoteExpertExecutor> executor;
+
+  absl::Status Open(const std::string& dir, const std::vector<std::string>& addrs, int replicas,
+                    absl::Duration timeout) {
+    MOE_ASSIGN_OR_RETURN(config, model::LoadModelConfig(dir));
+    MOE_ASSIGN_OR_RETURN(arch, model::CreateArchitecture(config));
+    MOE_ASSIGN_OR_RETURN(std::unique_ptr<model::WeightStore> dense,
+                         model::WeightStore::Open(dir, attention::ModelRunner::IsDenseTensor));
+    MOE_ASSIGN_OR_RETURN(runner, attention::ModelRunner::Load(config, *arch, *dense));
+    MOE_ASSIGN_OR_RETURN(attention::StaticPlacement p,
+                         attention::StaticPlacement::RoundRobin(
+                             config, static_cast<int>(addrs.size()), replicas));
+    placement.emplace(std::move(p));
+    transport = std::make_unique<attention::GrpcExpertTransport>();
+    attention::RemoteExecutorOptions ro;
+    ro.timeout = timeout;
+    executor = std::make_unique<attention::RemoteExpertExecutor>(&*placement, addrs,
+                                                                 transport.get(), ro);
+    return absl::OkStatus();
+  }
 };
 
 int Fail(const absl::Status& s) {
@@ -45,7 +85,11 @@ int RunAttention(int argc, const char* const* argv) {
   flags.AddString("host", &c.host, "address to listen on");
   flags.AddInt("port", &c.port, "gRPC port (0 = any free port)");
   flags.AddInt("admin-port", &c.admin_port, "HTTP admin port for /metrics /health /ready");
-  flags.AddString("experts", &c.experts, "where routed experts run: local");
+  flags.AddString("experts", &c.experts, "where routed experts run: local or remote");
+  flags.AddString("expert-addrs", &c.expert_addrs,
+                  "remote: expert service addresses host:port,... (placement instance order)");
+  flags.AddInt("replicas", &c.replicas, "remote: replicas per expert (round-robin placement)");
+  flags.AddInt("dispatch-timeout-ms", &c.dispatch_timeout_ms, "remote: deadline per layer dispatch");
   flags.AddString("backend", &c.backend, "expert backend for --experts local");
   flags.AddInt("kv-cache-mb", &c.kv_cache_mb, "KV cache size in MiB");
   flags.AddInt("max-batch-tokens", &c.max_batch_tokens, "token budget per engine step");
@@ -62,8 +106,11 @@ int RunAttention(int argc, const char* const* argv) {
     std::printf("%s", flags.Usage().c_str());
     return 0;
   }
-  if (c.model.empty() || c.experts != "local") {
-    std::fprintf(stderr, "moe attention: need --model; --experts supports only 'local' now\n\n%s",
+  const bool remote = c.experts == "remote";
+  if (c.model.empty() || (c.experts != "local" && !remote) || (remote && c.expert_addrs.empty())) {
+    std::fprintf(stderr,
+                 "moe attention: need --model, and --experts local or --experts remote with "
+                 "--expert-addrs\n\n%s",
                  flags.Usage().c_str());
     return 2;
   }
@@ -75,15 +122,30 @@ int RunAttention(int argc, const char* const* argv) {
   }
   StopSignals stop_signals;
 
-  attention::LocalModelOptions lo;
-  lo.backend = c.backend;
-  auto model = attention::LocalModel::Open(c.model, lo);
-  if (!model.ok()) return Fail(model.status());
   attention::EngineOptions eo;
   eo.kv_cache_bytes = c.kv_cache_mb << 20;
   eo.max_batch_tokens = c.max_batch_tokens;
   eo.max_running = c.max_running;
-  auto engine = (*model)->NewEngine(eo);
+  // Local: the whole model here. Remote: dense weights only, experts over the data plane.
+  std::unique_ptr<attention::LocalModel> local;
+  RemoteParts parts;
+  absl::StatusOr<std::unique_ptr<attention::Engine>> engine;
+  if (remote) {
+    std::vector<std::string> addrs = absl::StrSplit(c.expert_addrs, ',', absl::SkipWhitespace());
+    if (absl::Status s = parts.Open(c.model, addrs, c.replicas,
+                                    absl::Milliseconds(c.dispatch_timeout_ms));
+        !s.ok()) {
+      return Fail(s);
+    }
+    engine = attention::Engine::Create(eo, parts.runner.get(), parts.executor.get());
+  } else {
+    attention::LocalModelOptions lo;
+    lo.backend = c.backend;
+    auto model = attention::LocalModel::Open(c.model, lo);
+    if (!model.ok()) return Fail(model.status());
+    local = std::move(*model);
+    engine = local->NewEngine(eo);
+  }
   if (!engine.ok()) return Fail(engine.status());
   attention::EngineLoop loop(std::move(*engine));
 

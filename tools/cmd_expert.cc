@@ -8,7 +8,12 @@
 #include <cstdlib>
 #include <string>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "attention_service/dispatch/placement.h"
+#include "common/status.h"
 #include "common/flags.h"
 #include "common/process.h"
 #include "common/logging.h"
@@ -22,6 +27,26 @@
 namespace moe::tools {
 
 namespace {
+
+// "round-robin:I/N/R" -> the expert list of instance I under attention::StaticPlacement;
+// "" for any other spec.
+absl::StatusOr<std::string> RoundRobinList(const std::string& spec,
+                                           const model::ModelConfig& config) {
+  constexpr absl::string_view kPrefix = "round-robin:";
+  if (!absl::StartsWith(spec, kPrefix)) return std::string();
+  std::vector<std::string> parts = absl::StrSplit(spec.substr(kPrefix.size()), '/');
+  int i = 0, n = 0, r = 1;
+  if (parts.size() < 2 || parts.size() > 3 || !absl::SimpleAtoi(parts[0], &i) ||
+      !absl::SimpleAtoi(parts[1], &n) || (parts.size() == 3 && !absl::SimpleAtoi(parts[2], &r)) ||
+      i < 0 || i >= n) {
+    return absl::InvalidArgumentError("--experts round-robin:I/N/R needs 0 <= I < N, R >= 1");
+  }
+  MOE_ASSIGN_OR_RETURN(attention::StaticPlacement p,
+                       attention::StaticPlacement::RoundRobin(config, n, r));
+  std::string list = p.ExpertList(i);
+  if (list.empty()) return absl::InvalidArgumentError("this instance holds no experts");
+  return list;
+}
 
 struct ExpertConfig {
   std::string model;
@@ -53,7 +78,9 @@ int RunExpert(int argc, const char* const* argv) {
   flags.AddString("host", &c.host, "address to listen on");
   flags.AddInt("port", &c.port, "gRPC port; 0 picks a free one (printed)");
   flags.AddInt("admin-port", &c.admin_port, "HTTP admin port (/metrics /health /ready); 0 = free");
-  flags.AddString("experts", &c.experts, "'all' or LAYER:EXPERT,... to load at start");
+  flags.AddString("experts", &c.experts,
+                  "'all', LAYER:EXPERT,..., or round-robin:I/N/R (instance I of N, R replicas: "
+                  "the placement `moe attention --experts remote` uses)");
   flags.AddString("backend", &c.backend, "expert backend: cpu or cuda");
   flags.AddInt("threads", &c.threads, "compute threads; 0 = default");
   flags.AddInt("max-queue", &c.max_queue, "Forward calls waiting before RESOURCE_EXHAUSTED");
@@ -94,6 +121,11 @@ int RunExpert(int argc, const char* const* argv) {
 
   auto source = expert::ModelExpertSource::Open(c.model);
   if (!source.ok()) return Fail(source.status());
+  if (absl::StatusOr<std::string> rr = RoundRobinList(c.experts, (*source)->config()); !rr.ok()) {
+    return Fail(rr.status());
+  } else if (!rr->empty()) {
+    c.experts = *rr;
+  }
   auto list = expert::ParseExpertList(c.experts, (*source)->config());
   if (!list.ok()) return Fail(list.status());
   auto backend = expert::CreateExpertBackend(c.backend, expert::BackendOptions{});

@@ -1,5 +1,6 @@
 // Integration: the real `moe attention` binary ($MOE_BIN) on 127.0.0.1 with run-time ports, on
-// the golden tiny models (experts in its process). Greedy Generate streams the golden tokens;
+// the golden tiny models, with experts in its process or in 2 real `moe expert` processes
+// (round-robin placement over gRPC). Greedy Generate streams the golden tokens;
 // bad requests get INVALID_ARGUMENT; a cancelled call frees its sequence and the worker keeps
 // serving. The process is stopped by pid in every path.
 #include <algorithm>
@@ -23,13 +24,33 @@ using test_util::ChildProcess;
 using test_util::MoeBin;
 using test_util::PortOf;
 
-class AttentionWorkerTest : public ::testing::TestWithParam<std::string> {
+struct Param {
+  std::string model;
+  int expert_services;  // 0: experts in the attention worker's process
+};
+
+class AttentionWorkerTest : public ::testing::TestWithParam<Param> {
  protected:
   void SetUp() override {
-    dir_ = std::string(MOE_GOLDEN_DIR) + "/" + GetParam();
-    process_ = std::make_unique<ChildProcess>(std::vector<std::string>{
-        MoeBin(), "attention", "--model", dir_ + "/hf-f32", "--host", "127.0.0.1", "--port", "0",
-        "--admin-port", "0", "--log-level", "warn"});
+    dir_ = std::string(MOE_GOLDEN_DIR) + "/" + GetParam().model;
+    std::vector<std::string> args = {MoeBin(), "attention", "--model", dir_ + "/hf-f32",
+                                     "--host", "127.0.0.1", "--port", "0", "--admin-port", "0",
+                                     "--log-level", "warn"};
+    const int n = GetParam().expert_services;
+    if (n > 0) {
+      std::string addrs;
+      for (int i = 0; i < n; ++i) {
+        experts_.push_back(std::make_unique<ChildProcess>(std::vector<std::string>{
+            MoeBin(), "expert", "--model", dir_ + "/hf-f32", "--host", "127.0.0.1", "--port",
+            "0", "--admin-port", "0", "--log-level", "warn", "--experts",
+            "round-robin:" + std::to_string(i) + "/" + std::to_string(n) + "/1"}));
+        std::string listen = experts_.back()->WaitForLine("listening on ", std::chrono::seconds(60));
+        ASSERT_FALSE(listen.empty()) << "moe expert " << i << " did not start";
+        addrs += (i ? "," : "") + listen;
+      }
+      args.insert(args.end(), {"--experts", "remote", "--expert-addrs", addrs});
+    }
+    process_ = std::make_unique<ChildProcess>(args);
     std::string listen = process_->WaitForLine("listening on ", std::chrono::seconds(60));
     ASSERT_FALSE(listen.empty()) << "moe attention did not start";
     auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(PortOf(listen)),
@@ -41,6 +62,7 @@ class AttentionWorkerTest : public ::testing::TestWithParam<std::string> {
     // (5 s) for the idle client connection.
     stub_.reset();
     EXPECT_EQ(process_->Stop(), 0);
+    for (auto& e : experts_) EXPECT_EQ(e->Stop(), 0);
   }
 
   // Runs one Generate call to the end; returns the status and all streamed messages.
@@ -54,6 +76,7 @@ class AttentionWorkerTest : public ::testing::TestWithParam<std::string> {
   }
 
   std::string dir_;
+  std::vector<std::unique_ptr<ChildProcess>> experts_;
   std::unique_ptr<ChildProcess> process_;
   std::unique_ptr<v1::AttentionService::Stub> stub_;
 };
@@ -146,9 +169,11 @@ TEST_P(AttentionWorkerTest, CancelFreesTheSequenceAndServingContinues) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, AttentionWorkerTest,
-                         ::testing::Values("tiny-mixtral", "tiny-qwen3moe"),
+                         ::testing::Values(Param{"tiny-mixtral", 0}, Param{"tiny-qwen3moe", 0},
+                                           Param{"tiny-mixtral", 2}, Param{"tiny-qwen3moe", 2}),
                          [](const auto& info) {
-                           std::string s = info.param;
+                           std::string s = info.param.model + "_experts" +
+                                           std::to_string(info.param.expert_services);
                            std::replace(s.begin(), s.end(), '-', '_');
                            return s;
                          });
