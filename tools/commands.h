@@ -12,6 +12,7 @@ int RunAttention(int argc, const char* const* argv);  // tools/cmd_attention.cc
 int RunGenerate(int argc, const char* const* argv);  // tools/cmd_generate.cc
 int RunBench(int argc, const char* const* argv);     // tools/cmd_bench.cc
 int RunExpert(int argc, const char* const* argv);    // tools/cmd_expert.cc
+int RunScheduler(int argc, const char* const* argv);  // tools/cmd_scheduler.cc
 
 }  // namespace moe::tools
 

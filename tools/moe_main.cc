@@ -21,6 +21,8 @@ constexpr Command kCommands[] = {
      moe::tools::RunDemoModel},
     {"inspect", "describe a model folder: config, weights, tokenizer", moe::tools::RunInspect},
     {"expert", "serve a set of (layer, expert) FFNs over gRPC", moe::tools::RunExpert},
+    {"scheduler", "serve expert placement plans, membership and load stats",
+     moe::tools::RunScheduler},
     {"version", "print the version", moe::tools::RunVersion},
 };
 

@@ -1,0 +1,340 @@
+// Integration: the real `moe scheduler` binary ($MOE_BIN) on 127.0.0.1 with a run-time port.
+// The test plays three expert instances over gRPC: registers them, heartbeats, watches the plan
+// stream, then lets one go silent and expects a failover plan without it in which every expert
+// is still placed. Every process started is stopped (ChildProcess's destructor, by pid).
+#include <arpa/inet.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include "moe/scheduler/v1/scheduler.grpc.pb.h"
+
+namespace moe {
+namespace {
+
+namespace v1 = ::moe::scheduler::v1;
+using SteadyClock = std::chrono::steady_clock;
+
+std::string MoeBin() {
+  const char* bin = std::getenv("MOE_BIN");
+  return bin ? bin : std::string(MOE_BINARY_DIR) + "/tools/moe";
+}
+
+// A child process; the destructor sends SIGTERM, waits up to 10 s, then SIGKILLs.
+class ChildProcess {
+ public:
+  explicit ChildProcess(const std::vector<std::string>& args) {
+    int fds[2];
+    if (pipe(fds) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(fds[1], STDOUT_FILENO);
+      close(fds[0]);
+      close(fds[1]);
+      std::vector<char*> argv;
+      for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    close(fds[1]);
+    out_fd_ = fds[0];
+  }
+  ~ChildProcess() {
+    Stop();
+    if (out_fd_ >= 0) close(out_fd_);
+  }
+  // Returns the exit status (or -1 if it had to be killed).
+  int Stop() {
+    if (pid_ <= 0) return exit_status_;
+    kill(pid_, SIGTERM);
+    const auto deadline = SteadyClock::now() + std::chrono::seconds(10);
+    int status = 0;
+    while (SteadyClock::now() < deadline) {
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        return exit_status_;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    kill(pid_, SIGKILL);
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    exit_status_ = -1;
+    return exit_status_;
+  }
+  // Reads stdout until a line starting with `prefix` appears (bounded); returns the rest.
+  std::string WaitForLine(const std::string& prefix, std::chrono::seconds timeout) {
+    const auto deadline = SteadyClock::now() + timeout;
+    for (;;) {
+      size_t nl;
+      while ((nl = buffer_.find('\n')) != std::string::npos) {
+        std::string line = buffer_.substr(0, nl);
+        buffer_.erase(0, nl + 1);
+        if (line.rfind(prefix, 0) == 0) return line.substr(prefix.size());
+      }
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            deadline - SteadyClock::now())
+                            .count();
+      if (left <= 0 || out_fd_ < 0) return "";
+      pollfd p{out_fd_, POLLIN, 0};
+      if (poll(&p, 1, static_cast<int>(left)) <= 0) return "";
+      char buf[4096];
+      const ssize_t n = read(out_fd_, buf, sizeof buf);
+      if (n <= 0) return "";
+      buffer_.append(buf, static_cast<size_t>(n));
+    }
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  int exit_status_ = -1;
+  std::string buffer_;
+};
+
+int PortOf(const std::string& host_port) {
+  const size_t colon = host_port.rfind(':');
+  return colon == std::string::npos ? 0 : std::atoi(host_port.c_str() + colon + 1);
+}
+
+std::string HttpGet(int port, const std::string& path) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string out;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    const std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    if (write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
+      char buf[8192];
+      ssize_t n;
+      while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+    }
+  }
+  close(fd);
+  return out;
+}
+
+constexpr int kLayers = 4;
+constexpr int kExperts = 8;
+
+class SchedulerIntegrationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    proc_ = std::make_unique<ChildProcess>(std::vector<std::string>{
+        MoeBin(), "scheduler", "--port", "0", "--admin-port", "0", "--layers",
+        std::to_string(kLayers), "--experts", std::to_string(kExperts),
+        "--heartbeat-interval-ms", "200", "--heartbeat-timeout-ms", "1500", "--log-level",
+        "warn"});
+    const std::string listen = proc_->WaitForLine("listening on ", std::chrono::seconds(30));
+    ASSERT_FALSE(listen.empty()) << "scheduler did not start";
+    admin_port_ = PortOf(proc_->WaitForLine("admin on ", std::chrono::seconds(10)));
+    ASSERT_GT(admin_port_, 0);
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(PortOf(listen)),
+                                   grpc::InsecureChannelCredentials());
+    stub_ = v1::SchedulerService::NewStub(channel_);
+  }
+  void TearDown() override {
+    StopHeartbeats();
+    if (proc_) proc_->Stop();
+  }
+
+  std::string RegisterExpert(int port) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::RegisterRequest req;
+    req.set_role(v1::ROLE_EXPERT);
+    req.set_address("127.0.0.1:" + std::to_string(port));
+    v1::RegisterResponse resp;
+    const grpc::Status s = stub_->Register(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(resp.heartbeat_interval_ms(), 200);
+    return resp.instance_id();
+  }
+
+  grpc::Status Heartbeat(const std::string& id) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::HeartbeatRequest req;
+    req.set_instance_id(id);
+    req.set_ready(true);
+    v1::HeartbeatResponse resp;
+    return stub_->Heartbeat(&ctx, req, &resp);
+  }
+
+  // Heartbeats every instance whose `alive` flag is set, every 200 ms, on a test thread.
+  void StartHeartbeats(const std::vector<std::string>& ids) {
+    alive_ = std::vector<std::atomic<bool>>(ids.size());
+    for (auto& a : alive_) a = true;
+    heartbeat_thread_ = std::thread([this, ids] {
+      while (!stop_heartbeats_) {
+        for (size_t i = 0; i < ids.size(); ++i) {
+          if (alive_[i]) Heartbeat(ids[i]);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
+    });
+  }
+  void StopHeartbeats() {
+    stop_heartbeats_ = true;
+    if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
+  }
+
+  std::unique_ptr<ChildProcess> proc_;
+  int admin_port_ = 0;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::SchedulerService::Stub> stub_;
+  std::vector<std::atomic<bool>> alive_;
+  std::atomic<bool> stop_heartbeats_{false};
+  std::thread heartbeat_thread_;
+};
+
+// Instance ids holding replicas; fails the test if an expert is missing or its shares are off.
+std::set<std::string> CheckEveryExpertPlaced(const v1::PlacementPlan& plan) {
+  std::set<std::string> used;
+  EXPECT_EQ(plan.layers(), kLayers);
+  EXPECT_EQ(plan.num_experts(), kExperts);
+  EXPECT_EQ(plan.experts_size(), kLayers * kExperts);
+  std::set<std::pair<int, int>> seen;
+  for (const v1::ExpertPlacement& ep : plan.experts()) {
+    seen.insert({ep.layer(), ep.expert()});
+    EXPECT_GE(ep.replicas_size(), 1) << ep.layer() << ":" << ep.expert();
+    double sum = 0;
+    for (const v1::Replica& r : ep.replicas()) {
+      sum += r.share();
+      used.insert(r.instance_id());
+      EXPECT_GE(r.instance_index(), 0);
+      EXPECT_LT(r.instance_index(), plan.instances_size());
+      if (r.instance_index() < plan.instances_size()) {
+        EXPECT_EQ(plan.instances(r.instance_index()).instance_id(), r.instance_id());
+      }
+    }
+    EXPECT_NEAR(sum, 1.0, 1e-9);
+  }
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kLayers * kExperts));
+  return used;
+}
+
+TEST_F(SchedulerIntegrationTest, PlacesOnThreeAndFailsOverWhenOneStopsHeartbeating) {
+  const std::vector<std::string> ids = {RegisterExpert(7001), RegisterExpert(7002),
+                                        RegisterExpert(7003)};
+  ASSERT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), 3u);
+  StartHeartbeats(ids);
+
+  grpc::ClientContext watch_ctx;
+  watch_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  v1::WatchPlanRequest wreq;
+  wreq.set_instance_id("test-watcher");
+  std::unique_ptr<grpc::ClientReader<v1::PlacementPlan>> reader =
+      stub_->WatchPlan(&watch_ctx, wreq);
+
+  // 1. Plans arrive with increasing epochs until one uses all three instances.
+  v1::PlacementPlan plan;
+  int64_t last_epoch = 0;
+  bool all_three = false;
+  while (!all_three && reader->Read(&plan)) {
+    EXPECT_GT(plan.epoch(), last_epoch);
+    last_epoch = plan.epoch();
+    EXPECT_EQ(plan.state(), v1::PLAN_STATE_COMMITTED);
+    all_three = plan.instances_size() == 3;
+    if (all_three) {
+      EXPECT_EQ(CheckEveryExpertPlaced(plan), std::set<std::string>(ids.begin(), ids.end()));
+    }
+  }
+  ASSERT_TRUE(all_three) << "no plan over the 3 instances before the deadline";
+  const int64_t epoch_with_three = last_epoch;
+
+  // 2. Instance 3 stops heartbeating: a failover plan without it, every expert still placed.
+  alive_[2] = false;
+  bool failed_over = false;
+  while (!failed_over && reader->Read(&plan)) {
+    EXPECT_GT(plan.epoch(), last_epoch);
+    last_epoch = plan.epoch();
+    failed_over = plan.instances_size() == 2;
+  }
+  ASSERT_TRUE(failed_over) << "no failover plan before the deadline";
+  EXPECT_GT(plan.epoch(), epoch_with_three);
+  EXPECT_EQ(plan.reason(), v1::PLAN_REASON_FAILOVER);
+  EXPECT_EQ(CheckEveryExpertPlaced(plan), (std::set<std::string>{ids[0], ids[1]}));
+  for (const v1::Instance& inst : plan.instances()) EXPECT_NE(inst.instance_id(), ids[2]);
+
+  // The dead instance is told to register again; the survivors are still members.
+  EXPECT_EQ(Heartbeat(ids[2]).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(Heartbeat(ids[0]).ok());
+
+  const std::string metrics = HttpGet(admin_port_, "/metrics");
+  EXPECT_NE(metrics.find("moe_instance_deaths_total 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("moe_failovers_total 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("moe_expert_instances 2"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("moe_placement_epoch " + std::to_string(last_epoch)), std::string::npos)
+      << metrics;
+
+  // 3. SIGTERM ends the stream cleanly (OK) and the process exits 0.
+  StopHeartbeats();
+  EXPECT_EQ(proc_->Stop(), 0);
+  while (reader->Read(&plan)) {
+  }
+  const grpc::Status end = reader->Finish();
+  EXPECT_TRUE(end.ok()) << end.error_code() << " " << end.error_message();
+}
+
+TEST_F(SchedulerIntegrationTest, RejectsMalformedRequests) {
+  grpc::ClientContext c1;
+  v1::RegisterRequest reg;  // no role
+  v1::RegisterResponse rresp;
+  EXPECT_EQ(stub_->Register(&c1, reg, &rresp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  const std::string id = RegisterExpert(7001);
+  grpc::ClientContext c2;
+  v1::ReportLoadRequest load;
+  load.set_instance_id(id);
+  load.set_layers(kLayers);
+  load.set_experts(kExperts);
+  load.add_tokens(5);  // 1 count instead of 32
+  v1::ReportLoadResponse lresp;
+  EXPECT_EQ(stub_->ReportLoad(&c2, load, &lresp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+
+  grpc::ClientContext c3;
+  load.set_layers(kLayers + 1);
+  EXPECT_EQ(stub_->ReportLoad(&c3, load, &lresp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+
+  grpc::ClientContext c4;
+  load.set_layers(kLayers);
+  load.clear_tokens();
+  for (int i = 0; i < kLayers * kExperts; ++i) load.add_tokens(i);
+  v1::CoActivation* ca = load.add_coact();
+  ca->set_layer(kLayers - 1);  // no layer after the last one
+  ca->set_count(1);
+  EXPECT_EQ(stub_->ReportLoad(&c4, load, &lresp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+
+  grpc::ClientContext c5;
+  load.clear_coact();
+  EXPECT_TRUE(stub_->ReportLoad(&c5, load, &lresp).ok());
+
+  EXPECT_EQ(Heartbeat("expert-999").error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(Heartbeat(id).ok()) << "still serving after the bad calls";
+}
+
+}  // namespace
+}  // namespace moe
