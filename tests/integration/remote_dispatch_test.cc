@@ -21,6 +21,8 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "tests/testing/child_process.h"
 #include <nlohmann/json.hpp>
 
 #include "attention_service/dispatch/grpc_transport.h"
@@ -39,91 +41,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string MoeBin() {
-  const char* bin = std::getenv("MOE_BIN");
-  return bin ? bin : std::string(MOE_BINARY_DIR) + "/tools/moe";
-}
-
-// A child process with its stdout on a pipe; the destructor sends SIGTERM, waits up to 10 s,
-// then SIGKILLs. Kill() SIGKILLs and reaps it at once.
-class ChildProcess {
- public:
-  explicit ChildProcess(const std::vector<std::string>& args) {
-    int fds[2];
-    if (pipe(fds) != 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(fds[1], STDOUT_FILENO);
-      close(fds[0]);
-      close(fds[1]);
-      std::vector<char*> argv;
-      for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    close(fds[1]);
-    out_fd_ = fds[0];
-  }
-  ChildProcess(const ChildProcess&) = delete;
-  ChildProcess& operator=(const ChildProcess&) = delete;
-  ~ChildProcess() {
-    Stop();
-    if (out_fd_ >= 0) close(out_fd_);
-  }
-  void Stop() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGCONT);  // in case Pause() stopped it
-    kill(pid_, SIGTERM);
-    const auto deadline = Clock::now() + std::chrono::seconds(10);
-    int status = 0;
-    while (Clock::now() < deadline) {
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    Kill();
-  }
-  void Kill() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGKILL);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-  }
-  // SIGSTOP: the process keeps its sockets open but answers nothing (a hung service).
-  void Pause() {
-    if (pid_ > 0) kill(pid_, SIGSTOP);
-  }
-  // Reads stdout until a line starting with `prefix` appears (bounded); returns the rest.
-  std::string WaitForLine(const std::string& prefix, std::chrono::seconds timeout) {
-    const auto deadline = Clock::now() + timeout;
-    for (;;) {
-      size_t nl;
-      while ((nl = buffer_.find('\n')) != std::string::npos) {
-        std::string line = buffer_.substr(0, nl);
-        buffer_.erase(0, nl + 1);
-        if (line.rfind(prefix, 0) == 0) return line.substr(prefix.size());
-      }
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-      if (left <= 0 || out_fd_ < 0) return "";
-      pollfd p{out_fd_, POLLIN, 0};
-      if (poll(&p, 1, static_cast<int>(left)) <= 0) return "";
-      char buf[4096];
-      const ssize_t n = read(out_fd_, buf, sizeof buf);
-      if (n <= 0) return "";
-      buffer_.append(buf, static_cast<size_t>(n));
-    }
-  }
-
- private:
-  pid_t pid_ = -1;
-  int out_fd_ = -1;
-  std::string buffer_;
-};
+using ::moe::test_util::ChildProcess;
+using ::moe::test_util::MoeBin;
 
 struct Generated {
   std::vector<int32_t> ids;
