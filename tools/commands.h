@@ -9,6 +9,7 @@ int RunVersion(int argc, const char* const* argv);  // tools/moe_main.cc
 int RunDemoModel(int argc, const char* const* argv);  // tools/cmd_demo_model.cc
 int RunInspect(int argc, const char* const* argv);    // tools/cmd_inspect.cc
 int RunAttention(int argc, const char* const* argv);  // tools/cmd_attention.cc
+int RunUp(int argc, const char* const* argv);         // tools/cmd_up.cc
 int RunGenerate(int argc, const char* const* argv);  // tools/cmd_generate.cc
 int RunBench(int argc, const char* const* argv);     // tools/cmd_bench.cc
 int RunExpert(int argc, const char* const* argv);    // tools/cmd_expert.cc

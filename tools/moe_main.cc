@@ -14,6 +14,7 @@ struct Command {
 };
 
 constexpr Command kCommands[] = {
+    {"up", "run the whole system on this machine (all roles on loopback)", moe::tools::RunUp},
     {"attention", "serve an attention worker (gRPC Generate)", moe::tools::RunAttention},
     {"generate", "generate a completion with the single-process engine", moe::tools::RunGenerate},
     {"bench", "measure single-process prompt and decode throughput", moe::tools::RunBench},
