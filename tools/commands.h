@@ -13,6 +13,7 @@ int RunUp(int argc, const char* const* argv);         // tools/cmd_up.cc
 int RunGenerate(int argc, const char* const* argv);  // tools/cmd_generate.cc
 int RunBench(int argc, const char* const* argv);     // tools/cmd_bench.cc
 int RunExpert(int argc, const char* const* argv);    // tools/cmd_expert.cc
+int RunGateway(int argc, const char* const* argv);   // tools/cmd_gateway.cc
 int RunScheduler(int argc, const char* const* argv);  // tools/cmd_scheduler.cc
 
 }  // namespace moe::tools

@@ -24,6 +24,7 @@ constexpr Command kCommands[] = {
     {"expert", "serve a set of (layer, expert) FFNs over gRPC", moe::tools::RunExpert},
     {"scheduler", "serve expert placement plans, membership and load stats",
      moe::tools::RunScheduler},
+    {"gateway", "serve the OpenAI-compatible HTTP API", moe::tools::RunGateway},
     {"version", "print the version", moe::tools::RunVersion},
 };
 

@@ -1,0 +1,109 @@
+// `moe gateway`: the OpenAI-compatible HTTP front door. Tokenizes with the model folder's
+// tokenizer, sends each request to the attention worker with the fewest in-flight requests
+// (gRPC callback API, no thread per request) and answers in OpenAI's JSON; serves /health,
+// /ready, /metrics on the same port. Stops on SIGTERM/SIGINT.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_split.h"
+#include "common/flags.h"
+#include "common/logging.h"
+#include "common/process.h"
+#include "gateway/api_handler.h"
+#include "gateway/http/http_server.h"
+#include "gateway/routing/worker_pool.h"
+#include "tools/commands.h"
+
+namespace moe::tools {
+namespace {
+
+struct GatewayConfig {
+  std::string model;
+  std::string attention;
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  std::string api_key;
+  int64_t max_body_bytes = 1 << 20;
+  int http_threads = 2;
+  int64_t request_timeout_s = 600;
+  std::string served_model_name;
+  std::string log_level = "info";
+};
+
+}  // namespace
+
+int RunGateway(int argc, const char* const* argv) {
+  GatewayConfig c;
+  FlagSet flags("moe gateway", "Serve the OpenAI-compatible HTTP API in front of attention workers.");
+  flags.AddString("model", &c.model, "model folder (tokenizer, configs; its name is the model id)");
+  flags.AddString("attention", &c.attention, "attention worker addresses host:port,...");
+  flags.AddString("host", &c.host, "address to listen on");
+  flags.AddInt("port", &c.port, "HTTP port (0 = any free port)");
+  flags.AddString("api-key", &c.api_key, "require 'Authorization: Bearer KEY' on /v1/*");
+  flags.AddInt("max-body-bytes", &c.max_body_bytes, "largest request body (413 above)");
+  flags.AddInt("http-threads", &c.http_threads, "HTTP event-loop threads");
+  flags.AddInt("request-timeout-s", &c.request_timeout_s, "deadline of one Generate call");
+  flags.AddString("served-model-name", &c.served_model_name, "model id (default: folder name)");
+  flags.AddString("log-level", &c.log_level, "trace, debug, info, warn, error");
+  if (absl::Status s = flags.Parse(argc, argv); !s.ok() || !flags.positional().empty()) {
+    std::fprintf(stderr, "moe gateway: %s\n\n%s",
+                 s.ok() ? "unexpected argument" : std::string(s.message()).c_str(),
+                 flags.Usage().c_str());
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::printf("%s", flags.Usage().c_str());
+    return 0;
+  }
+  std::vector<std::string> addrs = absl::StrSplit(c.attention, ',', absl::SkipWhitespace());
+  if (c.model.empty() || addrs.empty() || c.max_body_bytes <= 0 || c.http_threads <= 0 ||
+      c.request_timeout_s <= 0) {
+    std::fprintf(stderr, "moe gateway: need --model and --attention HOST:PORT[,...]\n\n%s",
+                 flags.Usage().c_str());
+    return 2;
+  }
+  InitLogging("gateway", c.log_level);
+  MOE_LOG_INFO("config: {}", flags.Describe());
+  StopSignals stop_signals;
+
+  auto pool = std::make_unique<gateway::WorkerPool>(addrs);
+  gateway::ApiOptions ao;
+  ao.model_dir = c.model;
+  ao.model_id = c.served_model_name;
+  ao.api_key = c.api_key;
+  ao.request_timeout = absl::Seconds(c.request_timeout_s);
+  auto api = gateway::ApiHandler::Create(ao, pool.get());
+  if (!api.ok()) {
+    std::fprintf(stderr, "moe gateway: %s\n", api.status().ToString().c_str());
+    return 1;
+  }
+  gateway::ApiHandler* handler = api->get();
+  gateway::HttpServerOptions so;
+  so.host = c.host;
+  so.port = c.port;
+  so.threads = c.http_threads;
+  so.max_body_bytes = static_cast<size_t>(c.max_body_bytes);
+  auto server = gateway::HttpServer::Start(
+      so, [handler](const gateway::HttpRequest& r) { return handler->Handle(r); },
+      [handler](int status, const std::string& message) {
+        return handler->ErrorResponse(status, message);
+      });
+  if (!server.ok()) {
+    std::fprintf(stderr, "moe gateway: %s\n", server.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("listening on %s:%d\n", c.host.c_str(), (*server)->port());
+  std::fflush(stdout);
+  MOE_LOG_INFO("serving model {} on {}:{}", handler->model_id(), c.host, (*server)->port());
+
+  int sig = stop_signals.Wait();
+  MOE_LOG_INFO("signal {}: shutting down", sig);
+  (*server)->Stop();  // no handler runs after this
+  pool.reset();       // cancels and waits for live calls (their completions post to the stopped loop)
+  server->reset();
+  MOE_LOG_INFO("stopped");
+  return 0;
+}
+
+}  // namespace moe::tools
