@@ -1,20 +1,12 @@
 #!/usr/bin/env bash
-# Installs dependencies, builds, writes the demo model if needed, and runs it.
-# Until the gateway exists (issue "Gateway") this runs the single-process engine on a prompt;
-# then it becomes `moe up`. Extra arguments go to `moe generate` (e.g. --prompt "...").
+# Installs dependencies, builds, and runs the whole system on this machine: `moe up` (expert
+# services, an attention worker and the OpenAI-compatible gateway on loopback, port 8000).
+# Without --model it writes and serves the built-in demo model. Extra arguments go to `moe up`
+# (e.g. --model DIR --experts 4 --port 8080). Try:
+#   curl http://127.0.0.1:8000/v1/completions -d '{"prompt": "Hello", "max_tokens": 16}'
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/install-deps.sh
 bash scripts/build.sh
 BUILD_DIR="${MOE_BUILD_DIR:-build}"
-MOE="$BUILD_DIR/tools/moe"
-MODEL="${MOE_MODEL:-$BUILD_DIR/demo-model}"
-if [ ! -f "$MODEL/config.json" ]; then
-  "$MOE" demo-model --out "$MODEL" --preset tiny --arch qwen3moe --dtype bf16
-fi
-"$MOE" --help
-echo
-if [ $# -eq 0 ]; then
-  set -- --prompt "The quick brown fox" --max-tokens 24 --temperature 0
-fi
-"$MOE" generate --model "$MODEL" "$@"
+exec "$BUILD_DIR/tools/moe" up "$@"

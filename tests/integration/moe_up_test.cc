@@ -1,0 +1,99 @@
+// Integration: `moe up` ($MOE_BIN) starts 2 expert services, an attention worker and the gateway
+// on loopback; the OpenAI endpoint serves the golden greedy completion; SIGTERM stops every
+// role; when a role dies, moe up says which and stops the rest.
+#include <dirent.h>
+#include <signal.h>
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/testing/child_process.h"
+#include "tests/testing/http_client.h"
+
+namespace moe {
+namespace {
+
+using test_util::ChildProcess;
+using test_util::MoeBin;
+using test_util::PortOf;
+
+// Pids of the direct children of `pid` (from /proc).
+std::vector<pid_t> ChildrenOf(pid_t pid) {
+  std::vector<pid_t> out;
+  std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return out;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::ifstream in(dir + "/" + e->d_name + "/children");
+    pid_t c;
+    while (in >> c) out.push_back(c);
+  }
+  closedir(d);
+  return out;
+}
+
+bool Alive(pid_t pid) { return kill(pid, 0) == 0; }
+
+// Waits (bounded) until none of `pids` is alive.
+bool AllGone(const std::vector<pid_t>& pids) {
+  for (int i = 0; i < 500; ++i) {
+    bool any = false;
+    for (pid_t p : pids) any = any || Alive(p);
+    if (!any) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+class MoeUpTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::string(MOE_GOLDEN_DIR) + "/tiny-mixtral";
+    up_ = std::make_unique<ChildProcess>(std::vector<std::string>{
+        MoeBin(), "up", "--model", dir_ + "/hf-f32", "--port", "0", "--experts", "2",
+        "--replicas", "2", "--log-level", "warn"});
+    std::string addr = up_->WaitForLine("listening on ", std::chrono::seconds(120));
+    ASSERT_FALSE(addr.empty()) << "moe up did not start";
+    port_ = PortOf(addr);
+    children_ = ChildrenOf(up_->pid());
+  }
+  std::string dir_;
+  std::unique_ptr<ChildProcess> up_;
+  int port_ = 0;
+  std::vector<pid_t> children_;
+};
+
+TEST_F(MoeUpTest, ServesGoldenCompletionAndStopsEveryRole) {
+  ASSERT_EQ(children_.size(), 4u);  // 2 expert services, 1 attention worker, 1 gateway
+  std::ifstream in(dir_ + "/expected-f32.json");
+  nlohmann::json expected = nlohmann::json::parse(in);
+  const auto& c = expected["cases"][0];
+  nlohmann::json req = {{"prompt", c["prompt"]}, {"max_tokens", 32}, {"temperature", 0}};
+  test_util::Reply r =
+      test_util::Request(port_, test_util::http::verb::post, "/v1/completions", req.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  nlohmann::json body = nlohmann::json::parse(r.body);
+  EXPECT_EQ(body["choices"][0]["text"], c["completion_text"]);
+  EXPECT_EQ(body["usage"]["completion_tokens"], 32);
+  EXPECT_EQ(up_->Stop(), 0);
+  EXPECT_TRUE(AllGone(children_));
+}
+
+TEST_F(MoeUpTest, ARoleDyingStopsTheRest) {
+  ASSERT_EQ(children_.size(), 4u);
+  kill(children_[0], SIGKILL);  // the first expert service
+  int code = 0;
+  for (int i = 0; i < 500 && !up_->Exited(&code); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(code, 1);
+  EXPECT_TRUE(AllGone(children_));
+}
+
+}  // namespace
+}  // namespace moe
