@@ -1,5 +1,6 @@
 #include "common/flags.h"
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "absl/strings/ascii.h"
@@ -153,6 +154,24 @@ absl::Status FlagSet::Parse(int argc, const char* const* argv,
     if (absl::Status s = Assign(*f, value, "command line"); !s.ok()) return s;
   }
   return absl::OkStatus();
+}
+
+std::optional<int> FlagSet::ParseCommandLine(int argc, const char* const* argv,
+                                             bool allow_positional) {
+  absl::Status s = Parse(argc, argv);
+  if (s.ok() && !allow_positional && !positional_.empty()) {
+    s = absl::InvalidArgumentError(absl::StrCat("unexpected argument '", positional_[0], "'"));
+  }
+  if (!s.ok()) {
+    std::fprintf(stderr, "%s: %s\n\n%s", command_.c_str(), std::string(s.message()).c_str(),
+                 Usage().c_str());
+    return 2;
+  }
+  if (help_requested_) {
+    std::printf("%s", Usage().c_str());
+    return 0;
+  }
+  return std::nullopt;
 }
 
 std::string FlagSet::Usage() const {

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,12 @@ class FlagSet {
   // Same with an explicit environment lookup (tests).
   absl::Status Parse(int argc, const char* const* argv,
                      const std::function<const char*(const char*)>& getenv);
+
+  // For a subcommand's entry point: parses, and if the command should end now returns its exit
+  // code: 0 after printing usage for --help, 2 after printing the error and usage to stderr
+  // (bad flag, or a positional argument when `allow_positional` is false). nullopt: go on.
+  std::optional<int> ParseCommandLine(int argc, const char* const* argv,
+                                      bool allow_positional = false);
 
   bool help_requested() const { return help_requested_; }
   const std::vector<std::string>& positional() const { return positional_; }

@@ -96,16 +96,7 @@ int RunAttention(int argc, const char* const* argv) {
   flags.AddInt("max-running", &c.max_running, "sequences in the running batch");
   flags.AddInt("threads", &c.threads, "compute threads (0 = all cores)");
   flags.AddString("log-level", &c.log_level, "trace, debug, info, warn, error");
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok() || !flags.positional().empty()) {
-    std::fprintf(stderr, "moe attention: %s\n\n%s",
-                 s.ok() ? "unexpected argument" : std::string(s.message()).c_str(),
-                 flags.Usage().c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::printf("%s", flags.Usage().c_str());
-    return 0;
-  }
+  if (std::optional<int> exit = flags.ParseCommandLine(argc, argv)) return *exit;
   const bool remote = c.experts == "remote";
   if (c.model.empty() || (c.experts != "local" && !remote) || (remote && c.expert_addrs.empty())) {
     std::fprintf(stderr,

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -118,14 +119,10 @@ int RunBench(int argc, const char* const* argv) {
   flags.AddInt("repeats", &c.repeats, "runs per figure (median reported)");
   flags.AddInt("kv-cache-mb", &c.kv_cache_mb, "KV cache size in MiB");
   flags.AddString("backend", &c.backend, "expert backend");
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok() || c.model.empty()) {
-    std::fprintf(stderr, "moe bench: %s\n\n%s", s.ok() ? "need --model" : std::string(s.message()).c_str(),
-                 flags.Usage().c_str());
+  if (std::optional<int> exit = flags.ParseCommandLine(argc, argv)) return *exit;
+  if (c.model.empty()) {
+    std::fprintf(stderr, "moe bench: need --model\n\n%s", flags.Usage().c_str());
     return 2;
-  }
-  if (flags.help_requested()) {
-    std::printf("%s", flags.Usage().c_str());
-    return 0;
   }
   InitLogging("bench", "warn");
   attention::LocalModelOptions lo;

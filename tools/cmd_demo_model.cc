@@ -1,5 +1,6 @@
 // `moe demo-model`: writes a deterministic random-weight MoE model in Hugging Face format.
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -38,20 +39,7 @@ int RunDemoModel(int argc, const char* const* argv) {
   flags.AddString("dtype", &dtype, "weight dtype: bf16 or f32 (same values either way)");
   flags.AddInt("seed", &seed, "random seed of the weights");
   flags.AddInt("threads", &threads, "weight generation threads; 0 = all cores");
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
-    std::fprintf(stderr, "moe demo-model: %s\n\n%s", std::string(s.message()).c_str(),
-                 flags.Usage().c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::printf("%s", flags.Usage().c_str());
-    return 0;
-  }
-  if (!flags.positional().empty()) {
-    std::fprintf(stderr, "moe demo-model: unexpected argument '%s'\n",
-                 flags.positional()[0].c_str());
-    return 2;
-  }
+  if (std::optional<int> exit = flags.ParseCommandLine(argc, argv)) return *exit;
   if (out.empty()) {
     std::fprintf(stderr, "moe demo-model: --out is required\n\n%s", flags.Usage().c_str());
     return 2;

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 
 #include "absl/strings/match.h"
@@ -89,15 +90,7 @@ int RunExpert(int argc, const char* const* argv) {
   flags.AddString("scheduler", &c.scheduler, "scheduler address (not used yet: ignored)");
   flags.AddString("instance-id", &c.instance_id, "name reported by Describe; default host:port");
   flags.AddString("log-level", &c.log_level, "trace, debug, info, warn, error");
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
-    std::fprintf(stderr, "moe expert: %s\n\n%s", std::string(s.message()).c_str(),
-                 flags.Usage().c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::printf("%s", flags.Usage().c_str());
-    return 0;
-  }
+  if (std::optional<int> exit = flags.ParseCommandLine(argc, argv)) return *exit;
   InitLogging("expert", c.log_level);
   if (c.model.empty() || !flags.positional().empty() || c.port < 0 || c.max_queue < 1 ||
       c.max_tokens < 1 || c.max_message_mb < 1 || c.threads < 0) {

@@ -3,6 +3,7 @@
 // (gRPC callback API, no thread per request) and answers in OpenAI's JSON; serves /health,
 // /ready, /metrics on the same port. Stops on SIGTERM/SIGINT.
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -46,16 +47,7 @@ int RunGateway(int argc, const char* const* argv) {
   flags.AddInt("request-timeout-s", &c.request_timeout_s, "deadline of one Generate call");
   flags.AddString("served-model-name", &c.served_model_name, "model id (default: folder name)");
   flags.AddString("log-level", &c.log_level, "trace, debug, info, warn, error");
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok() || !flags.positional().empty()) {
-    std::fprintf(stderr, "moe gateway: %s\n\n%s",
-                 s.ok() ? "unexpected argument" : std::string(s.message()).c_str(),
-                 flags.Usage().c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::printf("%s", flags.Usage().c_str());
-    return 0;
-  }
+  if (std::optional<int> exit = flags.ParseCommandLine(argc, argv)) return *exit;
   std::vector<std::string> addrs = absl::StrSplit(c.attention, ',', absl::SkipWhitespace());
   if (c.model.empty() || addrs.empty() || c.max_body_bytes <= 0 || c.http_threads <= 0 ||
       c.request_timeout_s <= 0) {

@@ -1,5 +1,6 @@
 // `moe generate`: one completion from the single-process engine (every role in this process).
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -71,15 +72,7 @@ int RunGenerate(int argc, const char* const* argv) {
   flags.AddString("backend", &c.backend, "expert backend: cpu or cuda");
   flags.AddInt("kv-cache-mb", &c.kv_cache_mb, "KV cache size in MiB");
   flags.AddString("log-level", &c.log_level, "trace, debug, info, warn, error");
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
-    std::fprintf(stderr, "moe generate: %s\n\n%s", std::string(s.message()).c_str(),
-                 flags.Usage().c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::printf("%s", flags.Usage().c_str());
-    return 0;
-  }
+  if (std::optional<int> exit = flags.ParseCommandLine(argc, argv)) return *exit;
   InitLogging("generate", c.log_level);
   if (c.model.empty() || (c.prompt.empty() == c.prompt_ids.empty()) ||
       !flags.positional().empty()) {

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <map>
 #include <set>
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_join.h"
@@ -72,15 +73,7 @@ int RunInspect(int argc, const char* const* argv) {
                 "and shapes against the config, and the tokenizer's vocabulary size.\n"
                 "Exit code 1 if the weights do not match the config.");
   flags.AddString("model", &dir, "model folder");
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
-    std::fprintf(stderr, "moe inspect: %s\n\n%s", std::string(s.message()).c_str(),
-                 flags.Usage().c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::printf("%s", flags.Usage().c_str());
-    return 0;
-  }
+  if (std::optional<int> exit = flags.ParseCommandLine(argc, argv, /*allow_positional=*/true)) return *exit;
   if (dir.empty() && flags.positional().size() == 1) dir = flags.positional()[0];
   if (dir.empty()) {
     std::fprintf(stderr, "moe inspect: --model is required\n\n%s", flags.Usage().c_str());

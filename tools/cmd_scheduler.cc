@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include <prometheus/counter.h>
@@ -105,15 +106,7 @@ int RunScheduler(int argc, const char* const* argv) {
                "silence after which an instance is dead");
   flags.AddInt("load-window-s", &f.load_window_s, "sliding window of load reports, seconds");
   flags.AddString("log-level", &f.log_level, "trace, debug, info, warn, error");
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
-    std::fprintf(stderr, "moe scheduler: %s\n\n%s", std::string(s.message()).c_str(),
-                 flags.Usage().c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::printf("%s", flags.Usage().c_str());
-    return 0;
-  }
+  if (std::optional<int> exit = flags.ParseCommandLine(argc, argv)) return *exit;
   InitLogging("scheduler", f.log_level);
   if (!f.model.empty()) {
     absl::StatusOr<model::ModelConfig> mc = model::LoadModelConfig(f.model);

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -188,16 +189,7 @@ int RunUp(int argc, const char* const* argv) {
   flags.AddInt("threads", &c.threads, "compute threads per role");
   flags.AddInt("startup-timeout-s", &c.startup_timeout_s, "seconds each role may take to start");
   flags.AddString("log-level", &c.log_level, "log level of the roles");
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok() || !flags.positional().empty()) {
-    std::fprintf(stderr, "moe up: %s\n\n%s",
-                 s.ok() ? "unexpected argument" : std::string(s.message()).c_str(),
-                 flags.Usage().c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::printf("%s", flags.Usage().c_str());
-    return 0;
-  }
+  if (std::optional<int> exit = flags.ParseCommandLine(argc, argv)) return *exit;
   if (c.experts < 1 || c.attention < 1 || c.replicas < 1 || c.replicas > c.experts) {
     std::fprintf(stderr, "moe up: need --experts >= 1, --attention >= 1, 1 <= --replicas <= "
                          "--experts\n");
