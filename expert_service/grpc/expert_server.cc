@@ -12,63 +12,17 @@
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "expert_service/grpc/wire.h"
 #include "expert_service/grpc/work_queue.h"
 #include "moe/expert/v1/expert.grpc.pb.h"
 
 namespace moe::expert {
 
 namespace v1 = ::moe::expert::v1;
-namespace cv1 = ::moe::common::v1;
 
 namespace {
 
 constexpr char kServiceName[] = "moe.expert.v1.ExpertService";
-
-std::optional<DType> FromWire(int dtype) {
-  switch (dtype) {
-    case cv1::DTYPE_F32: return DType::kF32;
-    case cv1::DTYPE_F16: return DType::kF16;
-    case cv1::DTYPE_BF16: return DType::kBF16;
-    case cv1::DTYPE_I32: return DType::kI32;
-    case cv1::DTYPE_I64: return DType::kI64;
-    default: return std::nullopt;
-  }
-}
-
-WireTensor Decode(bool present, const cv1::Tensor& t) {
-  WireTensor w;
-  w.present = present;
-  if (!present) return w;
-  w.dtype = FromWire(t.dtype());
-  w.shape.assign(t.shape().begin(), t.shape().end());
-  w.data = std::string_view(t.data());
-  return w;
-}
-
-// Views into `req`, which the gRPC runtime keeps alive until the reactor finishes.
-ForwardRequest Decode(const v1::ComputeRequest& req) {
-  ForwardRequest r;
-  r.layer = req.layer();
-  r.epoch = req.epoch();
-  r.combine = req.combine();
-  r.combined_rows = req.combined_rows();
-  r.shards.reserve(req.shards_size());
-  for (const v1::Shard& s : req.shards()) {
-    ShardRequest& d = r.shards.emplace_back();
-    d.expert = s.expert();
-    d.hidden = Decode(s.has_hidden(), s.hidden());
-    d.weights = Decode(s.has_weights(), s.weights());
-    d.rows = Decode(s.has_rows(), s.rows());
-  }
-  return r;
-}
-
-void EncodeF32(const std::vector<float>& v, int64_t rows, int64_t cols, cv1::Tensor* out) {
-  out->set_dtype(cv1::DTYPE_F32);
-  out->add_shape(rows);
-  out->add_shape(cols);
-  out->set_data(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
-}
 
 // Prometheus families, registered once per process.
 struct Metrics {
@@ -136,7 +90,7 @@ class ServiceImpl final : public v1::ExpertService::CallbackService {
                                     const v1::ComputeRequest* req,
                                     v1::ComputeResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    auto decoded = std::make_shared<ForwardRequest>(Decode(*req));
+    auto decoded = std::make_shared<ForwardRequest>(DecodeForwardRequest(*req));
     if (absl::Status s = executor_->Validate(*decoded); !s.ok()) {
       Finish(reactor, ToGrpcStatus(s));
       return reactor;
@@ -214,13 +168,7 @@ class ServiceImpl final : public v1::ExpertService::CallbackService {
       metrics_.tokens.Add({{"layer", layer}, {"expert", std::to_string(s.expert)}})
           .Increment(static_cast<double>(s.hidden.shape[0]));
     }
-    if (req.combine) {
-      EncodeF32(r->combined, req.combined_rows, hidden, resp->mutable_combined());
-    } else {
-      for (size_t i = 0; i < r->outputs.size(); ++i) {
-        EncodeF32(r->outputs[i], req.shards[i].hidden.shape[0], hidden, resp->add_outputs());
-      }
-    }
+    EncodeForwardResult(*r, req.combine, req.combined_rows, hidden, resp);
     Finish(reactor, grpc::Status::OK);
   }
 
