@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <numeric>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/status.h"
+#include "expert_service/backend/expert_map.h"
 #include "model/kernels/activations.h"
 #include "model/kernels/cpu_features.h"
 #include "model/kernels/packed_linear.h"
@@ -35,7 +37,6 @@ struct CpuExpert {
   }
 };
 
-using Key = std::pair<int, int>;  // (layer, expert)
 
 // Shards run whole on one thread each (different experts on different threads) unless one
 // shard holds more than 1/threads of the layer's tokens (then LPT scheduling would leave
@@ -70,63 +71,27 @@ class CpuBackend final : public ExpertBackend {
   }
 
   absl::Status Load(absl::Span<const ExpertWeights> experts) override {
-    std::vector<std::pair<Key, std::shared_ptr<const CpuExpert>>> packed;
+    std::vector<ExpertMap<CpuExpert>::Entry> packed;
     packed.reserve(experts.size());
     int64_t added = 0;
     for (const ExpertWeights& w : experts) {
       MOE_ASSIGN_OR_RETURN(std::shared_ptr<const CpuExpert> e, Pack(w, pack_options_));
       added += e->bytes();
-      packed.emplace_back(Key{w.layer, w.expert}, std::move(e));
+      packed.emplace_back(std::make_pair(w.layer, w.expert), std::move(e));
     }
-    absl::MutexLock lock(&mu_);
-    int64_t replaced = 0;
-    for (const auto& [key, e] : packed) {
-      auto it = experts_.find(key);
-      if (it != experts_.end()) replaced += it->second->bytes();
-    }
-    const int64_t after = weight_bytes_ + added - replaced;
-    if (options_.memory_limit_bytes > 0 && after > options_.memory_limit_bytes) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("cpu backend: loading ", experts.size(), " experts needs ", after,
-                       " bytes of weights, over the limit of ", options_.memory_limit_bytes));
-    }
-    for (auto& [key, e] : packed) experts_[key] = std::move(e);
-    weight_bytes_ = after;
-    return absl::OkStatus();
+    return map_.Install(std::move(packed));
   }
 
   absl::Status Unload(absl::Span<const std::pair<int, int>> layer_expert) override {
-    std::vector<std::shared_ptr<const CpuExpert>> dropped;  // freed after the lock
-    absl::MutexLock lock(&mu_);
-    for (const auto& key : layer_expert) {
-      auto it = experts_.find(key);
-      if (it == experts_.end()) continue;
-      weight_bytes_ -= it->second->bytes();
-      dropped.push_back(std::move(it->second));
-      experts_.erase(it);
-    }
+    map_.Remove(layer_expert);
     return absl::OkStatus();
   }
 
-  bool Has(int layer, int expert) const override {
-    absl::MutexLock lock(&mu_);
-    return experts_.contains(Key{layer, expert});
-  }
+  bool Has(int layer, int expert) const override { return map_.Contains(layer, expert); }
 
   absl::Status Run(int layer, absl::Span<const ExpertShard> shards) override {
-    std::vector<std::shared_ptr<const CpuExpert>> experts(shards.size());
-    {
-      absl::MutexLock lock(&mu_);
-      for (size_t i = 0; i < shards.size(); ++i) {
-        auto it = experts_.find(Key{layer, shards[i].expert});
-        if (it == experts_.end()) {
-          return absl::NotFoundError(absl::StrCat("cpu backend: expert (layer ", layer,
-                                                  ", expert ", shards[i].expert,
-                                                  ") is not loaded"));
-        }
-        experts[i] = it->second;
-      }
-    }
+    MOE_ASSIGN_OR_RETURN(std::vector<std::shared_ptr<const CpuExpert>> experts,
+                         map_.Acquire(layer, shards));
     for (const ExpertShard& s : shards) {
       if (s.tokens < 0) return absl::InvalidArgumentError("cpu backend: negative token count");
       if (s.tokens > 0 && (s.input == nullptr || s.output == nullptr)) {
@@ -155,9 +120,7 @@ class CpuBackend final : public ExpertBackend {
     info.name = "cpu";
     info.device = kernels::CpuDescription();
     info.memory_bytes = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
-    absl::MutexLock lock(&mu_);
-    info.weight_bytes = weight_bytes_;
-    info.experts_loaded = static_cast<int>(experts_.size());
+    std::tie(info.weight_bytes, info.experts_loaded) = map_.Totals();
     return info;
   }
 
@@ -226,9 +189,7 @@ class CpuBackend final : public ExpertBackend {
 
   const BackendOptions options_;
   kernels::PackedLinearOptions pack_options_;
-  mutable absl::Mutex mu_;
-  absl::flat_hash_map<Key, std::shared_ptr<const CpuExpert>> experts_ ABSL_GUARDED_BY(mu_);
-  int64_t weight_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  ExpertMap<CpuExpert> map_{"cpu backend", options_.memory_limit_bytes};
   std::vector<float> gate_up_;  // Run's scratch: [tokens, 2*inter]
   std::vector<float> down_;     // Run's scratch for combine: [tokens, hidden]
   std::vector<float> shard_out_;  // RunShardsParallel's down outputs: [sum of tokens, hidden]

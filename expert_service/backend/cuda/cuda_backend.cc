@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -13,12 +14,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/status.h"
+#include "expert_service/backend/expert_map.h"
 #include "expert_service/backend/cuda/cuda_kernels.h"
 
 namespace moe::expert {
 namespace {
 
-using Key = std::pair<int, int>;  // (layer, expert)
 
 absl::Status CudaError(cudaError_t e, const char* what) {
   if (e == cudaSuccess) return absl::OkStatus();
@@ -124,7 +125,7 @@ class CudaBackend final : public ExpertBackend {
   }
 
   absl::Status Load(absl::Span<const ExpertWeights> experts) override {
-    std::vector<std::pair<Key, std::shared_ptr<const CudaExpert>>> loaded;
+    std::vector<ExpertMap<CudaExpert>::Entry> loaded;
     int64_t added = 0;
     std::vector<uint16_t> host;
     for (const ExpertWeights& w : experts) {
@@ -144,57 +145,21 @@ class CudaBackend final : public ExpertBackend {
       MOE_RETURN_IF_ERROR(e->down.Allocate(options_.device_ordinal, block * 2));
       MOE_CUDA(cudaMemcpy(e->down.as<void>(), host.data(), block * 2, cudaMemcpyHostToDevice));
       added += e->bytes();
-      loaded.emplace_back(Key{w.layer, w.expert}, std::move(e));
+      loaded.emplace_back(std::make_pair(w.layer, w.expert), std::move(e));
     }
-    absl::MutexLock lock(&mu_);
-    int64_t replaced = 0;
-    for (const auto& [key, e] : loaded) {
-      auto it = experts_.find(key);
-      if (it != experts_.end()) replaced += it->second->bytes();
-    }
-    const int64_t after = weight_bytes_ + added - replaced;
-    if (options_.memory_limit_bytes > 0 && after > options_.memory_limit_bytes) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "cuda backend: ", after, " bytes of weights over the limit of ",
-          options_.memory_limit_bytes));
-    }
-    for (auto& [key, e] : loaded) experts_[key] = std::move(e);
-    weight_bytes_ = after;
-    return absl::OkStatus();
+    return map_.Install(std::move(loaded));
   }
 
   absl::Status Unload(absl::Span<const std::pair<int, int>> layer_expert) override {
-    std::vector<std::shared_ptr<const CudaExpert>> dropped;  // freed after the lock
-    absl::MutexLock lock(&mu_);
-    for (const auto& key : layer_expert) {
-      auto it = experts_.find(key);
-      if (it == experts_.end()) continue;
-      weight_bytes_ -= it->second->bytes();
-      dropped.push_back(std::move(it->second));
-      experts_.erase(it);
-    }
+    map_.Remove(layer_expert);
     return absl::OkStatus();
   }
 
-  bool Has(int layer, int expert) const override {
-    absl::MutexLock lock(&mu_);
-    return experts_.contains(Key{layer, expert});
-  }
+  bool Has(int layer, int expert) const override { return map_.Contains(layer, expert); }
 
   absl::Status Run(int layer, absl::Span<const ExpertShard> shards) override {
-    std::vector<std::shared_ptr<const CudaExpert>> experts(shards.size());
-    {
-      absl::MutexLock lock(&mu_);
-      for (size_t i = 0; i < shards.size(); ++i) {
-        auto it = experts_.find(Key{layer, shards[i].expert});
-        if (it == experts_.end()) {
-          return absl::NotFoundError(absl::StrCat("cuda backend: expert (layer ", layer,
-                                                  ", expert ", shards[i].expert,
-                                                  ") is not loaded"));
-        }
-        experts[i] = it->second;
-      }
-    }
+    MOE_ASSIGN_OR_RETURN(std::vector<std::shared_ptr<const CudaExpert>> experts,
+                         map_.Acquire(layer, shards));
     // Offsets (in elements) of every shard inside the staging buffers.
     int64_t x_elems = 0, gu_elems = 0, h_elems = 0;
     std::vector<int64_t> x_off(shards.size()), gu_off(shards.size()), h_off(shards.size());
@@ -276,9 +241,7 @@ class CudaBackend final : public ExpertBackend {
     info.name = "cuda";
     info.device = absl::StrCat(device_name_, " (", options_.device_ordinal, ")");
     info.memory_bytes = device_memory_;
-    absl::MutexLock lock(&mu_);
-    info.weight_bytes = weight_bytes_;
-    info.experts_loaded = static_cast<int>(experts_.size());
+    std::tie(info.weight_bytes, info.experts_loaded) = map_.Totals();
     return info;
   }
 
@@ -337,9 +300,7 @@ class CudaBackend final : public ExpertBackend {
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
 
-  mutable absl::Mutex mu_;
-  absl::flat_hash_map<Key, std::shared_ptr<const CudaExpert>> experts_ ABSL_GUARDED_BY(mu_);
-  int64_t weight_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  ExpertMap<CudaExpert> map_{"cuda backend", options_.memory_limit_bytes};
 
   // Run's state (one Run at a time): grow-only device staging buffers.
   bool use_grouped_ = true;
