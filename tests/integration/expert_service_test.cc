@@ -2,11 +2,9 @@
 // tiny F32 demo model. Malformed Forward calls get the right gRPC codes and the service keeps
 // answering; a correct call matches a local CPU backend on the same weights; health and
 // /metrics answer. Every process started is stopped (ChildProcess's destructor).
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,6 +29,7 @@
 #include "model/safetensors.h"
 #include "moe/expert/v1/expert.grpc.pb.h"
 #include "tests/testing/child_process.h"
+#include "tests/testing/http_client.h"
 
 namespace moe {
 namespace {
@@ -43,25 +42,13 @@ using ::moe::test_util::MoeBin;
 using ::moe::test_util::PortOf;
 
 
+// GET `path` on 127.0.0.1:`port`; the response body ("" on failure).
 std::string HttpGet(int port, const std::string& path) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-  timeval tv{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  std::string out;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-    const std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    if (write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
-      char buf[8192];
-      ssize_t n;
-      while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-    }
+  try {
+    return test_util::Request(port, test_util::http::verb::get, path).body;
+  } catch (const std::exception&) {
+    return "";
   }
-  close(fd);
-  return out;
 }
 
 // Sum of the samples of `metric` whose labels contain every one of `labels`.
@@ -375,7 +362,7 @@ TEST_F(ExpertServiceTest, HealthIsServingAndMetricsCountTokens) {
   for (const grpc::Slice& sl : slices) bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
   EXPECT_EQ(bytes, std::string("\x08\x01", 2));
 
-  EXPECT_NE(HttpGet(admin_port_, "/ready").find("200"), std::string::npos);
+  EXPECT_EQ(test_util::Request(admin_port_, test_util::http::verb::get, "/ready").status, 200);
   const double before = MetricValue(HttpGet(admin_port_, "/metrics"), "moe_expert_tokens_total",
                                     {"layer=\"1\"", "expert=\"3\""});
   v1::ComputeResponse resp;

@@ -2,8 +2,6 @@
 // The test plays three expert instances over gRPC: registers them, heartbeats, watches the plan
 // stream, then lets one go silent and expects a failover plan without it in which every expert
 // is still placed. Every process started is stopped (Subprocess: SIGTERM by pid, then SIGKILL).
-#include <arpa/inet.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -19,6 +17,7 @@
 
 #include "moe/scheduler/v1/scheduler.grpc.pb.h"
 #include "tests/testing/child_process.h"
+#include "tests/testing/http_client.h"
 
 namespace moe {
 namespace {
@@ -29,25 +28,13 @@ using test_util::ChildProcess;
 using test_util::MoeBin;
 using test_util::PortOf;
 
+// GET `path` on 127.0.0.1:`port`; the response body ("" on failure).
 std::string HttpGet(int port, const std::string& path) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-  timeval tv{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  std::string out;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-    const std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    if (write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
-      char buf[8192];
-      ssize_t n;
-      while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-    }
+  try {
+    return test_util::Request(port, test_util::http::verb::get, path).body;
+  } catch (const std::exception&) {
+    return "";
   }
-  close(fd);
-  return out;
 }
 
 constexpr int kLayers = 4;
