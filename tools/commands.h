@@ -15,6 +15,7 @@ int RunBench(int argc, const char* const* argv);     // tools/cmd_bench.cc
 int RunExpert(int argc, const char* const* argv);    // tools/cmd_expert.cc
 int RunGateway(int argc, const char* const* argv);   // tools/cmd_gateway.cc
 int RunScheduler(int argc, const char* const* argv);  // tools/cmd_scheduler.cc
+int RunLoadgen(int argc, const char* const* argv);    // tools/cmd_loadgen.cc
 
 }  // namespace moe::tools
 

@@ -25,6 +25,8 @@ constexpr Command kCommands[] = {
     {"scheduler", "serve expert placement plans, membership and load stats",
      moe::tools::RunScheduler},
     {"gateway", "serve the OpenAI-compatible HTTP API", moe::tools::RunGateway},
+    {"loadgen", "benchmark client: concurrent Generate calls to an attention worker",
+     moe::tools::RunLoadgen},
     {"version", "print the version", moe::tools::RunVersion},
 };
 
