@@ -12,6 +12,9 @@ absl::Status ValidateSchedulerConfig(const SchedulerConfig& c) {
   if (c.layers <= 0 || c.experts <= 0) {
     return absl::InvalidArgumentError("need layers > 0 and experts > 0");
   }
+  if (c.min_expert_instances < 0) {
+    return absl::InvalidArgumentError("min expert instances must be >= 0");
+  }
   if (c.replication.min_replicas < 1 || c.replication.replication < 1.0) {
     return absl::InvalidArgumentError("need replicas >= 1 and replication >= 1");
   }
@@ -61,6 +64,11 @@ std::shared_ptr<const PublishedPlan> SchedulerCore::Current() const {
 SchedulerStats SchedulerCore::Stats() const {
   absl::MutexLock lock(&mu_);
   return stats_;
+}
+
+std::vector<Member> SchedulerCore::Members() const {
+  absl::MutexLock lock(&mu_);
+  return members_.All();
 }
 
 LoadSnapshot SchedulerCore::Load(absl::Time now) {
@@ -132,6 +140,13 @@ TickResult SchedulerCore::Tick(absl::Time now) {
       for (const PlanInstance& pi : current_->plan.instance_info) plan_ids.push_back(pi.id);
     }
     if (live_ids == plan_ids) return result;
+    if (current_ == nullptr &&
+        static_cast<int>(experts.size()) < std::max(1, config_.min_expert_instances)) {
+      result.placement_status = absl::UnavailableError(
+          absl::StrCat("waiting for ", config_.min_expert_instances,
+                       " expert instances before the first plan (", experts.size(), " live)"));
+      return result;
+    }
     if (experts.empty()) {
       // Nothing to place on: keep the last plan (its instances are gone; clients retry and
       // wait for the next plan, which comes when an expert instance registers).

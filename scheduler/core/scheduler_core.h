@@ -35,6 +35,10 @@ struct SchedulerConfig {
   ReplicationParams replication;
   PlacementPolicy policy = PlacementPolicy::kGreedy;
   int64_t bytes_per_expert = 0;  // 0 = unknown: memory limits ignored
+  // The INITIAL plan waits until this many expert instances registered (so N instances started
+  // together get one plan over all N, not a plan over the first and then reshuffles). Later
+  // plans (joins, deaths) are made with whatever is live.
+  int min_expert_instances = 1;
   absl::Duration heartbeat_interval = absl::Milliseconds(500);  // told to instances
   absl::Duration heartbeat_timeout = absl::Seconds(3);          // silence => dead
   absl::Duration load_window = absl::Seconds(60);
@@ -83,6 +87,8 @@ class SchedulerCore {
   // The newest plan, or nullptr before the first one.
   std::shared_ptr<const PublishedPlan> Current() const;
   SchedulerStats Stats() const;
+  // Live members in registration order (with their last heartbeat's status).
+  std::vector<Member> Members() const;
   LoadSnapshot Load(absl::Time now);
 
   // Liveness check and re-placement. Publishes (and calls the listener) at most once.

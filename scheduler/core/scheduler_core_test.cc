@@ -149,8 +149,39 @@ TEST(SchedulerCoreTest, AwaitWorkWakesOnRegisterAndStop) {
   EXPECT_FALSE(core.AwaitWork(absl::Hours(1)));
 }
 
+TEST(SchedulerCoreTest, InitialPlanWaitsForMinExpertInstances) {
+  FakeClock clock;
+  SchedulerConfig config = Config(2);
+  config.min_expert_instances = 2;
+  SchedulerCore core(config, nullptr);
+  auto a = core.Register(Expert(1), clock.Now());
+  ASSERT_TRUE(a.ok());
+  TickResult r = core.Tick(clock.Now());
+  EXPECT_EQ(r.published, nullptr);
+  EXPECT_EQ(r.placement_status.code(), absl::StatusCode::kUnavailable);
+  auto b = core.Register(Expert(2), clock.Now());
+  ASSERT_TRUE(b.ok());
+  r = core.Tick(clock.Now());
+  ASSERT_NE(r.published, nullptr);
+  EXPECT_EQ(r.published->plan.epoch, 1);
+  EXPECT_EQ(PlanInstances(*r.published), (std::set<std::string>{*a, *b}));
+  // Later plans do not wait: b dies, a alone gets the failover plan.
+  clock.Advance(absl::Seconds(1));
+  ASSERT_TRUE(core.Heartbeat(*a, {}, clock.Now()).ok());
+  clock.Advance(absl::Milliseconds(1500));
+  r = core.Tick(clock.Now());
+  ASSERT_NE(r.published, nullptr);
+  EXPECT_EQ(r.published->reason, PlanReason::kFailover);
+  EXPECT_EQ(PlanInstances(*r.published), (std::set<std::string>{*a}));
+  ASSERT_EQ(core.Members().size(), 1u);
+  EXPECT_EQ(core.Members()[0].id, *a);
+}
+
 TEST(SchedulerCoreTest, ConfigValidation) {
   SchedulerConfig c = Config();
+  c.min_expert_instances = -1;
+  EXPECT_FALSE(ValidateSchedulerConfig(c).ok());
+  c = Config();
   c.layers = 0;
   EXPECT_FALSE(ValidateSchedulerConfig(c).ok());
   c = Config();
