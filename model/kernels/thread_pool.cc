@@ -15,8 +15,20 @@ namespace moe::kernels {
 namespace {
 
 // How long an idle worker spins before sleeping: forward passes call kernels back to back,
-// and a futex wake-up costs tens of microseconds.
-constexpr auto kSpin = std::chrono::microseconds(200);
+// and a futex wake-up costs tens of microseconds. MOE_KERNEL_SPIN_US overrides it (0..10000):
+// `moe up` shortens it, since there a spinning worker takes a core from another role.
+std::chrono::microseconds SpinTime() {
+  static const std::chrono::microseconds spin = [] {
+    const char* env = std::getenv("MOE_KERNEL_SPIN_US");
+    if (env != nullptr && *env != '\0') {
+      char* end = nullptr;
+      const long v = std::strtol(env, &end, 10);
+      if (*end == '\0' && v >= 0 && v <= 10000) return std::chrono::microseconds(v);
+    }
+    return std::chrono::microseconds(200);
+  }();
+  return spin;
+}
 
 // True on a thread while it runs chunks of a ParallelFor (caller or worker): a nested
 // ParallelFor then runs inline on that thread.
@@ -90,7 +102,7 @@ class Pool {
     for (;;) {
       uint64_t g = generation_.load();
       if (g == seen) {
-        const auto until = std::chrono::steady_clock::now() + kSpin;
+        const auto until = std::chrono::steady_clock::now() + SpinTime();
         while ((g = generation_.load()) == seen && std::chrono::steady_clock::now() < until) {
           for (int i = 0; i < 64; ++i) _mm_pause();
         }
