@@ -42,54 +42,91 @@ bool Retryable(const absl::Status& s) { return s.code() != absl::StatusCode::kIn
 
 }  // namespace
 
+RemoteExpertExecutor::RemoteExpertExecutor(const PlacementHolder* placement,
+                                           ExpertTransport* transport,
+                                           RemoteExecutorOptions options)
+    : placement_(placement), transport_(transport), options_(options) {
+  DispatchMetrics::Get();  // register the families with the process registry up front
+}
+
 RemoteExpertExecutor::RemoteExpertExecutor(const StaticPlacement* placement,
                                            std::vector<std::string> instances,
                                            ExpertTransport* transport,
                                            RemoteExecutorOptions options)
-    : placement_(placement),
-      instances_(std::move(instances)),
+    : owned_(std::make_unique<PlacementHolder>()),
+      placement_(owned_.get()),
       transport_(transport),
-      options_(options),
-      unhealthy_until_(instances_.size(), absl::InfinitePast()) {
-  DispatchMetrics::Get();  // register the families with the process registry up front
+      options_(options) {
+  DispatchMetrics::Get();
+  auto snapshot = PlacementSnapshot::FromStatic(*placement, std::move(instances), options.epoch);
+  if (snapshot.ok()) {
+    owned_->Set(*std::move(snapshot));
+  } else {
+    static_error_ = absl::FailedPreconditionError(
+        absl::StrCat("instance addresses do not match the placement: ",
+                     snapshot.status().message()));
+  }
+}
+
+bool RemoteExpertExecutor::Healthy(const std::string& address, absl::Time now) const {
+  absl::MutexLock lock(&health_mu_);
+  auto it = unhealthy_until_.find(address);
+  return it == unhealthy_until_.end() || it->second <= now;
+}
+
+void RemoteExpertExecutor::MarkUnhealthy(const std::string& address, absl::Time until) {
+  absl::MutexLock lock(&health_mu_);
+  absl::Time& t = unhealthy_until_[address];
+  t = std::max(t, until);
 }
 
 absl::Status RemoteExpertExecutor::Run(int layer, const float* x, int hidden,
                                        const model::Routing& routing, float* out) {
-  if (static_cast<int>(instances_.size()) != placement_->num_instances()) {
-    return absl::FailedPreconditionError("instance addresses do not match the placement");
+  if (!static_error_.ok()) return static_error_;
+  const absl::Time start = absl::Now();
+  const absl::Time wait_deadline = start + options_.placement_wait;
+  std::shared_ptr<const PlacementSnapshot> snap = placement_->Get();
+  if (snap == nullptr) {
+    // No placement yet (a scheduler-driven worker before its first plan): wait for one.
+    snap = placement_->WaitForNewerThan(-1, options_.placement_wait);
+    if (snap == nullptr) return absl::UnavailableError("no expert placement yet");
   }
-  if (layer < 0 || layer >= placement_->num_layers()) {
+  if (layer < 0 || layer >= snap->num_layers()) {
     return absl::InvalidArgumentError(absl::StrCat("layer ", layer, " out of range"));
   }
-  const absl::Time start = absl::Now();
-  const int num_experts = placement_->num_experts();
+  if (options_.load != nullptr) options_.load->Record(layer, routing);
+  const int num_experts = snap->num_experts();
   const int tokens = routing.tokens;
-  GroupByExpert(routing, num_experts, &groups_);
+  ExpertGroups groups;  // per call: Run may run on several threads at once
+  GroupByExpert(routing, num_experts, &groups);
   std::fill(out, out + static_cast<size_t>(tokens) * hidden, 0.0f);
 
   std::vector<int> pending;  // experts still to compute
   for (int e = 0; e < num_experts; ++e) {
-    if (groups_.offsets[e] != groups_.offsets[e + 1]) pending.push_back(e);
+    if (groups.offsets[e] != groups.offsets[e + 1]) pending.push_back(e);
   }
-  const int n = placement_->num_instances();
-  std::vector<bool> failed(n, false);   // instances that failed during this Run
-  std::vector<std::vector<int>> experts_of(n);
+  // Addresses that failed during this Run (kept across a placement change: same services).
+  absl::flat_hash_map<std::string, bool> failed;
+  std::vector<std::string> not_ready;  // failed with FAILED_PRECONDITION in this Run
+  std::vector<std::vector<int>> experts_of;
   std::vector<ExpertCall> calls;
   std::vector<int> call_instance;
   std::vector<std::vector<int32_t>> token_of_row;  // per call: token index of each output row
-  row_of_token_.assign(tokens, -1);
+  std::vector<int32_t> row_of_token(tokens, -1);   // compact output row per token, per call
 
   while (!pending.empty()) {
     // Choose a replica per pending expert: the first healthy one not failed in this Run,
     // else the first one not failed in this Run (a stale "unhealthy" mark is only a hint).
     const absl::Time now = absl::Now();
-    for (auto& v : experts_of) v.clear();
+    const int n = snap->num_instances();
+    experts_of.assign(n, {});
+    std::vector<int> orphans;  // no replica left in this snapshot
     for (int e : pending) {
       int chosen = -1, fallback = -1;
-      for (int i : placement_->Replicas(layer, e)) {
-        if (failed[i]) continue;
-        if (Healthy(i, now)) {
+      for (int i : snap->Replicas(layer, e)) {
+        const std::string& address = snap->address(i);
+        if (failed.contains(address)) continue;
+        if (Healthy(address, now)) {
           chosen = i;
           break;
         }
@@ -97,12 +134,37 @@ absl::Status RemoteExpertExecutor::Run(int layer, const float* x, int hidden,
       }
       if (chosen < 0) chosen = fallback;
       if (chosen < 0) {
-        // TODO(issue 4, item 5): wait (bounded) for a new placement from the scheduler instead
-        // of failing, once the scheduler publishes placements.
-        return absl::UnavailableError(
-            absl::StrCat("no live replica of expert ", layer, ":", e));
+        orphans.push_back(e);
+      } else {
+        experts_of[chosen].push_back(e);
       }
-      experts_of[chosen].push_back(e);
+    }
+    if (!orphans.empty()) {
+      // Wait (bounded) for a newer placement, then route every pending expert with it.
+      // Calls of this round are not sent: their experts are routed with the new snapshot too.
+      // An instance that answered FAILED_PRECONDITION is alive but not (yet) holding the
+      // expert (it is loading a new plan): poll it again every 100 ms within the budget.
+      const absl::Duration left = wait_deadline - absl::Now();
+      std::shared_ptr<const PlacementSnapshot> next = placement_->WaitForNewerThan(
+          snap->epoch(), not_ready.empty() ? left : std::min(left, absl::Milliseconds(100)));
+      if ((next == nullptr || next->epoch() <= snap->epoch()) && !not_ready.empty() &&
+          absl::Now() < wait_deadline) {
+        for (const std::string& a : not_ready) failed.erase(a);
+        not_ready.clear();
+        continue;
+      }
+      if (next == nullptr || next->epoch() <= snap->epoch()) {
+        return absl::UnavailableError(absl::StrCat("no live replica of expert ", layer, ":",
+                                                   orphans.front(), " in placement epoch ",
+                                                   snap->epoch()));
+      }
+      if (next->num_experts() != num_experts || layer >= next->num_layers()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "placement epoch ", next->epoch(), " has another shape than epoch ", snap->epoch()));
+      }
+      snap = std::move(next);
+      placement_waits_.fetch_add(1);
+      continue;
     }
     calls.clear();
     call_instance.clear();
@@ -110,15 +172,15 @@ absl::Status RemoteExpertExecutor::Run(int layer, const float* x, int hidden,
     for (int i = 0; i < n; ++i) {
       if (experts_of[i].empty()) continue;
       ExpertCall& call = calls.emplace_back();
-      call.instance = instances_[i];
+      call.instance = snap->address(i);
       call_instance.push_back(i);
       std::vector<int32_t>& rows_to_tokens = token_of_row.emplace_back();
       auto& req = call.request;
       req.set_layer(layer);
-      req.set_epoch(options_.epoch);
+      req.set_epoch(snap->epoch());
       req.set_combine(true);
       for (int e : experts_of[i]) {
-        const int begin = groups_.offsets[e], end = groups_.offsets[e + 1];
+        const int begin = groups.offsets[e], end = groups.offsets[e + 1];
         const int count = end - begin;
         auto* shard = req.add_shards();
         shard->set_expert(e);
@@ -131,7 +193,7 @@ absl::Status RemoteExpertExecutor::Run(int layer, const float* x, int hidden,
         cv1::Tensor* w = shard->mutable_weights();
         w->set_dtype(cv1::DTYPE_F32);
         w->add_shape(count);
-        w->set_data(reinterpret_cast<const char*>(&groups_.weights[begin]),
+        w->set_data(reinterpret_cast<const char*>(&groups.weights[begin]),
                     static_cast<size_t>(count) * sizeof(float));
         cv1::Tensor* r = shard->mutable_rows();
         r->set_dtype(cv1::DTYPE_I32);
@@ -140,18 +202,18 @@ absl::Status RemoteExpertExecutor::Run(int layer, const float* x, int hidden,
         char* hdst = bytes->data();
         char* rdst = r->mutable_data()->data();
         for (int k = 0; k < count; ++k) {
-          const int32_t t = groups_.tokens[begin + k];
+          const int32_t t = groups.tokens[begin + k];
           std::memcpy(hdst + static_cast<size_t>(k) * hidden * sizeof(float),
                       x + static_cast<size_t>(t) * hidden, hidden * sizeof(float));
-          if (row_of_token_[t] < 0) {
-            row_of_token_[t] = static_cast<int32_t>(rows_to_tokens.size());
+          if (row_of_token[t] < 0) {
+            row_of_token[t] = static_cast<int32_t>(rows_to_tokens.size());
             rows_to_tokens.push_back(t);
           }
-          std::memcpy(rdst + k * sizeof(int32_t), &row_of_token_[t], sizeof(int32_t));
+          std::memcpy(rdst + k * sizeof(int32_t), &row_of_token[t], sizeof(int32_t));
         }
       }
       req.set_combined_rows(static_cast<int32_t>(rows_to_tokens.size()));
-      for (int32_t t : rows_to_tokens) row_of_token_[t] = -1;
+      for (int32_t t : rows_to_tokens) row_of_token[t] = -1;
     }
 
     transport_->ForwardAll(absl::MakeSpan(calls), options_.timeout);
@@ -171,9 +233,13 @@ absl::Status RemoteExpertExecutor::Run(int layer, const float* x, int hidden,
       }
       if (!status.ok()) {
         if (!Retryable(status)) return status;
-        failed[i] = true;
-        unhealthy_until_[i] = absl::Now() + options_.unhealthy_for;
-        failovers_ += static_cast<int64_t>(experts_of[i].size());
+        failed[call.instance] = true;
+        if (status.code() == absl::StatusCode::kFailedPrecondition) {
+          not_ready.push_back(call.instance);  // alive: expert not loaded or epoch refused
+        } else {
+          MarkUnhealthy(call.instance, absl::Now() + options_.unhealthy_for);
+        }
+        failovers_.fetch_add(static_cast<int64_t>(experts_of[i].size()));
         DispatchMetrics::Get().failovers.Increment(static_cast<double>(experts_of[i].size()));
         pending.insert(pending.end(), experts_of[i].begin(), experts_of[i].end());
         continue;

@@ -4,10 +4,12 @@
 // expert has no replica left.
 #include "attention_service/dispatch/remote_expert_executor.h"
 
+#include <atomic>
 #include <memory>
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -59,12 +61,69 @@ class FailingTransport final : public ExpertTransport {
     for (size_t k = 0; k < good.size(); ++k) calls[index[k]] = std::move(good[k]);
     total_calls += static_cast<int>(calls.size());
   }
-  int failed_calls = 0;
-  int total_calls = 0;
+  std::atomic<int> failed_calls{0};
+  std::atomic<int> total_calls{0};
 
  private:
   ExpertTransport* inner_;
   std::set<std::string> bad_;
+};
+
+// Forwards to `inner`; calls to the addresses in `not_loaded` answer FAILED_PRECONDITION (alive,
+// expert not loaded yet) until `loaded` is set.
+class NotYetLoadedTransport final : public ExpertTransport {
+ public:
+  NotYetLoadedTransport(ExpertTransport* inner, std::set<std::string> not_loaded)
+      : inner_(inner), not_loaded_(std::move(not_loaded)) {}
+  void ForwardAll(absl::Span<ExpertCall> calls, absl::Duration timeout) override {
+    if (!loaded.load()) {
+      for (ExpertCall& c : calls) {
+        if (not_loaded_.count(c.instance)) {
+          c.status = absl::FailedPreconditionError("expert not loaded here");
+          ++refused;
+          if (refused.load() >= 2) loaded.store(true);  // loads after two refusals
+        }
+      }
+    }
+    std::vector<ExpertCall> good;
+    std::vector<size_t> index;
+    for (size_t i = 0; i < calls.size(); ++i) {
+      if (calls[i].status.ok()) {
+        good.push_back(std::move(calls[i]));
+        index.push_back(i);
+      }
+    }
+    inner_->ForwardAll(absl::MakeSpan(good), timeout);
+    for (size_t k = 0; k < good.size(); ++k) calls[index[k]] = std::move(good[k]);
+  }
+  std::atomic<bool> loaded{false};
+  std::atomic<int> refused{0};
+
+ private:
+  ExpertTransport* inner_;
+  std::set<std::string> not_loaded_;
+};
+
+// Records the epoch of every request.
+class EpochRecordingTransport final : public ExpertTransport {
+ public:
+  explicit EpochRecordingTransport(ExpertTransport* inner) : inner_(inner) {}
+  void ForwardAll(absl::Span<ExpertCall> calls, absl::Duration timeout) override {
+    for (const ExpertCall& c : calls) {
+      absl::MutexLock lock(&mu_);
+      epochs_.insert(c.request.epoch());
+    }
+    inner_->ForwardAll(calls, timeout);
+  }
+  std::set<int64_t> epochs() {
+    absl::MutexLock lock(&mu_);
+    return epochs_;
+  }
+
+ private:
+  ExpertTransport* inner_;
+  absl::Mutex mu_;
+  std::set<int64_t> epochs_;
 };
 
 class RemoteExpertExecutorTest : public ::testing::Test {
@@ -223,13 +282,13 @@ TEST_F(RemoteExpertExecutorTest, FailoverToReplicas) {
   FailingTransport failing(transport_.get(), {addresses_[1]});
   RemoteExpertExecutor remote(placement_.get(), addresses_, &failing);
   ExpectMatchesLocal(&remote, 30, 4);
-  EXPECT_GT(failing.failed_calls, 0);
+  EXPECT_GT(failing.failed_calls.load(), 0);
   EXPECT_GT(remote.failovers(), 0);
   // Once marked unhealthy, instance 1 is skipped: later layers need no failover.
   const int64_t before = remote.failovers();
-  const int failed_before = failing.failed_calls;
+  const int failed_before = failing.failed_calls.load();
   ExpectMatchesLocal(&remote, 30, 5);
-  EXPECT_EQ(failing.failed_calls, failed_before);
+  EXPECT_EQ(failing.failed_calls.load(), failed_before);
   EXPECT_EQ(remote.failovers(), before);
 }
 
@@ -276,6 +335,252 @@ TEST_F(RemoteExpertExecutorTest, GrpcTransportFailsOverFromUnreachableInstance) 
   RemoteExpertExecutor remote(placement_.get(), addresses, &grpc);
   ExpectMatchesLocal(&remote, 25, 23);
   EXPECT_GT(remote.failovers(), 0);
+}
+
+// Two threads call Run on one executor at once (the micro-batching lanes), with failover
+// going on (instance 1 fails every call): each result must equal the local one.
+TEST_F(RemoteExpertExecutorTest, ConcurrentRunsMatchLocal) {
+  Build(3, 2);
+  FailingTransport failing(transport_.get(), {addresses_[1]});
+  RemoteExpertExecutor remote(placement_.get(), addresses_, transport_.get());
+  RemoteExpertExecutor remote_failing(placement_.get(), addresses_, &failing);
+  struct Case {
+    int layer, tokens;
+    uint32_t seed;
+    model::Routing routing;
+    std::vector<float> x, want;
+  };
+  std::vector<Case> cases;
+  for (int i = 0; i < 24; ++i) {
+    Case c{i % kLayers, 1 + (i * 7) % 33, static_cast<uint32_t>(100 + i), {}, {}, {}};
+    c.routing = RandomRouting(c.tokens, c.seed);
+    c.x = RandomX(c.tokens, c.seed);
+    c.want.assign(c.x.size(), 0.0f);
+    ASSERT_TRUE(local_->Run(c.layer, c.x.data(), kHidden, c.routing, c.want.data()).ok());
+    cases.push_back(std::move(c));
+  }
+  std::atomic<int> mismatches{0}, errors{0};
+  auto lane = [&](RemoteExpertExecutor* ex, int first) {
+    for (int round = 0; round < 10; ++round) {
+      for (size_t i = first; i < cases.size(); i += 2) {
+        const Case& c = cases[i];
+        std::vector<float> got(c.x.size(), 99.0f);
+        if (!ex->Run(c.layer, c.x.data(), kHidden, c.routing, got.data()).ok()) {
+          ++errors;
+          continue;
+        }
+        for (size_t k = 0; k < got.size(); ++k) {
+          if (std::abs(got[k] - c.want[k]) > 1e-6) {
+            ++mismatches;
+            break;
+          }
+        }
+      }
+    }
+  };
+  for (RemoteExpertExecutor* ex : {&remote, &remote_failing}) {
+    std::thread a(lane, ex, 0), b(lane, ex, 1);
+    a.join();
+    b.join();
+  }
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(mismatches.load(), 0);
+  EXPECT_EQ(remote.failovers(), 0);
+  EXPECT_GT(remote_failing.failovers(), 0);
+}
+
+// Instance 0 holds nothing and dies; the holder gets a newer snapshot (epoch 2) only while a
+// Run is waiting: the Run completes with it and sends the new epoch.
+TEST_F(RemoteExpertExecutorTest, WaitsForNewerPlacementWhenNoReplicaIsLeft) {
+  Build(2, 1);
+  auto p1 = PlacementSnapshot::FromStatic(*placement_, addresses_, /*epoch=*/1);
+  ASSERT_TRUE(p1.ok());
+  // Epoch 2: everything on instance 1 ... but instance 1 only holds its round-robin half, so
+  // load the other half there too.
+  std::vector<expert::ExpertWeights> rest;
+  for (const auto& r : experts_) {
+    if (placement_->Replicas(r.layer, r.expert)[0] == 0) rest.push_back(r.Weights());
+  }
+  ASSERT_TRUE(executors_[1]->LoadExperts(rest, 2).ok());
+  auto all_on_1 = StaticPlacement::RoundRobin(TinyConfig(), 1, 1);
+  ASSERT_TRUE(all_on_1.ok());
+  auto p2 = PlacementSnapshot::FromStatic(*all_on_1, {addresses_[1]}, /*epoch=*/2);
+  ASSERT_TRUE(p2.ok());
+
+  PlacementHolder holder(*p1);
+  FailingTransport failing(transport_.get(), {addresses_[0]});
+  EpochRecordingTransport recording(&failing);
+  RemoteExecutorOptions o;
+  o.placement_wait = absl::Seconds(60);
+  RemoteExpertExecutor remote(&holder, &recording, o);
+  std::thread publisher([&] {
+    // Publish once the Run has failed on instance 0 (it then waits for a newer epoch).
+    while (failing.failed_calls == 0) absl::SleepFor(absl::Milliseconds(1));
+    holder.Set(*p2);
+  });
+  ExpectMatchesLocal(&remote, 30, 31);
+  publisher.join();
+  EXPECT_EQ(remote.placement_waits(), 1);
+  EXPECT_EQ(recording.epochs(), (std::set<int64_t>{1, 2}));
+  EXPECT_EQ(holder.Get()->epoch(), 2);
+}
+
+TEST_F(RemoteExpertExecutorTest, BoundedWaitEndsUnavailable) {
+  Build(2, 1);
+  auto p1 = PlacementSnapshot::FromStatic(*placement_, addresses_, 1);
+  ASSERT_TRUE(p1.ok());
+  PlacementHolder holder(*p1);
+  FailingTransport failing(transport_.get(), {addresses_[0]});
+  RemoteExecutorOptions o;
+  o.placement_wait = absl::Milliseconds(200);
+  RemoteExpertExecutor remote(&holder, &failing, o);
+  const model::Routing routing = RandomRouting(20, 9);
+  const std::vector<float> x = RandomX(20, 9);
+  std::vector<float> out(x.size());
+  absl::Status s = remote.Run(0, x.data(), kHidden, routing, out.data());
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_EQ(remote.placement_waits(), 0);
+}
+
+TEST_F(RemoteExpertExecutorTest, NoPlacementYetWaitsThenUnavailable) {
+  Build(2, 1);
+  PlacementHolder holder;
+  RemoteExecutorOptions o;
+  o.placement_wait = absl::Milliseconds(50);
+  RemoteExpertExecutor remote(&holder, transport_.get(), o);
+  const model::Routing routing = RandomRouting(4, 9);
+  const std::vector<float> x = RandomX(4, 9);
+  std::vector<float> out(x.size());
+  EXPECT_EQ(remote.Run(0, x.data(), kHidden, routing, out.data()).code(),
+            absl::StatusCode::kUnavailable);
+  auto p = PlacementSnapshot::FromStatic(*placement_, addresses_, 3);
+  ASSERT_TRUE(p.ok());
+  holder.Set(*p);
+  ExpectMatchesLocal(&remote, 5, 41);
+}
+
+// An instance that answers FAILED_PRECONDITION (still loading) is polled again, not failed.
+TEST_F(RemoteExpertExecutorTest, NotYetLoadedInstanceIsRetried) {
+  Build(2, 1);
+  NotYetLoadedTransport slow(transport_.get(), {addresses_[0]});
+  RemoteExecutorOptions o;
+  o.placement_wait = absl::Seconds(60);
+  RemoteExpertExecutor remote(placement_.get(), addresses_, &slow, o);
+  ExpectMatchesLocal(&remote, 30, 51);
+  EXPECT_EQ(slow.refused.load(), 2);
+}
+
+TEST(PlacementHolderTest, SetKeepsNewestAndWaitWakes) {
+  auto rr = StaticPlacement::RoundRobin(TinyConfig(), 2, 1);
+  ASSERT_TRUE(rr.ok());
+  auto s1 = PlacementSnapshot::FromStatic(*rr, {"a", "b"}, 1);
+  auto s3 = PlacementSnapshot::FromStatic(*rr, {"a", "b"}, 3);
+  auto s2 = PlacementSnapshot::FromStatic(*rr, {"a", "b"}, 2);
+  ASSERT_TRUE(s1.ok() && s2.ok() && s3.ok());
+  EXPECT_FALSE(PlacementSnapshot::FromStatic(*rr, {"a"}, 1).ok());
+  PlacementHolder h;
+  EXPECT_EQ(h.Get(), nullptr);
+  EXPECT_EQ(h.WaitForNewerThan(-1, absl::Milliseconds(1)), nullptr);
+  EXPECT_TRUE(h.Set(*s1));
+  EXPECT_TRUE(h.Set(*s3));
+  EXPECT_FALSE(h.Set(*s2));  // older: ignored
+  EXPECT_EQ(h.Get()->epoch(), 3);
+  EXPECT_EQ(h.WaitForNewerThan(3, absl::Milliseconds(1))->epoch(), 3);  // timed out
+  std::thread t([&] {
+    auto s5 = PlacementSnapshot::FromStatic(*rr, {"a", "b"}, 5);
+    absl::SleepFor(absl::Milliseconds(20));
+    h.Set(*s5);
+  });
+  EXPECT_EQ(h.WaitForNewerThan(3, absl::Seconds(60))->epoch(), 5);
+  t.join();
+}
+
+TEST(PlacementSnapshotTest, FromPlan) {
+  model::ModelConfig c = TinyConfig();
+  moe::scheduler::v1::PlacementPlan plan;
+  plan.set_epoch(7);
+  plan.set_layers(kLayers);
+  plan.set_num_experts(kExperts);
+  for (int i = 0; i < 2; ++i) {
+    auto* inst = plan.add_instances();
+    inst->set_instance_id("expert-" + std::to_string(i + 1));
+    inst->set_address("127.0.0.1:" + std::to_string(7000 + i));
+    inst->set_index(i);
+  }
+  for (int l = 0; l < kLayers; ++l) {
+    for (int e = 0; e < kExperts; ++e) {
+      auto* ep = plan.add_experts();
+      ep->set_layer(l);
+      ep->set_expert(e);
+      auto* r = ep->add_replicas();
+      r->set_instance_index((l + e) % 2);
+      r->set_share(e == 5 ? 0.5 : 1.0);
+      if (e == 5) {
+        auto* r2 = ep->add_replicas();
+        r2->set_instance_index((l + e + 1) % 2);
+        r2->set_share(0.5);
+      }
+    }
+  }
+  auto s = PlacementSnapshot::FromPlan(plan, c);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ((*s)->epoch(), 7);
+  EXPECT_EQ((*s)->num_instances(), 2);
+  EXPECT_EQ((*s)->address(1), "127.0.0.1:7001");
+  EXPECT_EQ((*s)->instance_id(0), "expert-1");
+  ASSERT_EQ((*s)->Replicas(1, 2).size(), 1u);
+  EXPECT_EQ((*s)->Replicas(1, 2)[0], 1);
+  ASSERT_EQ((*s)->Replicas(0, 5).size(), 2u);
+  EXPECT_EQ((*s)->Replicas(0, 5)[0], 1);
+  EXPECT_EQ((*s)->Replicas(0, 5)[1], 0);
+
+  auto bad_index = plan;
+  bad_index.mutable_experts(3)->mutable_replicas(0)->set_instance_index(2);
+  EXPECT_FALSE(PlacementSnapshot::FromPlan(bad_index, c).ok());
+  auto no_replica = plan;
+  no_replica.mutable_experts(4)->clear_replicas();
+  EXPECT_FALSE(PlacementSnapshot::FromPlan(no_replica, c).ok());
+  auto wrong_shape = plan;
+  wrong_shape.set_num_experts(kExperts + 1);
+  EXPECT_FALSE(PlacementSnapshot::FromPlan(wrong_shape, c).ok());
+  auto no_address = plan;
+  no_address.mutable_instances(0)->clear_address();
+  EXPECT_FALSE(PlacementSnapshot::FromPlan(no_address, c).ok());
+}
+
+TEST(RoutingLoadRecorderTest, TokensAndConsecutiveLayerPairs) {
+  RoutingLoadRecorder rec(3, 4, /*max_pairs=*/2);
+  model::Routing l0;
+  l0.tokens = 2;
+  l0.top_k = 1;
+  l0.experts = {1, 3};
+  l0.weights = {1, 1};
+  model::Routing l1 = l0;
+  l1.experts = {2, 2};
+  rec.Record(0, l0);
+  rec.Record(1, l1);
+  rec.Record(1, l1);  // not after layer 0 on this thread: no pairs
+  RoutingLoad got = rec.Take();
+  ASSERT_EQ(got.tokens.size(), 12u);
+  EXPECT_EQ(got.tokens[0 * 4 + 1], 1);
+  EXPECT_EQ(got.tokens[0 * 4 + 3], 1);
+  EXPECT_EQ(got.tokens[1 * 4 + 2], 4);
+  EXPECT_EQ(got.total_tokens, 6);
+  ASSERT_EQ(got.coact.size(), 2u);
+  EXPECT_EQ(got.coact[0].layer, 0);
+  EXPECT_EQ(got.coact[0].a, 1);
+  EXPECT_EQ(got.coact[0].b, 2);
+  EXPECT_EQ(got.coact[0].count, 1);
+  EXPECT_EQ(got.coact[1].a, 3);
+  EXPECT_EQ(got.coact[1].b, 2);
+  // Reset by Take.
+  RoutingLoad again = rec.Take();
+  EXPECT_EQ(again.total_tokens, 0);
+  EXPECT_TRUE(again.coact.empty());
+  // Pairs on another thread do not mix with this thread's layers.
+  rec.Record(0, l0);
+  std::thread([&] { rec.Record(1, l1); }).join();
+  EXPECT_TRUE(rec.Take().coact.empty());
 }
 
 TEST(GrpcExpertTransportTest, PerCallStatusAndOrder) {
