@@ -34,6 +34,7 @@ struct SchedulerFlags {
   int layers = 0;
   int experts = 0;
   int replicas = 1;
+  int min_experts = 1;
   double replication = 0;  // 0: = replicas
   std::string policy = "greedy";
   int64_t bytes_per_expert = 0;
@@ -95,6 +96,8 @@ int RunScheduler(int argc, const char* const* argv) {
   flags.AddInt("layers", &f.layers, "layers to place (instead of --model)");
   flags.AddInt("experts", &f.experts, "routed experts per layer (instead of --model)");
   flags.AddInt("replicas", &f.replicas, "minimum replicas per expert (on distinct instances)");
+  flags.AddInt("min-experts", &f.min_experts,
+               "expert instances to wait for before the first plan (e.g. the N of `moe up`)");
   flags.AddDouble("replication", &f.replication,
                   "replicas per expert on average (spares go to hot experts); 0 = --replicas");
   flags.AddString("policy", &f.policy, "placement: greedy or round-robin");
@@ -125,6 +128,7 @@ int RunScheduler(int argc, const char* const* argv) {
   config.replication.min_replicas = f.replicas;
   config.replication.replication = f.replication > 0 ? f.replication : f.replicas;
   config.bytes_per_expert = f.bytes_per_expert;
+  config.min_expert_instances = f.min_experts;
   config.heartbeat_interval = absl::Milliseconds(f.heartbeat_interval_ms);
   config.heartbeat_timeout = absl::Milliseconds(f.heartbeat_timeout_ms);
   config.load_window = absl::Seconds(f.load_window_s);
@@ -180,6 +184,8 @@ int RunScheduler(int argc, const char* const* argv) {
         if (r.published != nullptr) {
           MOE_LOG_INFO("published plan epoch {} on {} expert instances", r.published->plan.epoch,
                        r.published->plan.instances);
+        } else if (!r.placement_status.ok() && s.plans_published == 0) {
+          MOE_LOG_DEBUG("no initial plan yet: {}", r.placement_status.ToString());
         } else if (!r.placement_status.ok() && !r.dead.empty()) {
           MOE_LOG_ERROR("no new plan: {}", r.placement_status.ToString());
         }
