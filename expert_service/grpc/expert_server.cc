@@ -1,9 +1,14 @@
 #include "expert_service/grpc/expert_server.h"
 
+#include <pthread.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <thread>
 #include <utility>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -12,6 +17,8 @@
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "common/shm_ring.h"
+#include "common/status.h"
 #include "expert_service/grpc/wire.h"
 #include "expert_service/grpc/work_queue.h"
 #include "moe/expert/v1/expert.grpc.pb.h"
@@ -23,6 +30,95 @@ namespace v1 = ::moe::expert::v1;
 namespace {
 
 constexpr char kServiceName[] = "moe.expert.v1.ExpertService";
+// Slots per shared-memory segment this server accepts.
+constexpr uint32_t kMaxShmSlots = 64;
+// How often an idle shm serving thread checks that its client still exists.
+constexpr absl::Duration kShmIdleCheck = absl::Milliseconds(200);
+
+// One Forward call in flight, whichever transport carried it. Finish is called exactly once.
+class ForwardCall {
+ public:
+  virtual ~ForwardCall() = default;
+  virtual const v1::ComputeRequest& request() const = 0;
+  virtual v1::ComputeResponse* response() = 0;
+  virtual bool Cancelled() const = 0;
+  virtual std::chrono::system_clock::time_point deadline() const = 0;
+  virtual void Finish(const absl::Status& status) = 0;
+};
+
+class GrpcForwardCall final : public ForwardCall {
+ public:
+  GrpcForwardCall(grpc::CallbackServerContext* ctx, grpc::ServerUnaryReactor* reactor,
+                  const v1::ComputeRequest* req, v1::ComputeResponse* resp)
+      : ctx_(ctx), reactor_(reactor), req_(req), resp_(resp) {}
+  const v1::ComputeRequest& request() const override { return *req_; }
+  v1::ComputeResponse* response() override { return resp_; }
+  bool Cancelled() const override { return ctx_->IsCancelled(); }
+  std::chrono::system_clock::time_point deadline() const override { return ctx_->deadline(); }
+  void Finish(const absl::Status& status) override { reactor_->Finish(ToGrpcStatus(status)); }
+
+ private:
+  grpc::CallbackServerContext* const ctx_;
+  grpc::ServerUnaryReactor* const reactor_;
+  const v1::ComputeRequest* const req_;
+  v1::ComputeResponse* const resp_;
+};
+
+// A call posted into one slot of a shared-memory segment. One object per slot, reused: a slot
+// holds at most one call until Finish answers it (the client cannot repost before that).
+class ShmForwardCall final : public ForwardCall {
+ public:
+  // Serving thread: takes the slot's request (already parsed into request_).
+  void Start(shm::ShmRing* ring, int slot, int64_t deadline_unix_ns) {
+    ring_ = ring;
+    slot_ = slot;
+    deadline_ = deadline_unix_ns == 0
+                    ? std::chrono::system_clock::time_point::max()
+                    : std::chrono::system_clock::time_point(std::chrono::duration_cast<
+                          std::chrono::system_clock::duration>(
+                          std::chrono::nanoseconds(deadline_unix_ns)));
+    response_.Clear();
+  }
+  v1::ComputeRequest* mutable_request() { return &request_; }
+  const v1::ComputeRequest& request() const override { return request_; }
+  v1::ComputeResponse* response() override { return &response_; }
+  bool Cancelled() const override { return ring_->Abandoned(slot_); }
+  std::chrono::system_clock::time_point deadline() const override { return deadline_; }
+  // Writes the serialized response (or the error) into the slot and rings the client. A
+  // response larger than the slot answers RESOURCE_EXHAUSTED with kFlagResponseTooLarge.
+  void Finish(const absl::Status& status) override {
+    if (!status.ok()) return ring_->RespondError(slot_, status);
+    const size_t size = response_.ByteSizeLong();
+    if (size > ring_->slot_bytes()) {
+      return ring_->RespondError(
+          slot_,
+          absl::ResourceExhaustedError(absl::StrCat("response of ", size,
+                                                    " bytes exceeds the shm slot (",
+                                                    ring_->slot_bytes(), " bytes)")),
+          shm::kFlagResponseTooLarge);
+    }
+    response_.SerializeWithCachedSizesToArray(
+        reinterpret_cast<uint8_t*>(ring_->response_payload(slot_)));
+    ring_->Respond(slot_, absl::StatusCode::kOk, 0, size);
+  }
+
+ private:
+  shm::ShmRing* ring_ = nullptr;
+  int slot_ = -1;
+  std::chrono::system_clock::time_point deadline_;
+  v1::ComputeRequest request_;
+  v1::ComputeResponse response_;
+};
+
+// One negotiated segment and the thread serving it. Queued calls hold a reference (aliasing
+// shared_ptr to their ShmForwardCall), so the mapping outlives them.
+struct ShmSegment {
+  std::unique_ptr<shm::ShmRing> ring;
+  std::vector<ShmForwardCall> calls;  // one per slot
+  std::thread thread;
+  std::atomic<bool> stop{false};
+  std::atomic<bool> done{false};
+};
 
 // Prometheus families, registered once per process.
 struct Metrics {
@@ -86,28 +182,48 @@ class ServiceImpl final : public v1::ExpertService::CallbackService {
     loader_.Stop();
   }
 
+  // Ends every shm serving thread (no new calls are claimed; OpenShm answers UNAVAILABLE).
+  void StopShm() {
+    std::vector<std::shared_ptr<ShmSegment>> segments;
+    {
+      absl::MutexLock lock(&shm_mu_);
+      shm_stopped_ = true;
+      segments = shm_segments_;
+    }
+    for (auto& seg : segments) {
+      seg->stop.store(true);
+      seg->ring->Wake();
+      if (seg->thread.joinable()) seg->thread.join();
+    }
+  }
+
+  // After StopQueues (queued shm calls have been answered): tells the clients the segments are
+  // closed and drops them.
+  void CloseShm() {
+    absl::MutexLock lock(&shm_mu_);
+    for (auto& seg : shm_segments_) seg->ring->CloseServer();
+    shm_segments_.clear();
+  }
+
   grpc::ServerUnaryReactor* Forward(grpc::CallbackServerContext* ctx,
                                     const v1::ComputeRequest* req,
                                     v1::ComputeResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    auto decoded = std::make_shared<ForwardRequest>(DecodeForwardRequest(*req));
-    if (absl::Status s = executor_->Validate(*decoded); !s.ok()) {
-      Finish(reactor, ToGrpcStatus(s));
-      return reactor;
+    Submit(std::make_shared<GrpcForwardCall>(ctx, reactor, req, resp));
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* OpenShm(grpc::CallbackServerContext* ctx,
+                                    const v1::OpenShmRequest* req,
+                                    v1::OpenShmResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    absl::Status s = StartShm(*req);
+    if (s.ok()) {
+      resp->set_server_pid(getpid());
+    } else {
+      MOE_LOG_WARN("OpenShm {}: {}", req->name(), s.ToString());
     }
-    const bool queued = compute_.TryPush([this, ctx, reactor, resp, decoded] {
-      if (ctx->IsCancelled()) return Finish(reactor, grpc::Status::CANCELLED);
-      if (ctx->deadline() < std::chrono::system_clock::now()) {
-        return Finish(reactor, grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                                            "deadline passed while queued"));
-      }
-      Compute(*decoded, resp, reactor);
-    });
-    if (!queued) {
-      Finish(reactor, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                   absl::StrCat("expert queue full (", options_.max_queue,
-                                                " calls waiting)")));
-    }
+    reactor->Finish(ToGrpcStatus(s));
     return reactor;
   }
 
@@ -147,19 +263,117 @@ class ServiceImpl final : public v1::ExpertService::CallbackService {
   }
 
  private:
-  void Finish(grpc::ServerUnaryReactor* reactor, const grpc::Status& status) {
-    metrics_.Count(status.error_code());
-    reactor->Finish(status);
+  void Finish(ForwardCall& call, const absl::Status& status) {
+    metrics_.Count(static_cast<grpc::StatusCode>(status.code()));
+    call.Finish(status);
+  }
+
+  // The one Forward path for every transport: validate (caller's thread), enqueue (bounded:
+  // RESOURCE_EXHAUSTED when full), then on the compute thread check cancellation and the
+  // deadline and compute.
+  void Submit(std::shared_ptr<ForwardCall> call) {
+    auto decoded = std::make_shared<ForwardRequest>(DecodeForwardRequest(call->request()));
+    if (absl::Status s = executor_->Validate(*decoded); !s.ok()) return Finish(*call, s);
+    const bool queued = compute_.TryPush([this, call, decoded] {
+      if (call->Cancelled()) return Finish(*call, absl::CancelledError("cancelled"));
+      if (call->deadline() < std::chrono::system_clock::now()) {
+        return Finish(*call, absl::DeadlineExceededError("deadline passed while queued"));
+      }
+      Compute(*decoded, *call);
+    });
+    if (!queued) {
+      Finish(*call, absl::ResourceExhaustedError(absl::StrCat(
+                        "expert queue full (", options_.max_queue, " calls waiting)")));
+    }
+  }
+
+  absl::Status StartShm(const v1::OpenShmRequest& req) {
+    if (req.slot_count() < 1 || req.slot_count() > kMaxShmSlots) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("slot_count must be in [1, ", kMaxShmSlots, "]"));
+    }
+    if (req.slot_bytes() < 1 ||
+        req.slot_bytes() > static_cast<uint64_t>(options_.max_message_bytes)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "slot_bytes must be in [1, ", options_.max_message_bytes, "] (the message limit)"));
+    }
+    absl::MutexLock lock(&shm_mu_);
+    if (shm_stopped_) return absl::UnavailableError("shutting down");
+    // Reap the segments whose client went away.
+    for (auto it = shm_segments_.begin(); it != shm_segments_.end();) {
+      if ((*it)->done.load()) {
+        (*it)->thread.join();
+        it = shm_segments_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (static_cast<int>(shm_segments_.size()) >= options_.max_shm_clients) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "shared-memory clients limit reached (", options_.max_shm_clients, ")"));
+    }
+    MOE_ASSIGN_OR_RETURN(
+        std::unique_ptr<shm::ShmRing> ring,
+        shm::ShmRing::Attach(req.name(), req.slot_count(), req.slot_bytes(), req.nonce()));
+    auto seg = std::make_shared<ShmSegment>();
+    seg->ring = std::move(ring);
+    seg->calls.resize(req.slot_count());
+    ShmSegment* raw = seg.get();
+    std::weak_ptr<ShmSegment> weak = seg;
+    seg->thread = std::thread([this, raw, weak] {
+      pthread_setname_np(pthread_self(), "expert-shm");
+      ServeShm(raw, weak);
+    });
+    shm_segments_.push_back(std::move(seg));
+    MOE_LOG_INFO("serving shared-memory segment {} ({} slots of {} bytes)", req.name(),
+                 req.slot_count(), req.slot_bytes());
+    return absl::OkStatus();
+  }
+
+  // The segment's serving thread: claims posted slots and submits them until the client
+  // closes the segment or dies, or StopShm. `self` is alive while the thread runs (the
+  // segment list holds it until joined).
+  void ServeShm(ShmSegment* seg, std::weak_ptr<ShmSegment> weak) {
+    std::shared_ptr<ShmSegment> self = weak.lock();
+    shm::ShmRing& ring = *seg->ring;
+    std::vector<int> claimed;
+    while (!seg->stop.load()) {
+      claimed.clear();
+      ring.AwaitRequests(kShmIdleCheck, &claimed);
+      for (int slot : claimed) {
+        absl::StatusOr<shm::SlotRequest> r = ring.ReadRequest(slot);
+        if (!r.ok()) {
+          metrics_.Count(grpc::StatusCode::INVALID_ARGUMENT);
+          ring.RespondError(slot, r.status());
+          continue;
+        }
+        ShmForwardCall& call = seg->calls[slot];
+        call.Start(&ring, slot, r->deadline_unix_ns);
+        // Parsing straight from the mapping is safe against a peer writing concurrently: the
+        // parser bounds-checks every length it reads and copies the bytes out.
+        if (!call.mutable_request()->ParseFromArray(r->payload.data(),
+                                                    static_cast<int>(r->payload.size()))) {
+          Finish(call, absl::InvalidArgumentError("malformed ComputeRequest in the shm slot"));
+          continue;
+        }
+        Submit(std::shared_ptr<ForwardCall>(self, &call));
+      }
+      if (claimed.empty() && ring.ClientGone()) {
+        MOE_LOG_INFO("shared-memory client of {} went away", ring.name());
+        ring.CloseServer();
+        break;
+      }
+    }
+    seg->done.store(true);
   }
 
   // Compute thread only.
-  void Compute(const ForwardRequest& req, v1::ComputeResponse* resp,
-               grpc::ServerUnaryReactor* reactor) {
+  void Compute(const ForwardRequest& req, ForwardCall& call) {
     const auto start = std::chrono::steady_clock::now();
     absl::StatusOr<ForwardResult> r = executor_->Forward(req);
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (!r.ok()) return Finish(reactor, ToGrpcStatus(r.status()));
+    if (!r.ok()) return Finish(call, r.status());
     metrics_.compute_seconds.Observe(seconds);
     metrics_.batch_tokens.Observe(static_cast<double>(r->tokens));
     const int64_t hidden = executor_->config().hidden;
@@ -168,8 +382,8 @@ class ServiceImpl final : public v1::ExpertService::CallbackService {
       metrics_.tokens.Add({{"layer", layer}, {"expert", std::to_string(s.expert)}})
           .Increment(static_cast<double>(s.hidden.shape[0]));
     }
-    EncodeForwardResult(*r, req.combine, req.combined_rows, hidden, resp);
-    Finish(reactor, grpc::Status::OK);
+    EncodeForwardResult(*r, req.combine, req.combined_rows, hidden, call.response());
+    Finish(call, absl::OkStatus());
   }
 
   // Loader thread only.
@@ -197,6 +411,9 @@ class ServiceImpl final : public v1::ExpertService::CallbackService {
   Metrics& metrics_;
   WorkQueue compute_;
   WorkQueue loader_;
+  absl::Mutex shm_mu_;
+  std::vector<std::shared_ptr<ShmSegment>> shm_segments_ ABSL_GUARDED_BY(shm_mu_);
+  bool shm_stopped_ ABSL_GUARDED_BY(shm_mu_) = false;
 };
 
 }  // namespace
@@ -227,6 +444,7 @@ absl::StatusOr<std::unique_ptr<ExpertServer>> ExpertServer::Start(
   builder.RegisterService(impl->service.get());
   impl->server = builder.BuildAndStart();
   if (impl->server == nullptr || impl->port == 0) {
+    impl->service->StopShm();
     impl->service->StopQueues();
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options.host, ":", options.port));
@@ -250,9 +468,11 @@ void ExpertServer::Shutdown() {
   if (impl_ == nullptr || impl_->shut_down) return;
   impl_->shut_down = true;
   SetServing(false);
+  impl_->service->StopShm();
   // Queued calls still complete: the compute thread runs until the server has drained.
   impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   impl_->service->StopQueues();
+  impl_->service->CloseShm();
   impl_->server->Wait();
 }
 

@@ -4,6 +4,11 @@
 // ("expert-loader") runs LoadExperts so loading never stalls compute. Describe answers inline.
 // Also serves the gRPC health-checking service (grpc.health.v1.Health), NOT_SERVING until
 // SetServing(true).
+// Shared-memory data plane: OpenShm maps a segment a same-host client created
+// (common/shm_ring.h) and starts one thread ("expert-shm") per segment that claims the posted
+// requests and submits them through the same validation and compute queue as Forward; the
+// thread ends when the client closes the segment or its process exits (at most
+// max_shm_clients segments at once).
 #ifndef MOE_EXPERT_SERVICE_GRPC_EXPERT_SERVER_H_
 #define MOE_EXPERT_SERVICE_GRPC_EXPERT_SERVER_H_
 
@@ -23,6 +28,7 @@ struct ExpertServerOptions {
   int max_queue = 64;                         // Forward requests waiting for the compute thread
   int max_message_bytes = 256 * 1024 * 1024;  // receive and send limits
   std::string instance_id;                    // reported by Describe; default host:port
+  int max_shm_clients = 16;                   // shared-memory segments served at once (0: off)
 };
 
 class ExpertServer {
