@@ -14,9 +14,18 @@ class ExpertExecutor {
   virtual ~ExpertExecutor() = default;
   // out[t] = sum_j routing.weights[t, j] * FFN(layer, routing.experts[t, j])(x[t]) for every
   // token t < routing.tokens. x and out are [tokens, hidden] F32; out is overwritten.
-  // Called from the engine loop, one call at a time.
+  // Called from the engine loop, or with micro-batches (ModelRunner::Forward) from its lane
+  // threads: one call at a time unless RunIsThreadSafe().
   virtual absl::Status Run(int layer, const float* x, int hidden, const model::Routing& routing,
                            float* out) = 0;
+
+  // True if Run mostly waits while the experts compute elsewhere (other processes or devices)
+  // rather than computing on this process's cores: micro-batch lanes then let another lane
+  // compute while one waits in Run.
+  virtual bool ComputesElsewhere() const { return false; }
+  // True if concurrent Run calls (from different micro-batch lanes, on disjoint x/routing/out)
+  // are safe; otherwise the caller serialises them.
+  virtual bool RunIsThreadSafe() const { return false; }
 };
 
 // Groups a layer's tokens by expert: for expert e, rows[offsets[e] .. offsets[e+1]) are the

@@ -24,6 +24,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   if (options.max_batch_tokens <= 0 || options.max_running <= 0) {
     return absl::InvalidArgumentError("engine: max_batch_tokens and max_running must be > 0");
   }
+  if (options.micro_batches < 1) {
+    return absl::InvalidArgumentError("engine: micro_batches must be >= 1");
+  }
   KvCacheConfig kv;
   kv.num_layers = cfg.num_hidden_layers;
   kv.num_kv_heads = cfg.num_key_value_heads;
@@ -149,7 +152,8 @@ absl::StatusOr<std::vector<SequenceUpdate>> Engine::Step() {
       owners.push_back(&s);
     }
   }
-  absl::Status st = runner_->Forward(chunks, cache_.get(), experts_, &logits_);
+  absl::Status st = runner_->Forward(chunks, cache_.get(), experts_, &logits_,
+                                     options_.micro_batches);
   if (!st.ok()) {
     // The batch is lost: fail its sequences (they are answered, not dropped).
     for (Sequence* s : owners) {

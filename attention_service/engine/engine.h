@@ -63,6 +63,9 @@ struct EngineOptions {
   int kv_block_size = 16;
   int64_t kv_cache_bytes = 256ll << 20;
   int max_context = 0;         // 0: the model's max_position_embeddings
+  // Micro-batches per step (>= 1): with M > 1 each step's chunks run as up to M overlapping
+  // lanes (ModelRunner::Forward), hiding remote expert time behind another lane's attention.
+  int micro_batches = 1;
 };
 
 class Engine {

@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "attention_service/kv_cache/paged_attention.h"
 #include "common/status.h"
 #include "model/kernels/activations.h"
@@ -190,14 +191,38 @@ absl::Status ModelRunner::LoadLayer(const model::ModelArchitecture& arch,
   return absl::OkStatus();
 }
 
-void ModelRunner::Embed(absl::Span<const ForwardChunk> chunks) {
+// One lane's chunks and scratch buffers.
+struct ModelRunner::Lane {
+  absl::Span<const ForwardChunk> chunks;
+  int rows = 0;        // tokens in `chunks`
+  int logit_rows = 0;  // logits rows they want
+  std::vector<int> positions;
+  std::vector<float> h, x, qkv, q, attn, tmp, tmp2, moe_out, router_logits;
+  model::Routing routing;
+  std::vector<float> logits;  // micro-batched Forward: this lane's logits rows
+  absl::Status status;
+};
+
+// Shared by the lanes of one micro-batched Forward.
+struct ModelRunner::LaneSync {
+  // The compute baton: held by a lane whenever it computes (always, except inside Run when
+  // release_in_run). Guards the kernels' thread pool, the KV cache, expert_tokens_ and
+  // overlaps_ (and gives the happens-before between the lanes' uses of them).
+  absl::Mutex baton;
+  absl::Mutex run_mu;          // serialises Run when release_in_run && serialize_run
+  bool release_in_run = false;  // experts->ComputesElsewhere()
+  bool serialize_run = false;   // !experts->RunIsThreadSafe()
+  int in_run = 0;               // lanes inside Run; guarded by baton
+};
+
+void ModelRunner::Embed(Lane& lane) {
   const int hid = config_.hidden_size;
   int row = 0;
-  for (const ForwardChunk& c : chunks) {
+  for (const ForwardChunk& c : lane.chunks) {
     for (size_t i = 0; i < c.tokens.size(); ++i, ++row) {
-      positions_[row] = c.start + static_cast<int>(i);
+      lane.positions[row] = c.start + static_cast<int>(i);
       const size_t base = static_cast<size_t>(c.tokens[i]) * hid;
-      float* dst = &h_[static_cast<size_t>(row) * hid];
+      float* dst = &lane.h[static_cast<size_t>(row) * hid];
       switch (embed_dtype_) {
         case DType::kF32:
           std::memcpy(dst, embed_.data() + base * 4, hid * sizeof(float));
@@ -217,35 +242,35 @@ void ModelRunner::Embed(absl::Span<const ForwardChunk> chunks) {
   }
 }
 
-absl::Status ModelRunner::Attention(const Layer& layer, int index,
-                                    absl::Span<const ForwardChunk> chunks, KvCache* cache) {
+absl::Status ModelRunner::Attention(Lane& lane, const Layer& layer, int index, KvCache* cache) {
   const int hid = config_.hidden_size, hd = config_.head_dim;
   const int nh = config_.num_attention_heads, nkv = config_.num_key_value_heads;
   const int64_t qd = static_cast<int64_t>(nh) * hd, kvd = static_cast<int64_t>(nkv) * hd;
   const int64_t stride = qd + 2 * kvd;
   const double eps = config_.rms_norm_eps;
-  RmsNorm(h_.data(), layer.input_norm.data(), rows_, hid, eps, x_.data());
+  const int rows = lane.rows;
+  RmsNorm(lane.h.data(), layer.input_norm.data(), rows, hid, eps, lane.x.data());
   LinearEpilogue ep;
   ep.bias = layer.qkv_bias.empty() ? nullptr : layer.qkv_bias.data();
-  layer.qkv->Forward(x_.data(), rows_, qkv_.data(), ep);
+  layer.qkv->Forward(lane.x.data(), rows, lane.qkv.data(), ep);
   if (!layer.q_norm.empty()) {
-    for (int r = 0; r < rows_; ++r) {
-      float* row = &qkv_[r * stride];
+    for (int r = 0; r < rows; ++r) {
+      float* row = &lane.qkv[r * stride];
       RmsNorm(row, layer.q_norm.data(), nh, hd, eps, row);
       RmsNorm(row + qd, layer.k_norm.data(), nkv, hd, eps, row + qd);
     }
   }
-  rope_->ApplyStrided(qkv_.data(), rows_, nh, stride, positions_);
-  rope_->ApplyStrided(qkv_.data() + qd, rows_, nkv, stride, positions_);
+  rope_->ApplyStrided(lane.qkv.data(), rows, nh, stride, lane.positions);
+  rope_->ApplyStrided(lane.qkv.data() + qd, rows, nkv, stride, lane.positions);
   std::vector<AttentionChunk> achunks;
-  achunks.reserve(chunks.size());
+  achunks.reserve(lane.chunks.size());
   int row = 0;
-  for (const ForwardChunk& c : chunks) {
+  for (const ForwardChunk& c : lane.chunks) {
     const int n = static_cast<int>(c.tokens.size());
     for (int i = 0; i < n; ++i) {
-      const float* r = &qkv_[(row + i) * stride];
+      const float* r = &lane.qkv[(row + i) * stride];
       cache->Append(index, c.seq, c.start + i, r + qd, r + qd + kvd);
-      std::memcpy(&q_[(row + i) * qd], r, qd * sizeof(float));
+      std::memcpy(&lane.q[(row + i) * qd], r, qd * sizeof(float));
     }
     achunks.push_back(AttentionChunk{c.seq, c.start, n, row});
     row += n;
@@ -255,55 +280,122 @@ absl::Status ModelRunner::Attention(const Layer& layer, int index,
   opts.parallel_for = [](int n, const std::function<void(int)>& fn) {
     kernels::ParallelFor(n, [&fn](int64_t i) { fn(static_cast<int>(i)); });
   };
-  PagedAttention(*cache, index, achunks, nh, q_.data(), attn_.data(), opts);
+  PagedAttention(*cache, index, achunks, nh, lane.q.data(), lane.attn.data(), opts);
   LinearEpilogue acc;
   acc.accumulate = true;
   acc.bias = layer.o_bias.empty() ? nullptr : layer.o_bias.data();
-  layer.o->Forward(attn_.data(), rows_, h_.data(), acc);
+  layer.o->Forward(lane.attn.data(), rows, lane.h.data(), acc);
   return absl::OkStatus();
 }
 
-absl::Status ModelRunner::Mlp(const Layer& layer, int index, ExpertExecutor* experts) {
+absl::Status ModelRunner::Mlp(Lane& lane, const Layer& layer, int index,
+                              ExpertExecutor* experts, LaneSync* sync) {
   const int hid = config_.hidden_size;
-  RmsNorm(h_.data(), layer.post_norm.data(), rows_, hid, config_.rms_norm_eps, x_.data());
+  const int rows = lane.rows;
+  RmsNorm(lane.h.data(), layer.post_norm.data(), rows, hid, config_.rms_norm_eps, lane.x.data());
   LinearEpilogue acc;
   acc.accumulate = true;
   if (layer.moe) {
     const int e = config_.num_experts;
-    layer.router->Forward(x_.data(), rows_, router_logits_.data());
-    model::Route(router_, router_logits_.data(), rows_, layer.router_bias, &routing_);
-    for (int32_t id : routing_.experts) ++expert_tokens_[static_cast<size_t>(index) * e + id];
-    MOE_RETURN_IF_ERROR(experts->Run(index, x_.data(), hid, routing_, moe_out_.data()));
-    for (size_t i = 0; i < static_cast<size_t>(rows_) * hid; ++i) h_[i] += moe_out_[i];
+    layer.router->Forward(lane.x.data(), rows, lane.router_logits.data());
+    model::Route(router_, lane.router_logits.data(), rows, layer.router_bias, &lane.routing);
+    for (int32_t id : lane.routing.experts) ++expert_tokens_[static_cast<size_t>(index) * e + id];
+    absl::Status run;
+    if (sync != nullptr && sync->release_in_run) {
+      // Hand the baton to another lane while this one's experts compute elsewhere.
+      ++sync->in_run;
+      sync->baton.Unlock();
+      if (sync->serialize_run) sync->run_mu.Lock();
+      run = experts->Run(index, lane.x.data(), hid, lane.routing, lane.moe_out.data());
+      if (sync->serialize_run) sync->run_mu.Unlock();
+      sync->baton.Lock();
+      --sync->in_run;
+      if (sync->in_run > 0) ++overlaps_;  // this lane now computes while another waits
+    } else {
+      run = experts->Run(index, lane.x.data(), hid, lane.routing, lane.moe_out.data());
+    }
+    MOE_RETURN_IF_ERROR(run);
+    for (size_t i = 0; i < static_cast<size_t>(rows) * hid; ++i) lane.h[i] += lane.moe_out[i];
   }
   if (layer.mlp_gate_up) {
     const int inter = layer.mlp_inter;
-    layer.mlp_gate_up->Forward(x_.data(), rows_, tmp_.data());
-    kernels::SiluMulStacked(tmp_.data(), rows_, inter, tmp_.data());
+    layer.mlp_gate_up->Forward(lane.x.data(), rows, lane.tmp.data());
+    kernels::SiluMulStacked(lane.tmp.data(), rows, inter, lane.tmp.data());
     if (layer.shared_expert_gate.empty()) {
-      layer.mlp_down->Forward(tmp_.data(), rows_, h_.data(), acc);
+      layer.mlp_down->Forward(lane.tmp.data(), rows, lane.h.data(), acc);
     } else {
       // Qwen2Moe: h += sigmoid(x . shared_expert_gate) * shared_expert(x).
-      layer.mlp_down->Forward(tmp_.data(), rows_, tmp2_.data());
-      for (int r = 0; r < rows_; ++r) {
-        const float* xr = &x_[static_cast<size_t>(r) * hid];
+      layer.mlp_down->Forward(lane.tmp.data(), rows, lane.tmp2.data());
+      for (int r = 0; r < rows; ++r) {
+        const float* xr = &lane.x[static_cast<size_t>(r) * hid];
         double dot = 0;
         for (int j = 0; j < hid; ++j) dot += static_cast<double>(xr[j]) * layer.shared_expert_gate[j];
         float g = static_cast<float>(1.0 / (1.0 + std::exp(-dot)));
-        kernels::Axpy(g, &tmp2_[static_cast<size_t>(r) * hid], hid, &h_[static_cast<size_t>(r) * hid]);
+        kernels::Axpy(g, &lane.tmp2[static_cast<size_t>(r) * hid], hid,
+                      &lane.h[static_cast<size_t>(r) * hid]);
       }
     }
   }
   return absl::OkStatus();
 }
 
-absl::Status ModelRunner::Forward(absl::Span<const ForwardChunk> chunks, KvCache* cache,
-                                  ExpertExecutor* experts, std::vector<float>* logits) {
+absl::Status ModelRunner::RunLane(Lane& lane, KvCache* cache, ExpertExecutor* experts,
+                                  LaneSync* sync, std::vector<float>* logits) {
   const int hid = config_.hidden_size, hd = config_.head_dim;
   const int64_t qd = static_cast<int64_t>(config_.num_attention_heads) * hd;
   const int64_t kvd = static_cast<int64_t>(config_.num_key_value_heads) * hd;
-  rows_ = 0;
-  int logit_rows = 0;
+  lane.rows = 0;
+  lane.logit_rows = 0;
+  for (const ForwardChunk& c : lane.chunks) {
+    const int n = static_cast<int>(c.tokens.size());
+    lane.rows += n;
+    lane.logit_rows += c.logits == ForwardChunk::Logits::kAll    ? n
+                       : c.logits == ForwardChunk::Logits::kLast ? 1
+                                                                 : 0;
+  }
+  const size_t r = lane.rows;
+  int inter = config_.expert_intermediate_size;
+  for (const auto& l : layers_) inter = std::max(inter, l->mlp_inter);
+  lane.positions.resize(r);
+  lane.h.resize(r * hid);
+  lane.x.resize(r * hid);
+  lane.qkv.resize(r * (qd + 2 * kvd));
+  lane.q.resize(r * qd);
+  lane.attn.resize(r * qd);
+  lane.tmp.resize(r * 2 * inter);
+  lane.tmp2.resize(r * hid);
+  lane.moe_out.resize(r * hid);
+  lane.router_logits.resize(r * std::max(config_.num_experts, 1));
+  Embed(lane);
+  for (int l = 0; l < static_cast<int>(layers_.size()); ++l) {
+    MOE_RETURN_IF_ERROR(Attention(lane, *layers_[l], l, cache));
+    MOE_RETURN_IF_ERROR(Mlp(lane, *layers_[l], l, experts, sync));
+  }
+  // Final norm + LM head on the rows that want logits.
+  std::vector<float>& sel = lane.x;
+  int out_row = 0, row = 0;
+  for (const ForwardChunk& c : lane.chunks) {
+    const int n = static_cast<int>(c.tokens.size());
+    int first = c.logits == ForwardChunk::Logits::kAll ? 0 : n - 1;
+    if (c.logits != ForwardChunk::Logits::kNone) {
+      for (int i = first; i < n; ++i, ++out_row) {
+        std::memcpy(&sel[static_cast<size_t>(out_row) * hid],
+                    &lane.h[static_cast<size_t>(row + i) * hid], hid * sizeof(float));
+      }
+    }
+    row += n;
+  }
+  RmsNorm(sel.data(), final_norm_.data(), lane.logit_rows, hid, config_.rms_norm_eps, sel.data());
+  logits->resize(static_cast<size_t>(lane.logit_rows) * config_.vocab_size);
+  lm_head_->Forward(sel.data(), lane.logit_rows, logits->data());
+  return absl::OkStatus();
+}
+
+absl::Status ModelRunner::Forward(absl::Span<const ForwardChunk> chunks, KvCache* cache,
+                                  ExpertExecutor* experts, std::vector<float>* logits,
+                                  int micro_batches) {
+  std::vector<int> tokens_per_chunk;
+  tokens_per_chunk.reserve(chunks.size());
   for (const ForwardChunk& c : chunks) {
     const int n = static_cast<int>(c.tokens.size());
     if (n == 0) return absl::InvalidArgumentError("forward chunk without tokens");
@@ -320,45 +412,40 @@ absl::Status ModelRunner::Forward(absl::Span<const ForwardChunk> chunks, KvCache
     if (c.start + n > rope_->max_positions()) {
       return absl::InvalidArgumentError("position beyond max_position_embeddings");
     }
-    rows_ += n;
-    logit_rows += c.logits == ForwardChunk::Logits::kAll ? n
-                  : c.logits == ForwardChunk::Logits::kLast ? 1 : 0;
+    tokens_per_chunk.push_back(n);
   }
-  const size_t r = rows_;
-  int inter = config_.expert_intermediate_size;
-  for (const auto& l : layers_) inter = std::max(inter, l->mlp_inter);
-  positions_.resize(r);
-  h_.resize(r * hid);
-  x_.resize(r * hid);
-  qkv_.resize(r * (qd + 2 * kvd));
-  q_.resize(r * qd);
-  attn_.resize(r * qd);
-  tmp_.resize(r * 2 * inter);
-  tmp2_.resize(r * hid);
-  moe_out_.resize(r * hid);
-  router_logits_.resize(r * std::max(config_.num_experts, 1));
-  Embed(chunks);
-  for (int l = 0; l < static_cast<int>(layers_.size()); ++l) {
-    MOE_RETURN_IF_ERROR(Attention(*layers_[l], l, chunks, cache));
-    MOE_RETURN_IF_ERROR(Mlp(*layers_[l], l, experts));
+  const std::vector<int> bounds = SplitMicroBatches(tokens_per_chunk, micro_batches);
+  const int num_lanes = std::max(static_cast<int>(bounds.size()) - 1, 1);
+  while (static_cast<int>(lanes_.size()) < num_lanes) lanes_.push_back(std::make_unique<Lane>());
+  if (num_lanes == 1) {
+    lanes_[0]->chunks = chunks;
+    return RunLane(*lanes_[0], cache, experts, nullptr, logits);
   }
-  // Final norm + LM head on the rows that want logits.
-  std::vector<float>& sel = x_;
-  int out_row = 0, row = 0;
-  for (const ForwardChunk& c : chunks) {
-    const int n = static_cast<int>(c.tokens.size());
-    int first = c.logits == ForwardChunk::Logits::kAll ? 0 : n - 1;
-    if (c.logits != ForwardChunk::Logits::kNone) {
-      for (int i = first; i < n; ++i, ++out_row) {
-        std::memcpy(&sel[static_cast<size_t>(out_row) * hid], &h_[static_cast<size_t>(row + i) * hid],
-                    hid * sizeof(float));
-      }
-    }
-    row += n;
+  for (int g = 0; g < num_lanes; ++g) {
+    lanes_[g]->chunks = chunks.subspan(bounds[g], bounds[g + 1] - bounds[g]);
   }
-  RmsNorm(sel.data(), final_norm_.data(), logit_rows, hid, config_.rms_norm_eps, sel.data());
-  logits->resize(static_cast<size_t>(logit_rows) * config_.vocab_size);
-  lm_head_->Forward(sel.data(), logit_rows, logits->data());
+  if (lane_threads_ == nullptr) lane_threads_ = std::make_unique<LaneThreads>();
+  LaneSync sync;
+  sync.release_in_run = experts->ComputesElsewhere();
+  sync.serialize_run = !experts->RunIsThreadSafe();
+  lane_threads_->Run(num_lanes, [&](int g) {
+    Lane& lane = *lanes_[g];
+    sync.baton.Lock();
+    lane.status = RunLane(lane, cache, experts, &sync, &lane.logits);
+    sync.baton.Unlock();
+  });
+  size_t total = 0;
+  for (int g = 0; g < num_lanes; ++g) {
+    MOE_RETURN_IF_ERROR(lanes_[g]->status);
+    total += lanes_[g]->logits.size();
+  }
+  logits->resize(total);
+  size_t at = 0;
+  for (int g = 0; g < num_lanes; ++g) {
+    const std::vector<float>& part = lanes_[g]->logits;
+    std::copy(part.begin(), part.end(), logits->begin() + at);
+    at += part.size();
+  }
   return absl::OkStatus();
 }
 

@@ -6,7 +6,18 @@
 // pre-packs the matrices; norms and biases become F32 vectors), so the hot path never touches
 // file pages.
 //
-// Thread affinity: Forward is called from the engine loop only (it owns scratch buffers).
+// Micro-batches (Forward's `micro_batches` > 1): the chunks are split into contiguous groups
+// of about equal token count (micro_batch.h) that run as concurrent lanes, lane 0 on the
+// calling thread and the others on persistent "mb-lane-<i>" threads, each with its own scratch
+// buffers. A compute baton (a mutex) lets one lane at a time compute (norms, GEMMs, attention
+// and KV-cache writes, router, shared expert, LM head: everything that touches the kernels'
+// thread pool, the cache or the runner's counters); if the executor ComputesElsewhere(), a lane
+// releases the baton exactly while it waits in ExpertExecutor::Run, so another lane's
+// attention overlaps its remote experts. Results equal a single batch up to float rounding
+// (GEMMs with a different row count may round differently).
+//
+// Thread affinity: Forward is called from one thread at a time (the engine loop); it owns the
+// scratch buffers and the lane threads.
 #ifndef MOE_ATTENTION_SERVICE_ENGINE_MODEL_RUNNER_H_
 #define MOE_ATTENTION_SERVICE_ENGINE_MODEL_RUNNER_H_
 
@@ -18,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "attention_service/dispatch/expert_executor.h"
+#include "attention_service/engine/micro_batch.h"
 #include "attention_service/kv_cache/kv_cache.h"
 #include "attention_service/kv_cache/rope.h"
 #include "model/arch/architecture.h"
@@ -52,8 +64,11 @@ class ModelRunner {
   // Runs every layer for the chunks' tokens, appending their K/V to `cache` (positions must be
   // reserved there), and writes logits: for each chunk in order, its last row (kLast) or all its
   // rows (kAll), as consecutive [vocab] rows of *logits.
+  // With micro_batches > 1 (and at least two chunks), the batch runs as up to that many
+  // overlapping lanes (see above); the output is the same.
   absl::Status Forward(absl::Span<const ForwardChunk> chunks, KvCache* cache,
-                       ExpertExecutor* experts, std::vector<float>* logits);
+                       ExpertExecutor* experts, std::vector<float>* logits,
+                       int micro_batches = 1);
 
   // True if `name` is a tensor this runner (the dense part) reads: used to open only those.
   static bool IsDenseTensor(std::string_view name);
@@ -62,16 +77,23 @@ class ModelRunner {
   size_t weight_bytes() const { return weight_bytes_; }
   // Tokens routed per (layer, expert) since construction.
   const std::vector<int64_t>& expert_token_counts() const { return expert_tokens_; }
+  // Times, since construction, that a micro-batch lane took the compute baton while another
+  // lane was waiting in ExpertExecutor::Run (compute overlapped with remote experts).
+  int64_t micro_batch_overlaps() const { return overlaps_; }
 
  private:
   struct Layer;
   explicit ModelRunner(const model::ModelConfig& config);
   absl::Status LoadLayer(const model::ModelArchitecture& arch, const model::WeightStore& weights,
                          int index, const kernels::PackedLinearOptions& opts);
-  void Embed(absl::Span<const ForwardChunk> chunks);
-  absl::Status Attention(const Layer& layer, int index, absl::Span<const ForwardChunk> chunks,
-                         KvCache* cache);
-  absl::Status Mlp(const Layer& layer, int index, ExpertExecutor* experts);
+  struct Lane;
+  struct LaneSync;
+  absl::Status RunLane(Lane& lane, KvCache* cache, ExpertExecutor* experts, LaneSync* sync,
+                       std::vector<float>* logits);
+  void Embed(Lane& lane);
+  absl::Status Attention(Lane& lane, const Layer& layer, int index, KvCache* cache);
+  absl::Status Mlp(Lane& lane, const Layer& layer, int index, ExpertExecutor* experts,
+                   LaneSync* sync);
 
   model::ModelConfig config_;
   model::RouterSpec router_;
@@ -84,11 +106,10 @@ class ModelRunner {
   size_t weight_bytes_ = 0;
   std::vector<int64_t> expert_tokens_;
 
-  // Scratch, sized per Forward.
-  int rows_ = 0;
-  std::vector<int> positions_;
-  std::vector<float> h_, x_, qkv_, q_, attn_, tmp_, tmp2_, moe_out_, router_logits_, gate_;
-  model::Routing routing_;
+  // Per-lane scratch (lane 0 also serves single-batch Forwards), sized per Forward.
+  std::vector<std::unique_ptr<Lane>> lanes_;
+  std::unique_ptr<LaneThreads> lane_threads_;  // created at the first micro-batched Forward
+  int64_t overlaps_ = 0;                       // written under the compute baton
 };
 
 // out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i], for `rows` rows of `n` (HF RMSNorm, F32).
