@@ -65,9 +65,14 @@ class GrpcForwardCall final : public ForwardCall {
 };
 
 // A call posted into one slot of a shared-memory segment. One object per slot, reused: a slot
-// holds at most one call until Finish answers it (the client cannot repost before that).
+// holds at most one call until Finish answers it. `busy` guards the reuse against a client
+// that reposts a slot before its answer (the protocol forbids it; a broken client must not
+// corrupt the server): the serving thread skips a slot whose call is still busy.
 class ShmForwardCall final : public ForwardCall {
  public:
+  // Serving thread: true if the slot's previous call has finished (and marks it busy).
+  bool TryAcquire() { return !busy_.exchange(true, std::memory_order_acq_rel); }
+
   // Serving thread: takes the slot's request (already parsed into request_).
   void Start(shm::ShmRing* ring, int slot, int64_t deadline_unix_ns) {
     ring_ = ring;
@@ -86,20 +91,29 @@ class ShmForwardCall final : public ForwardCall {
   std::chrono::system_clock::time_point deadline() const override { return deadline_; }
   // Writes the serialized response (or the error) into the slot and rings the client. A
   // response larger than the slot answers RESOURCE_EXHAUSTED with kFlagResponseTooLarge.
+  // The object is released (busy = false) before the slot is published: after that only
+  // locals are used, so the serving thread may reuse it as soon as the client reposts.
   void Finish(const absl::Status& status) override {
-    if (!status.ok()) return ring_->RespondError(slot_, status);
+    shm::ShmRing* const ring = ring_;
+    const int slot = slot_;
+    if (!status.ok()) {
+      busy_.store(false, std::memory_order_release);
+      return ring->RespondError(slot, status);
+    }
     const size_t size = response_.ByteSizeLong();
-    if (size > ring_->slot_bytes()) {
-      return ring_->RespondError(
-          slot_,
+    if (size > ring->slot_bytes()) {
+      busy_.store(false, std::memory_order_release);
+      return ring->RespondError(
+          slot,
           absl::ResourceExhaustedError(absl::StrCat("response of ", size,
                                                     " bytes exceeds the shm slot (",
-                                                    ring_->slot_bytes(), " bytes)")),
+                                                    ring->slot_bytes(), " bytes)")),
           shm::kFlagResponseTooLarge);
     }
     response_.SerializeWithCachedSizesToArray(
-        reinterpret_cast<uint8_t*>(ring_->response_payload(slot_)));
-    ring_->Respond(slot_, absl::StatusCode::kOk, 0, size);
+        reinterpret_cast<uint8_t*>(ring->response_payload(slot)));
+    busy_.store(false, std::memory_order_release);
+    ring->Respond(slot, absl::StatusCode::kOk, 0, size);
   }
 
  private:
@@ -108,13 +122,14 @@ class ShmForwardCall final : public ForwardCall {
   std::chrono::system_clock::time_point deadline_;
   v1::ComputeRequest request_;
   v1::ComputeResponse response_;
+  std::atomic<bool> busy_{false};
 };
 
 // One negotiated segment and the thread serving it. Queued calls hold a reference (aliasing
 // shared_ptr to their ShmForwardCall), so the mapping outlives them.
 struct ShmSegment {
   std::unique_ptr<shm::ShmRing> ring;
-  std::vector<ShmForwardCall> calls;  // one per slot
+  std::unique_ptr<ShmForwardCall[]> calls;  // one per slot
   std::thread thread;
   std::atomic<bool> stop{false};
   std::atomic<bool> done{false};
@@ -317,7 +332,7 @@ class ServiceImpl final : public v1::ExpertService::CallbackService {
         shm::ShmRing::Attach(req.name(), req.slot_count(), req.slot_bytes(), req.nonce()));
     auto seg = std::make_shared<ShmSegment>();
     seg->ring = std::move(ring);
-    seg->calls.resize(req.slot_count());
+    seg->calls = std::make_unique<ShmForwardCall[]>(req.slot_count());
     ShmSegment* raw = seg.get();
     std::weak_ptr<ShmSegment> weak = seg;
     seg->thread = std::thread([this, raw, weak] {
@@ -341,14 +356,14 @@ class ServiceImpl final : public v1::ExpertService::CallbackService {
       claimed.clear();
       ring.AwaitRequests(kShmIdleCheck, &claimed);
       for (int slot : claimed) {
+        ShmForwardCall& call = seg->calls[slot];
+        if (!call.TryAcquire()) continue;  // reposted before its answer: ignored
         absl::StatusOr<shm::SlotRequest> r = ring.ReadRequest(slot);
+        call.Start(&ring, slot, r.ok() ? r->deadline_unix_ns : 0);
         if (!r.ok()) {
-          metrics_.Count(grpc::StatusCode::INVALID_ARGUMENT);
-          ring.RespondError(slot, r.status());
+          Finish(call, r.status());
           continue;
         }
-        ShmForwardCall& call = seg->calls[slot];
-        call.Start(&ring, slot, r->deadline_unix_ns);
         // Parsing straight from the mapping is safe against a peer writing concurrently: the
         // parser bounds-checks every length it reads and copies the bytes out.
         if (!call.mutable_request()->ParseFromArray(r->payload.data(),
