@@ -8,12 +8,34 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "common/metrics.h"
 #include "common/shm_ring.h"
 #include "moe/expert/v1/expert.grpc.pb.h"
 
 namespace moe::attention {
 
 namespace v1 = ::moe::expert::v1;
+
+namespace {
+
+// moe_shm_transport_calls_total{path="shm"|"grpc"}: how the calls of every ShmExpertTransport
+// in the process travelled (gRPC: fallback instances, oversized or excess calls).
+struct TransportMetrics {
+  prometheus::Counter& shm;
+  prometheus::Counter& grpc;
+  static TransportMetrics& Get() {
+    static TransportMetrics* m = [] {
+      auto& family = prometheus::BuildCounter()
+                         .Name("moe_shm_transport_calls_total")
+                         .Help("Expert calls of the shm transport by the path they took")
+                         .Register(MetricsRegistry());
+      return new TransportMetrics{family.Add({{"path", "shm"}}), family.Add({{"path", "grpc"}})};
+    }();
+    return *m;
+  }
+};
+
+}  // namespace
 
 struct ShmExpertTransport::Instance {
   std::string address;
@@ -25,7 +47,9 @@ struct ShmExpertTransport::Instance {
 };
 
 ShmExpertTransport::ShmExpertTransport(ShmTransportOptions options)
-    : options_(options), grpc_(options.grpc) {}
+    : options_(options), grpc_(options.grpc) {
+  TransportMetrics::Get();  // register the family up front
+}
 
 ShmExpertTransport::~ShmExpertTransport() = default;
 
@@ -106,6 +130,7 @@ void ShmExpertTransport::ForwardGrpc(absl::Span<ExpertCall> calls,
                                      const std::vector<size_t>& indices, absl::Time deadline) {
   if (indices.empty()) return;
   grpc_calls_.fetch_add(static_cast<int64_t>(indices.size()));
+  TransportMetrics::Get().grpc.Increment(static_cast<double>(indices.size()));
   const absl::Duration left = deadline - absl::Now();
   if (left <= absl::ZeroDuration()) {
     for (size_t i : indices) calls[i].status = absl::DeadlineExceededError("dispatch deadline");
@@ -165,6 +190,7 @@ void ShmExpertTransport::ForwardAll(absl::Span<ExpertCall> calls, absl::Duration
     ring.Release(p.slot);
   }
   shm_calls_.fetch_add(static_cast<int64_t>(posted.size() - retry.size()));
+  TransportMetrics::Get().shm.Increment(static_cast<double>(posted.size() - retry.size()));
   // 4. Responses too large for a slot: once more over gRPC.
   ForwardGrpc(calls, retry, deadline);
 }

@@ -142,6 +142,7 @@ struct Metrics {
   prometheus::Histogram& batch_tokens;
   prometheus::Histogram& compute_seconds;
   prometheus::Gauge& queue_depth;
+  prometheus::Gauge& shm_segments;
 
   static Metrics& Get() {
     static Metrics* m = [] {
@@ -168,6 +169,11 @@ struct Metrics {
           prometheus::BuildGauge()
               .Name("moe_expert_queue_depth")
               .Help("Forward calls waiting for the compute thread")
+              .Register(r)
+              .Add({}),
+          prometheus::BuildGauge()
+              .Name("moe_expert_shm_segments")
+              .Help("Shared-memory segments (same-host clients) being served")
               .Register(r)
               .Add({})};
     }();
@@ -340,6 +346,7 @@ class ServiceImpl final : public v1::ExpertService::CallbackService {
       ServeShm(raw, weak);
     });
     shm_segments_.push_back(std::move(seg));
+    metrics_.shm_segments.Increment();
     MOE_LOG_INFO("serving shared-memory segment {} ({} slots of {} bytes)", req.name(),
                  req.slot_count(), req.slot_bytes());
     return absl::OkStatus();
@@ -379,6 +386,7 @@ class ServiceImpl final : public v1::ExpertService::CallbackService {
         break;
       }
     }
+    metrics_.shm_segments.Decrement();
     seg->done.store(true);
   }
 

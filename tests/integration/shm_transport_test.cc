@@ -34,6 +34,7 @@
 #include "moe/attention/v1/attention.grpc.pb.h"
 #include "moe/expert/v1/expert.grpc.pb.h"
 #include "tests/testing/child_process.h"
+#include "tests/testing/http_client.h"
 
 namespace moe::attention {
 namespace {
@@ -46,12 +47,27 @@ using ::moe::test_util::ChildProcess;
 using ::moe::test_util::MoeBin;
 using ::moe::test_util::PortOf;
 
-std::unique_ptr<ChildProcess> StartExpert(const std::string& dir, int* port) {
+std::unique_ptr<ChildProcess> StartExpert(const std::string& dir, int* port,
+                                          int* admin_port = nullptr) {
   auto p = std::make_unique<ChildProcess>(std::vector<std::string>{
       MoeBin(), "expert", "--model", dir, "--host", "127.0.0.1", "--port", "0", "--admin-port",
       "0", "--experts", "all", "--threads", "1", "--log-level", "warn"});
   *port = PortOf(p->WaitForLine("listening on ", std::chrono::seconds(60)));
+  const int admin = PortOf(p->WaitForLine("admin on ", std::chrono::seconds(10)));
+  if (admin_port != nullptr) *admin_port = admin;
   return p;
+}
+
+// The value of the unlabelled gauge `name` in the expert's /metrics (-1 if absent).
+double Gauge(int admin_port, const std::string& name) {
+  std::string text;
+  try {
+    text = test_util::Request(admin_port, test_util::http::verb::get, "/metrics").body;
+  } catch (const std::exception&) {
+    return -1;
+  }
+  const size_t at = text.find("\n" + name + " ");
+  return at == std::string::npos ? -1 : std::atof(text.c_str() + at + name.size() + 2);
 }
 
 class ShmIntegrationTest : public ::testing::Test {
@@ -63,7 +79,7 @@ class ShmIntegrationTest : public ::testing::Test {
     const std::string cmd = MoeBin() + " demo-model --preset tiny --arch mixtral --dtype f32 --out " +
                             *dir_ + " --threads 1 > /dev/null";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-    expert_ = StartExpert(*dir_, &port_).release();
+    expert_ = StartExpert(*dir_, &port_, &admin_port_).release();
     ASSERT_GT(port_, 0) << "moe expert did not report its port";
   }
   static void TearDownTestSuite() {
@@ -179,6 +195,7 @@ class ShmIntegrationTest : public ::testing::Test {
   static std::string* dir_;
   static ChildProcess* expert_;
   static int port_;
+  static int admin_port_;
   model::ModelConfig config_;
   std::string address_;
   std::unique_ptr<v1::ExpertService::Stub> stub_;
@@ -187,6 +204,7 @@ class ShmIntegrationTest : public ::testing::Test {
 std::string* ShmIntegrationTest::dir_ = nullptr;
 ChildProcess* ShmIntegrationTest::expert_ = nullptr;
 int ShmIntegrationTest::port_ = 0;
+int ShmIntegrationTest::admin_port_ = 0;
 
 TEST_F(ShmIntegrationTest, OutputsEqualTheGrpcTransports) {
   const std::vector<v1::ComputeRequest> reqs = Workload();
@@ -208,6 +226,7 @@ TEST_F(ShmIntegrationTest, OutputsEqualTheGrpcTransports) {
   }
   EXPECT_EQ(shm.shm_calls(), 2 * static_cast<int64_t>(reqs.size()));
   EXPECT_EQ(shm.grpc_calls(), 0);
+  EXPECT_GE(Gauge(admin_port_, "moe_expert_shm_segments"), 1) << "this client's segment";
   // Errors are the same too (expert out of range: INVALID_ARGUMENT).
   std::vector<v1::ComputeRequest> bad = {Request(0, {config_.num_experts}, 1, true, 1)};
   std::vector<ExpertCall> bad_grpc = Calls(bad, address_), bad_shm = Calls(bad, address_);
