@@ -1,5 +1,6 @@
 #include "attention_service/dispatch/placement.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -102,6 +103,11 @@ absl::StatusOr<std::shared_ptr<const PlacementSnapshot>> PlacementSnapshot::From
                                                        l, ":", e, " on instance ", i, " of ", n));
       }
       r.push_back(i);
+    }
+    // The plan's replicas are unordered (equal shares): rotate each expert's list by its index
+    // so that the first choices spread over the replicas instead of all being the first one.
+    if (r.size() > 1) {
+      std::rotate(r.begin(), r.begin() + (l * s->num_experts_ + e) % r.size(), r.end());
     }
   }
   for (int l = 0; l < s->num_layers_; ++l) {

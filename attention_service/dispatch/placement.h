@@ -61,7 +61,8 @@ class PlacementSnapshot {
   // A scheduler plan, checked against the model: its shape must be the config's
   // (num_hidden_layers x num_experts), every instance needs an address, every replica index
   // must be in range, and every (MoE layer, expert) needs a replica. Replicas of dense layers
-  // are dropped. Replica order: as in the plan (the preference order).
+  // are dropped. Replica order: the plan's list rotated by (layer * experts + expert) so the
+  // first choices spread over the replicas (shares are taken as equal).
   static absl::StatusOr<std::shared_ptr<const PlacementSnapshot>> FromPlan(
       const moe::scheduler::v1::PlacementPlan& plan, const model::ModelConfig& config);
 

@@ -530,9 +530,14 @@ TEST(PlacementSnapshotTest, FromPlan) {
   EXPECT_EQ((*s)->instance_id(0), "expert-1");
   ASSERT_EQ((*s)->Replicas(1, 2).size(), 1u);
   EXPECT_EQ((*s)->Replicas(1, 2)[0], 1);
+  // (0, 5) lists instances 1, 0; rotated by (0 * 6 + 5) % 2 = 1: 0 first. (1, 5) lists
+  // 0, 1; rotated by 11 % 2 = 1: 1 first.
   ASSERT_EQ((*s)->Replicas(0, 5).size(), 2u);
-  EXPECT_EQ((*s)->Replicas(0, 5)[0], 1);
-  EXPECT_EQ((*s)->Replicas(0, 5)[1], 0);
+  EXPECT_EQ((*s)->Replicas(0, 5)[0], 0);
+  EXPECT_EQ((*s)->Replicas(0, 5)[1], 1);
+  ASSERT_EQ((*s)->Replicas(1, 5).size(), 2u);
+  EXPECT_EQ((*s)->Replicas(1, 5)[0], 1);
+  EXPECT_EQ((*s)->Replicas(1, 5)[1], 0);
 
   auto bad_index = plan;
   bad_index.mutable_experts(3)->mutable_replicas(0)->set_instance_index(2);
