@@ -61,6 +61,8 @@ class RemoteExpertExecutor final : public ExpertExecutor {
 
   absl::Status Run(int layer, const float* x, int hidden, const model::Routing& routing,
                    float* out) override;
+  bool ComputesElsewhere() const override { return true; }
+  bool RunIsThreadSafe() const override { return true; }  // see "Thread-safety" above
 
   // Experts resent to another replica after a failed call, since construction.
   int64_t failovers() const { return failovers_.load(); }
