@@ -74,7 +74,11 @@ class ShmForwardCall final : public ForwardCall {
   bool TryAcquire() { return !busy_.exchange(true, std::memory_order_acq_rel); }
 
   // Serving thread: takes the slot's request (already parsed into request_).
-  void Start(shm::ShmRing* ring, int slot, int64_t deadline_unix_ns) {
+  // `in_flight` (the segment's count of calls that may still touch the mapping) is
+  // incremented here and decremented once Finish has published the answer.
+  void Start(shm::ShmRing* ring, std::atomic<int>* in_flight, int slot, int64_t deadline_unix_ns) {
+    in_flight->fetch_add(1);
+    in_flight_ = in_flight;
     ring_ = ring;
     slot_ = slot;
     deadline_ = deadline_unix_ns == 0
@@ -95,29 +99,31 @@ class ShmForwardCall final : public ForwardCall {
   // locals are used, so the serving thread may reuse it as soon as the client reposts.
   void Finish(const absl::Status& status) override {
     shm::ShmRing* const ring = ring_;
+    std::atomic<int>* const in_flight = in_flight_;
     const int slot = slot_;
     if (!status.ok()) {
       busy_.store(false, std::memory_order_release);
-      return ring->RespondError(slot, status);
-    }
-    const size_t size = response_.ByteSizeLong();
-    if (size > ring->slot_bytes()) {
+      ring->RespondError(slot, status);
+    } else if (const size_t size = response_.ByteSizeLong(); size > ring->slot_bytes()) {
       busy_.store(false, std::memory_order_release);
-      return ring->RespondError(
+      ring->RespondError(
           slot,
           absl::ResourceExhaustedError(absl::StrCat("response of ", size,
                                                     " bytes exceeds the shm slot (",
                                                     ring->slot_bytes(), " bytes)")),
           shm::kFlagResponseTooLarge);
+    } else {
+      response_.SerializeWithCachedSizesToArray(
+          reinterpret_cast<uint8_t*>(ring->response_payload(slot)));
+      busy_.store(false, std::memory_order_release);
+      ring->Respond(slot, absl::StatusCode::kOk, 0, size);
     }
-    response_.SerializeWithCachedSizesToArray(
-        reinterpret_cast<uint8_t*>(ring->response_payload(slot)));
-    busy_.store(false, std::memory_order_release);
-    ring->Respond(slot, absl::StatusCode::kOk, 0, size);
+    in_flight->fetch_sub(1, std::memory_order_release);
   }
 
  private:
   shm::ShmRing* ring_ = nullptr;
+  std::atomic<int>* in_flight_ = nullptr;
   int slot_ = -1;
   std::chrono::system_clock::time_point deadline_;
   v1::ComputeRequest request_;
@@ -128,7 +134,10 @@ class ShmForwardCall final : public ForwardCall {
 // One negotiated segment and the thread serving it. Queued calls hold a reference (aliasing
 // shared_ptr to their ShmForwardCall), so the mapping outlives them.
 struct ShmSegment {
+  // Null once the client is gone and no call touches it any more (the serving thread unmaps
+  // it then, so a dead client's memory is freed); guarded by the service's shm_mu_.
   std::unique_ptr<shm::ShmRing> ring;
+  std::atomic<int> in_flight{0};  // calls that may still write into the mapping
   std::unique_ptr<ShmForwardCall[]> calls;  // one per slot
   std::thread thread;
   std::atomic<bool> stop{false};
@@ -210,10 +219,12 @@ class ServiceImpl final : public v1::ExpertService::CallbackService {
       absl::MutexLock lock(&shm_mu_);
       shm_stopped_ = true;
       segments = shm_segments_;
+      for (auto& seg : segments) {
+        seg->stop.store(true);
+        if (seg->ring != nullptr) seg->ring->Wake();
+      }
     }
     for (auto& seg : segments) {
-      seg->stop.store(true);
-      seg->ring->Wake();
       if (seg->thread.joinable()) seg->thread.join();
     }
   }
@@ -222,7 +233,9 @@ class ServiceImpl final : public v1::ExpertService::CallbackService {
   // closed and drops them.
   void CloseShm() {
     absl::MutexLock lock(&shm_mu_);
-    for (auto& seg : shm_segments_) seg->ring->CloseServer();
+    for (auto& seg : shm_segments_) {
+      if (seg->ring != nullptr) seg->ring->CloseServer();
+    }
     shm_segments_.clear();
   }
 
@@ -366,7 +379,7 @@ class ServiceImpl final : public v1::ExpertService::CallbackService {
         ShmForwardCall& call = seg->calls[slot];
         if (!call.TryAcquire()) continue;  // reposted before its answer: ignored
         absl::StatusOr<shm::SlotRequest> r = ring.ReadRequest(slot);
-        call.Start(&ring, slot, r.ok() ? r->deadline_unix_ns : 0);
+        call.Start(&ring, &seg->in_flight, slot, r.ok() ? r->deadline_unix_ns : 0);
         if (!r.ok()) {
           Finish(call, r.status());
           continue;
@@ -383,6 +396,10 @@ class ServiceImpl final : public v1::ExpertService::CallbackService {
       if (claimed.empty() && ring.ClientGone()) {
         MOE_LOG_INFO("shared-memory client of {} went away", ring.name());
         ring.CloseServer();
+        absl::MutexLock lock(&shm_mu_);
+        // No call can start any more (this thread starts them): unmap unless some are queued
+        // (then the mapping goes when the segment is reaped).
+        if (seg->in_flight.load(std::memory_order_acquire) == 0) seg->ring.reset();
         break;
       }
     }

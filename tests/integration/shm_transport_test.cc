@@ -327,6 +327,13 @@ TEST_F(ShmIntegrationTest, AClientThatDiesDoesNotHurtTheService) {
   grpc::ClientContext ctx2;
   EXPECT_EQ(stub_->OpenShm(&ctx2, req, &resp).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   ExpectStillServing();
+  // Every client of this service is gone now (killed, or closed its segment): the service
+  // stops serving their segments (bounded wait).
+  const auto until = Clock::now() + std::chrono::seconds(10);
+  while (Gauge(admin_port_, "moe_expert_shm_segments") != 0 && Clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(Gauge(admin_port_, "moe_expert_shm_segments"), 0);
 }
 
 // The flag end to end: `moe attention --experts remote --transport shm` generates exactly what
