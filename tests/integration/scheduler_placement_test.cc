@@ -1,12 +1,13 @@
 // Integration: the scheduler drives placement end to end. Real processes ($MOE_BIN) on
-// 127.0.0.1 with run-time ports: `moe scheduler` (--replicas 2, --min-experts 2), two
+// 127.0.0.1 with run-time ports: `moe scheduler` (--replicas 2 or 1, --min-experts 2), two
 // `moe expert --scheduler` (start empty, load what the plan gives them) and one
 // `moe attention --experts remote --scheduler` (routes with the scheduler's plans, no
-// --expert-addrs). Greedy generation of the golden tiny-mixtral prompts from three concurrent
-// clients; one expert service is SIGKILLed while requests are in flight. Every request must
-// complete with the golden tokens, and the scheduler must then publish a newer epoch (a
-// failover plan) without the dead instance, with which the worker keeps serving. Every wait is
-// bounded; every process is stopped by pid; gRPC stubs are reset before the servers stop.
+// --expert-addrs; 2 micro-batches in the replicas-2 case). Greedy generation of the golden
+// tiny-mixtral prompts from three concurrent clients; one expert service is SIGKILLed while
+// requests are in flight. Every request must complete with the golden tokens, and the
+// scheduler must then publish a newer epoch (a failover plan) without the dead instance, with
+// which the worker keeps serving. Every wait is bounded; every process is stopped by pid;
+// gRPC stubs are reset before the servers stop.
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -125,7 +126,7 @@ class SchedulerPlacementTest : public ::testing::Test {
     return sv1::PlacementPlan();
   }
 
-  void RunScenario(int replicas);
+  void RunScenario(int replicas, int micro_batches);
 
   // One greedy Generate; "" if it returned the golden tokens, else what went wrong.
   std::string Generate(const Case& c) {
@@ -169,7 +170,8 @@ class SchedulerPlacementTest : public ::testing::Test {
 // Replicas 2: the worker fails over to the other replica at once; the scheduler's failover plan
 // follows. Replicas 1: the dead instance's experts have no replica left: the worker waits for
 // the failover plan, in which the survivor loads them, and resends.
-void SchedulerPlacementTest::RunScenario(int replicas) {
+// `micro_batches` 2: the worker's two lanes call RemoteExpertExecutor::Run concurrently.
+void SchedulerPlacementTest::RunScenario(int replicas, int micro_batches) {
   scheduler_ = std::make_unique<ChildProcess>(std::vector<std::string>{
       MoeBin(), "scheduler", "--host", "127.0.0.1", "--port", "0", "--admin-port", "0",
       "--model", dir_, "--replicas", std::to_string(replicas), "--min-experts", "2", "--policy", "greedy",
@@ -213,7 +215,8 @@ void SchedulerPlacementTest::RunScenario(int replicas) {
   attention_ = std::make_unique<ChildProcess>(std::vector<std::string>{
       MoeBin(), "attention", "--model", dir_, "--host", "127.0.0.1", "--port", "0",
       "--admin-port", "0", "--experts", "remote", "--scheduler", scheduler_addr_,
-      "--placement-wait-ms", "30000", "--dispatch-timeout-ms", "10000", "--log-level", "warn"});
+      "--placement-wait-ms", "30000", "--dispatch-timeout-ms", "10000", "--micro-batches",
+      std::to_string(micro_batches), "--log-level", "warn"});
   const std::string alisten = attention_->WaitForLine("listening on ", std::chrono::seconds(60));
   ASSERT_FALSE(alisten.empty()) << "moe attention did not start";
   const int attention_admin =
@@ -288,11 +291,11 @@ void SchedulerPlacementTest::RunScenario(int replicas) {
 }
 
 TEST_F(SchedulerPlacementTest, TwoReplicasExpertDeathMidGenerationFailsNoRequest) {
-  RunScenario(2);
+  RunScenario(2, /*micro_batches=*/2);
 }
 
 TEST_F(SchedulerPlacementTest, OneReplicaExpertDeathWaitsForTheFailoverPlan) {
-  RunScenario(1);
+  RunScenario(1, /*micro_batches=*/1);
 }
 
 }  // namespace
