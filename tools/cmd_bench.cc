@@ -2,6 +2,10 @@
 //   prompt processing: one prompt of --prompt-tokens, tokens/s of the prefill step(s)
 //   generation: --gen-tokens decode steps at batch 1, tokens/s
 //   batched decode: aggregate decode tokens/s with B sequences decoding together
+// --micro-batches 1,2 repeats the batched decode rows per micro-batch count (EngineOptions::
+// micro_batches); with --expert-addrs the routed experts run in `moe expert` services over gRPC
+// (round-robin placement, as `moe attention --experts remote`), which is where micro-batches
+// overlap attention with expert time.
 // Each figure is the median of --repeats runs. The last column divides by the process's CPU
 // time instead of wall time (tokens per CPU-second, all threads summed): with
 // MOE_KERNEL_THREADS=1 it shows the work done, unaffected by other processes time-sharing the
@@ -17,6 +21,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "attention_service/dispatch/grpc_transport.h"
+#include "attention_service/dispatch/placement.h"
+#include "attention_service/dispatch/remote_expert_executor.h"
 #include "attention_service/engine/local_model.h"
 #include "common/status.h"
 #include "common/flags.h"
@@ -34,7 +41,19 @@ struct BenchConfig {
   int repeats = 3;
   int64_t kv_cache_mb = 1024;
   std::string backend = "cpu";
+  std::string micro_batches = "1";  // comma-separated micro-batch counts for batched decode
+  std::string expert_addrs;         // remote experts (moe expert services), comma-separated
+  int batch_prompt_tokens = 32;     // prompt length of each sequence in the batched rows
 };
+
+std::vector<int> ParseInts(const std::string& list) {
+  std::vector<int> out;
+  for (absl::string_view p : absl::StrSplit(list, ',', absl::SkipWhitespace())) {
+    int v;
+    if (absl::SimpleAtoi(p, &v) && v > 0) out.push_back(v);
+  }
+  return out;
+}
 
 double ProcessCpuSeconds() {
   timespec ts;
@@ -68,11 +87,14 @@ std::vector<int32_t> SyntheticPrompt(int n, int vocab, uint64_t seed) {
 // tokens/s and aggregate decode tokens/s.
 absl::StatusOr<RunResult> RunOnce(attention::LocalModel* m, const BenchConfig& c,
                                                   int batch, int prompt_tokens, int gen,
-                                                  uint64_t seed) {
+                                                  uint64_t seed,
+                                                  attention::ExpertExecutor* experts,
+                                                  int micro_batches = 1) {
   attention::EngineOptions eo;
   eo.kv_cache_bytes = c.kv_cache_mb << 20;
   eo.max_batch_tokens = std::max(prompt_tokens, 512);
-  MOE_ASSIGN_OR_RETURN(auto engine, m->NewEngine(eo));
+  eo.micro_batches = micro_batches;
+  MOE_ASSIGN_OR_RETURN(auto engine, attention::Engine::Create(eo, m->runner(), experts));
   for (int b = 0; b < batch; ++b) {
     attention::SequenceRequest req;
     req.prompt = SyntheticPrompt(prompt_tokens, m->config().vocab_size, seed + b);
@@ -119,6 +141,13 @@ int RunBench(int argc, const char* const* argv) {
   flags.AddInt("repeats", &c.repeats, "runs per figure (median reported)");
   flags.AddInt("kv-cache-mb", &c.kv_cache_mb, "KV cache size in MiB");
   flags.AddString("backend", &c.backend, "expert backend");
+  flags.AddString("micro-batches", &c.micro_batches,
+                  "micro-batch counts for the batched decode rows, comma-separated");
+  flags.AddInt("batch-prompt-tokens", &c.batch_prompt_tokens,
+               "prompt length per sequence in the batched rows");
+  flags.AddString("expert-addrs", &c.expert_addrs,
+                  "run the routed experts in these moe expert services (host:port,...; "
+                  "round-robin placement) instead of in process");
   if (std::optional<int> exit = flags.ParseCommandLine(argc, argv)) return *exit;
   if (c.model.empty()) {
     std::fprintf(stderr, "moe bench: need --model\n\n%s", flags.Usage().c_str());
@@ -141,8 +170,27 @@ int RunBench(int argc, const char* const* argv) {
     int b;
     if (absl::SimpleAtoi(p, &b) && b > 0) batches.push_back(b);
   }
+  // Routed experts: in process, or in moe expert services over gRPC.
+  attention::ExpertExecutor* experts = (*m)->experts();
+  std::optional<attention::StaticPlacement> placement;
+  attention::GrpcExpertTransport transport;
+  std::unique_ptr<attention::RemoteExpertExecutor> remote;
+  if (!c.expert_addrs.empty()) {
+    std::vector<std::string> addrs = absl::StrSplit(c.expert_addrs, ',', absl::SkipWhitespace());
+    auto p = attention::StaticPlacement::RoundRobin((*m)->config(),
+                                                     static_cast<int>(addrs.size()), 1);
+    if (!p.ok()) {
+      std::fprintf(stderr, "moe bench: %s\n", p.status().ToString().c_str());
+      return 2;
+    }
+    placement.emplace(std::move(*p));
+    remote = std::make_unique<attention::RemoteExpertExecutor>(&*placement, addrs, &transport);
+    experts = remote.get();
+    std::printf("experts: %zu remote expert services\n", addrs.size());
+  }
+  const std::vector<int> micro_batches = ParseInts(c.micro_batches);
   // Warm-up (page in, oneDNN primitive creation).
-  if (auto w = RunOnce(m->get(), c, 1, 64, 4, 99); !w.ok()) {
+  if (auto w = RunOnce(m->get(), c, 1, 64, 4, 99, experts); !w.ok()) {
     std::fprintf(stderr, "moe bench: %s\n", w.status().ToString().c_str());
     return 1;
   }
@@ -152,7 +200,7 @@ int RunBench(int argc, const char* const* argv) {
       c.repeats);
   std::vector<double> pp, tg, pp_cpu, tg_cpu;
   for (int r = 0; r < c.repeats; ++r) {
-    auto res = RunOnce(m->get(), c, 1, c.prompt_tokens, c.gen_tokens, 1000 + r);
+    auto res = RunOnce(m->get(), c, 1, c.prompt_tokens, c.gen_tokens, 1000 + r, experts);
     if (!res.ok()) {
       std::fprintf(stderr, "moe bench: %s\n", res.status().ToString().c_str());
       return 1;
@@ -171,19 +219,38 @@ int RunBench(int argc, const char* const* argv) {
               Median(pp), runs(pp).c_str(), Median(pp_cpu));
   std::printf("| tg%d | 1 | %d | %.1f | %s | %.1f |\n", c.gen_tokens, c.gen_tokens, Median(tg),
               runs(tg).c_str(), Median(tg_cpu));
+  // Micro-batch counts alternate within each repeat, so a change in machine load hits them alike.
   for (int b : batches) {
-    std::vector<double> agg, agg_cpu;
+    std::vector<std::vector<double>> agg(micro_batches.size()), agg_cpu(micro_batches.size());
+    std::vector<std::vector<double>> pre(micro_batches.size()), pre_cpu(micro_batches.size());
     for (int r = 0; r < c.repeats; ++r) {
-      auto res = RunOnce(m->get(), c, b, 32, c.gen_tokens, 2000 + r * 16);
-      if (!res.ok()) {
-        std::fprintf(stderr, "moe bench: %s\n", res.status().ToString().c_str());
-        return 1;
+      for (size_t k = 0; k < micro_batches.size(); ++k) {
+        auto res = RunOnce(m->get(), c, b, c.batch_prompt_tokens, c.gen_tokens, 2000 + r * 16,
+                           experts, micro_batches[k]);
+        if (!res.ok()) {
+          std::fprintf(stderr, "moe bench: %s\n", res.status().ToString().c_str());
+          return 1;
+        }
+        agg[k].push_back(res->decode_tps);
+        agg_cpu[k].push_back(res->decode_cpu_tps);
+        pre[k].push_back(res->prefill_tps);
+        pre_cpu[k].push_back(res->prefill_cpu_tps);
       }
-      agg.push_back(res->decode_tps);
-      agg_cpu.push_back(res->decode_cpu_tps);
     }
-    std::printf("| decode (aggregate) | %d | %d | %.1f | %s | %.1f |\n", b, b * c.gen_tokens,
-                Median(agg), runs(agg).c_str(), Median(agg_cpu));
+    for (size_t k = 0; k < micro_batches.size(); ++k) {
+      const std::string name =
+          micro_batches.size() == 1 && micro_batches[k] == 1
+              ? std::string("decode (aggregate)")
+              : "decode (aggregate, " + std::to_string(micro_batches[k]) + " micro-batches)";
+      std::printf("| %s | %d | %d | %.1f | %s | %.1f |\n", name.c_str(), b, b * c.gen_tokens,
+                  Median(agg[k]), runs(agg[k]).c_str(), Median(agg_cpu[k]));
+    }
+    // With several micro-batch counts, also the batched prefill (prompt processing) rows.
+    for (size_t k = 0; micro_batches.size() > 1 && k < micro_batches.size(); ++k) {
+      std::printf("| prefill (aggregate, %d micro-batches) | %d | %d | %.1f | %s | %.1f |\n",
+                  micro_batches[k], b, b * c.batch_prompt_tokens, Median(pre[k]),
+                  runs(pre[k]).c_str(), Median(pre_cpu[k]));
+    }
   }
   std::fflush(stdout);
   return 0;
