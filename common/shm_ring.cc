@@ -4,6 +4,7 @@
 #include <linux/futex.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -12,7 +13,6 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
-#include <random>
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
@@ -180,8 +180,11 @@ absl::StatusOr<std::unique_ptr<ShmRing>> ShmRing::Create(uint32_t slots, uint64_
   void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (base == MAP_FAILED) return fail(absl::ResourceExhaustedError(Errno("mmap")));
   close(fd);
-  std::random_device rd;
-  const uint64_t nonce = (uint64_t{rd()} << 32) ^ rd() ^ 1;
+  uint64_t nonce = 0;
+  if (getrandom(&nonce, sizeof(nonce), 0) != static_cast<ssize_t>(sizeof(nonce))) {
+    nonce = absl::ToUnixNanos(absl::Now()) ^ (uint64_t{static_cast<uint32_t>(getpid())} << 32);
+  }
+  nonce |= 1;  // never 0
   auto ring = std::unique_ptr<ShmRing>(new ShmRing(name, true, base, size, slots, slot_bytes, nonce));
   Header* h = ring->header();
   h->version = kVersion;
