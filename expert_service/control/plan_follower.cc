@@ -107,6 +107,15 @@ void PlanFollower::SetReady(bool ready) {
 }
 
 absl::Status PlanFollower::Apply(const v1::PlacementPlan& plan, const std::string& self) {
+  bool listed = false;
+  for (const auto& inst : plan.instances()) listed |= !self.empty() && inst.instance_id() == self;
+  if (!listed) {
+    // Not (or no longer / not yet) a member of this plan: e.g. the plan was made before this
+    // instance (re-)registered. Keep serving what is loaded; the next plan will list it.
+    MOE_LOG_WARN("plan epoch {} does not list this instance ({}): kept {} experts",
+                 plan.epoch(), self.empty() ? "unregistered" : self, executor_->Loaded().size());
+    return absl::OkStatus();
+  }
   absl::StatusOr<std::vector<std::pair<int, int>>> mine =
       ExpertsOf(plan, self, source_->config());
   if (!mine.ok()) return mine.status();

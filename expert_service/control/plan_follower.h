@@ -9,7 +9,9 @@
 // COMMITTED plans become the applied epoch once their experts are loaded (ready() from then
 // on); PENDING plans (make-before-break) are loaded without dropping anything and reported as
 // loaded_epoch. Only the newest plan queued is applied (a plan that arrives while loading
-// supersedes the ones queued before it). Experts of dense layers are ignored.
+// supersedes the ones queued before it). Experts of dense layers are ignored. A plan that does
+// not list this instance (made before it registered, or after it was declared dead) changes
+// nothing: the experts stay loaded and the epoch is not applied.
 //
 // Thread-safety: every public method is thread-safe; OnPlan returns at once.
 #ifndef MOE_EXPERT_SERVICE_CONTROL_PLAN_FOLLOWER_H_

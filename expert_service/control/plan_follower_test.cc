@@ -162,6 +162,22 @@ TEST_F(PlanFollowerTest, KeepsDroppedExpertsDuringGraceAndPendingLoadsOnly) {
   EXPECT_EQ(Loaded(), layers01);
 }
 
+TEST_F(PlanFollowerTest, PlanNotListingThisInstanceChangesNothing) {
+  PlanFollowerOptions o;
+  o.drop_grace = absl::ZeroDuration();
+  PlanFollower f(executor_.get(), source_.get(), o);
+  f.OnPlan(Plan(1, [](int l, int) { return l == 0 ? 0 : 1; }), "expert-1");
+  ASSERT_EQ(f.WaitForApplied(1, absl::Seconds(60)), 1);
+  const Set before = Loaded();
+  ASSERT_EQ(before.size(), static_cast<size_t>(experts_));
+  // Epoch 2 as seen under an id the plan does not list (e.g. before a re-registration was
+  // answered): nothing is dropped, the epoch is not applied.
+  f.OnPlan(Plan(2, [](int, int) { return 1; }), "expert-7");
+  EXPECT_EQ(f.WaitForApplied(2, absl::Milliseconds(300)), 1);
+  EXPECT_EQ(Loaded(), before);
+  EXPECT_TRUE(f.ready());
+}
+
 TEST_F(PlanFollowerTest, WrongShapePlanIsNotApplied) {
   PlanFollower f(executor_.get(), source_.get(), {});
   v1::PlacementPlan p = Plan(1, [](int, int) { return 0; });

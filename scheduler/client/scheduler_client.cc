@@ -191,6 +191,10 @@ void SchedulerClient::HeartbeatLoop() {
         MOE_LOG_WARN("re-register: {}", s.ToString());
       } else {
         MOE_LOG_INFO("registered again as {}", instance_id());
+        // A plan naming the new id may have arrived before the id was known here: hand the
+        // newest plan over again with the new id (the next plan comes when the scheduler
+        // re-places, which it does for a new expert instance).
+        if (on_plan_) Deliver(nullptr);
       }
     } else {
       MOE_LOG_DEBUG("heartbeat: {}", st.error_message());
@@ -230,7 +234,7 @@ void SchedulerClient::WatchLoop() {
         absl::MutexLock lock(&mu_);
         scheduler_epoch_ = std::max(scheduler_epoch_, plan.epoch());
       }
-      on_plan_(plan, instance_id());
+      Deliver(&plan);
     }
     const grpc::Status st = reader->Finish();
     {
@@ -243,6 +247,16 @@ void SchedulerClient::WatchLoop() {
     if (!SleepFor(backoff)) return;
     backoff = std::min(backoff * 2, options_.max_backoff);
   }
+}
+
+void SchedulerClient::Deliver(const v1::PlacementPlan* plan) {
+  absl::MutexLock lock(&deliver_mu_);
+  if (plan != nullptr) {
+    last_plan_ = *plan;
+  } else if (!last_plan_.has_value()) {
+    return;
+  }
+  on_plan_(*last_plan_, instance_id());
 }
 
 void SchedulerClient::LoadLoop() {

@@ -10,7 +10,9 @@
 // returns).
 //
 // Threads sleep on a condition between events (no polling). Callbacks run on the client's
-// threads: the plan callback on sched-watch (keep it short: hand long work to another thread),
+// threads: the plan callback on sched-watch, and on sched-heartbeat once after a
+// re-registration (the newest plan again, with the new id; calls never overlap; keep it short:
+// hand long work to another thread),
 // the status provider on sched-heartbeat, the load provider on sched-load.
 //
 // Thread-safety: every public method is thread-safe. Stop() cancels the plan stream and joins
@@ -116,6 +118,9 @@ class SchedulerClient {
   // Sleeps until `d` passed or Stop (or, for the heartbeat thread, HeartbeatNow). Returns
   // false once stopped.
   bool SleepFor(absl::Duration d, bool heartbeat = false);
+  // Calls on_plan_ with `plan` (remembered) or, when null, with the last plan again; with the
+  // current instance id. Serialised: watch and heartbeat threads both deliver.
+  void Deliver(const ::moe::scheduler::v1::PlacementPlan* plan);
 
   const SchedulerClientOptions options_;
   const PlanCallback on_plan_;
@@ -132,6 +137,9 @@ class SchedulerClient {
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   bool heartbeat_now_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* watch_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;  // the open stream's
+
+  absl::Mutex deliver_mu_;  // held while on_plan_ runs; before mu_
+  std::optional<::moe::scheduler::v1::PlacementPlan> last_plan_ ABSL_GUARDED_BY(deliver_mu_);
 
   std::thread heartbeat_thread_;
   std::thread watch_thread_;

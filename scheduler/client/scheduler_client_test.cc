@@ -126,12 +126,22 @@ TEST_F(SchedulerClientTest, RegistersWatchesPlansAndReportsStatus) {
 }
 
 TEST_F(SchedulerClientTest, RegistersAgainWhenForgotten) {
-  auto c = SchedulerClient::Start(Options(v1::ROLE_ATTENTION, "127.0.0.1:7100"), nullptr,
-                                  nullptr);
+  Plans plans;
+  std::vector<std::string> ids;  // guarded by plans.mu
+  auto c = SchedulerClient::Start(
+      Options(v1::ROLE_EXPERT, "127.0.0.1:7100"),
+      [&](const v1::PlacementPlan& p, const std::string& id) {
+        absl::MutexLock lock(&plans.mu);
+        plans.got.push_back(p);
+        ids.push_back(id);
+      },
+      nullptr);
   ASSERT_TRUE(c.ok()) << c.status();
   SchedulerClient* client = c->get();
   clients_.push_back(std::move(*c));
   const std::string first = client->instance_id();
+  ASSERT_NE(core_->Tick(clock_.Now()).published, nullptr);
+  ASSERT_TRUE(Eventually([&] { return plans.size() == 1; }));
   // The scheduler's clock jumps past the timeout: the instance is declared dead and removed;
   // its next heartbeat gets NOT_FOUND and it registers again under a new id.
   clock_.Advance(absl::Seconds(10));
@@ -142,6 +152,12 @@ TEST_F(SchedulerClientTest, RegistersAgainWhenForgotten) {
   ASSERT_EQ(core_->Members().size(), 1u);
   EXPECT_EQ(core_->Members()[0].id, client->instance_id());
   EXPECT_EQ(core_->Members()[0].info.address, "127.0.0.1:7100");
+  // The newest plan is handed over again with the new id.
+  ASSERT_TRUE(Eventually([&] { return plans.size() >= 2; }));
+  absl::MutexLock lock(&plans.mu);
+  EXPECT_EQ(plans.got[1].epoch(), 1);
+  EXPECT_EQ(ids[0], first);
+  EXPECT_EQ(ids[1], client->instance_id());
 }
 
 TEST_F(SchedulerClientTest, ReportLoadDirectAndPeriodic) {
