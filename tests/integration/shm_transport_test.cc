@@ -236,6 +236,36 @@ TEST_F(ShmIntegrationTest, OutputsEqualTheGrpcTransports) {
   EXPECT_EQ(bad_shm[0].status, bad_grpc[0].status);
 }
 
+// Two threads share one transport (as two micro-batches do), with fewer slots than calls in
+// flight: every output still equals gRPC's.
+TEST_F(ShmIntegrationTest, TwoThreadsShareOneTransport) {
+  const std::vector<v1::ComputeRequest> reqs = {Request(0, {1}, 1, true, 41),
+                                                Request(2, {0, 3}, 16, true, 42),
+                                                Request(3, {2}, 9, false, 43)};
+  GrpcExpertTransport grpc;
+  std::vector<ExpertCall> want = Calls(reqs, address_);
+  grpc.ForwardAll(absl::MakeSpan(want), absl::Seconds(60));
+  ShmTransportOptions o;
+  o.slots = 4;
+  ShmExpertTransport shm(o);
+  ASSERT_TRUE(shm.UsesShm(address_));
+  auto lane = [&] {
+    for (int i = 0; i < 100; ++i) {
+      std::vector<ExpertCall> got = Calls(reqs, address_);
+      shm.ForwardAll(absl::MakeSpan(got), absl::Seconds(60));
+      for (size_t k = 0; k < reqs.size(); ++k) {
+        ASSERT_TRUE(got[k].status.ok()) << got[k].status;
+        ASSERT_EQ(got[k].response.SerializeAsString(), want[k].response.SerializeAsString());
+      }
+    }
+  };
+  std::thread a(lane), b(lane);
+  a.join();
+  b.join();
+  EXPECT_GT(shm.shm_calls(), 0);
+  EXPECT_EQ(shm.shm_calls() + shm.grpc_calls(), 2 * 100 * static_cast<int64_t>(reqs.size()));
+}
+
 TEST_F(ShmIntegrationTest, MalformedSlotDataIsAnErrorAndTheServiceKeepsServing) {
   auto ring = shm::ShmRing::Create(2, 1 << 16);
   ASSERT_TRUE(ring.ok()) << ring.status();
