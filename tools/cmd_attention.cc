@@ -38,6 +38,7 @@ struct AttentionConfig {
   int max_batch_tokens = 512;
   int max_running = 64;
   int micro_batches = 1;
+  int micro_batch_min_tokens = 1;
   int threads = 0;
   std::string log_level = "info";
 };
@@ -97,6 +98,8 @@ int RunAttention(int argc, const char* const* argv) {
   flags.AddInt("max-running", &c.max_running, "sequences in the running batch");
   flags.AddInt("micro-batches", &c.micro_batches,
                "micro-batches per step (>= 1); 2 overlaps attention with remote experts");
+  flags.AddInt("micro-batch-min-tokens", &c.micro_batch_min_tokens,
+               "split a step only into micro-batches of about this many tokens or more");
   flags.AddInt("threads", &c.threads, "compute threads (0 = all cores)");
   flags.AddString("log-level", &c.log_level, "trace, debug, info, warn, error");
   if (std::optional<int> exit = flags.ParseCommandLine(argc, argv)) return *exit;
@@ -121,6 +124,7 @@ int RunAttention(int argc, const char* const* argv) {
   eo.max_batch_tokens = c.max_batch_tokens;
   eo.max_running = c.max_running;
   eo.micro_batches = c.micro_batches;
+  eo.micro_batch_min_tokens = c.micro_batch_min_tokens;
   // Local: the whole model here. Remote: dense weights only, experts over the data plane.
   std::unique_ptr<attention::LocalModel> local;
   RemoteParts parts;

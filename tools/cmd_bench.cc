@@ -44,6 +44,7 @@ struct BenchConfig {
   std::string micro_batches = "1";  // comma-separated micro-batch counts for batched decode
   std::string expert_addrs;         // remote experts (moe expert services), comma-separated
   int batch_prompt_tokens = 32;     // prompt length of each sequence in the batched rows
+  int micro_batch_min_tokens = 1;
 };
 
 std::vector<int> ParseInts(const std::string& list) {
@@ -94,6 +95,7 @@ absl::StatusOr<RunResult> RunOnce(attention::LocalModel* m, const BenchConfig& c
   eo.kv_cache_bytes = c.kv_cache_mb << 20;
   eo.max_batch_tokens = std::max(prompt_tokens, 512);
   eo.micro_batches = micro_batches;
+  eo.micro_batch_min_tokens = c.micro_batch_min_tokens;
   MOE_ASSIGN_OR_RETURN(auto engine, attention::Engine::Create(eo, m->runner(), experts));
   for (int b = 0; b < batch; ++b) {
     attention::SequenceRequest req;
@@ -143,6 +145,8 @@ int RunBench(int argc, const char* const* argv) {
   flags.AddString("backend", &c.backend, "expert backend");
   flags.AddString("micro-batches", &c.micro_batches,
                   "micro-batch counts for the batched decode rows, comma-separated");
+  flags.AddInt("micro-batch-min-tokens", &c.micro_batch_min_tokens,
+               "split a step only into micro-batches of about this many tokens or more");
   flags.AddInt("batch-prompt-tokens", &c.batch_prompt_tokens,
                "prompt length per sequence in the batched rows");
   flags.AddString("expert-addrs", &c.expert_addrs,
@@ -212,7 +216,10 @@ int RunBench(int argc, const char* const* argv) {
   }
   auto runs = [](const std::vector<double>& v) {
     std::string s;
-    for (double x : v) s += (s.empty() ? "" : " ") + std::to_string(static_cast<int>(x + 0.5));
+    for (double x : v) {
+      if (!s.empty()) s += ' ';
+      s += std::to_string(static_cast<int>(x + 0.5));
+    }
     return s;
   };
   std::printf("| pp%d | 1 | %d | %.1f | %s | %.1f |\n", c.prompt_tokens, c.prompt_tokens,

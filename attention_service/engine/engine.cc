@@ -24,8 +24,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   if (options.max_batch_tokens <= 0 || options.max_running <= 0) {
     return absl::InvalidArgumentError("engine: max_batch_tokens and max_running must be > 0");
   }
-  if (options.micro_batches < 1) {
-    return absl::InvalidArgumentError("engine: micro_batches must be >= 1");
+  if (options.micro_batches < 1 || options.micro_batch_min_tokens < 1) {
+    return absl::InvalidArgumentError(
+        "engine: micro_batches and micro_batch_min_tokens must be >= 1");
   }
   KvCacheConfig kv;
   kv.num_layers = cfg.num_hidden_layers;
@@ -153,7 +154,7 @@ absl::StatusOr<std::vector<SequenceUpdate>> Engine::Step() {
     }
   }
   absl::Status st = runner_->Forward(chunks, cache_.get(), experts_, &logits_,
-                                     options_.micro_batches);
+                                     options_.micro_batches, options_.micro_batch_min_tokens);
   if (!st.ok()) {
     // The batch is lost: fail its sequences (they are answered, not dropped).
     for (Sequence* s : owners) {

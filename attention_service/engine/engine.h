@@ -66,6 +66,9 @@ struct EngineOptions {
   // Micro-batches per step (>= 1): with M > 1 each step's chunks run as up to M overlapping
   // lanes (ModelRunner::Forward), hiding remote expert time behind another lane's attention.
   int micro_batches = 1;
+  // A step is split only into micro-batches of at least this many tokens (>= 1): small decode
+  // steps are weight-bandwidth bound, and each micro-batch re-reads the dense and expert weights.
+  int micro_batch_min_tokens = 1;
 };
 
 class Engine {

@@ -8,13 +8,15 @@
 
 namespace moe::attention {
 
-std::vector<int> SplitMicroBatches(absl::Span<const int> tokens_per_chunk, int micro_batches) {
+std::vector<int> SplitMicroBatches(absl::Span<const int> tokens_per_chunk, int micro_batches,
+                                   int min_tokens) {
   const int n = static_cast<int>(tokens_per_chunk.size());
   std::vector<int> bounds;
   if (n == 0) return bounds;
-  const int k = std::clamp(micro_batches, 1, n);
   int64_t total = 0;
   for (int t : tokens_per_chunk) total += t;
+  const int64_t by_size = std::max<int64_t>(1, total / std::max(min_tokens, 1));
+  const int k = static_cast<int>(std::min<int64_t>({std::max(micro_batches, 1), n, by_size}));
   bounds.push_back(0);
   int end = 0;      // chunks consumed
   int64_t sum = 0;  // their tokens

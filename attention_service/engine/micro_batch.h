@@ -24,10 +24,13 @@ namespace moe::attention {
 // Splits `tokens_per_chunk` (chunk i has tokens_per_chunk[i] tokens, in batch order) into at
 // most `micro_batches` contiguous, non-empty groups of roughly equal token count; a chunk is
 // never split. Returns the group boundaries b[0] = 0 < b[1] < ... < b[k] = chunks.size(), where
-// group g is chunks [b[g], b[g+1]) and k = min(micro_batches, chunks.size()) (k = 0 for no
-// chunks). micro_batches < 1 is treated as 1. Contiguous groups keep the logits of the groups in
-// batch order when concatenated.
-std::vector<int> SplitMicroBatches(absl::Span<const int> tokens_per_chunk, int micro_batches);
+// group g is chunks [b[g], b[g+1]) and k = min(micro_batches, chunks.size(),
+// max(1, total tokens / min_tokens)) (k = 0 for no chunks): a step too small to give its groups
+// `min_tokens` tokens on average gets fewer groups (small steps are weight-bandwidth bound, and
+// every group re-reads the weights). micro_batches < 1 and min_tokens < 1 are treated as 1.
+// Contiguous groups keep the logits of the groups in batch order when concatenated.
+std::vector<int> SplitMicroBatches(absl::Span<const int> tokens_per_chunk, int micro_batches,
+                                   int min_tokens = 1);
 
 // Persistent threads that run the lanes of one Forward: Run(n, fn) calls fn(0) on the caller
 // and fn(1..n-1) concurrently on threads named "mb-lane-<i>" (created on first need, kept until

@@ -44,6 +44,15 @@ TEST(SplitMicroBatchesTest, FewerChunksThanMicroBatches) {
   EXPECT_EQ(SplitMicroBatches({3, 4}, 0), (std::vector<int>{0, 2}));
 }
 
+TEST(SplitMicroBatchesTest, MinTokensCapsTheGroups) {
+  const std::vector<int> eight(8, 1);
+  EXPECT_EQ(SplitMicroBatches(eight, 2, 16), (std::vector<int>{0, 8}));    // 8 < 2 x 16
+  EXPECT_EQ(SplitMicroBatches(eight, 2, 4), (std::vector<int>{0, 4, 8}));  // 2 x 4 fit
+  EXPECT_EQ(SplitMicroBatches(eight, 4, 3), (std::vector<int>{0, 4, 8}));  // only 2 x 3 fit
+  EXPECT_EQ(SplitMicroBatches({100, 1, 1}, 2, 32), (std::vector<int>{0, 1, 3}));
+  EXPECT_EQ(SplitMicroBatches({3, 4}, 2, 0), (std::vector<int>{0, 1, 2}));
+}
+
 TEST(SplitMicroBatchesTest, EveryGroupNonEmptyAndCoversAll) {
   for (int n = 1; n < 12; ++n) {
     for (int m = 1; m < 6; ++m) {
@@ -390,6 +399,9 @@ TEST(MicroBatchEngineTest, RejectsZeroMicroBatches) {
   ASSERT_TRUE(m.ok()) << m.status();
   EngineOptions eo;
   eo.micro_batches = 0;
+  EXPECT_EQ((*m)->NewEngine(eo).status().code(), absl::StatusCode::kInvalidArgument);
+  eo.micro_batches = 2;
+  eo.micro_batch_min_tokens = 0;
   EXPECT_EQ((*m)->NewEngine(eo).status().code(), absl::StatusCode::kInvalidArgument);
 }
 

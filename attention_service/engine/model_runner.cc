@@ -393,7 +393,7 @@ absl::Status ModelRunner::RunLane(Lane& lane, KvCache* cache, ExpertExecutor* ex
 
 absl::Status ModelRunner::Forward(absl::Span<const ForwardChunk> chunks, KvCache* cache,
                                   ExpertExecutor* experts, std::vector<float>* logits,
-                                  int micro_batches) {
+                                  int micro_batches, int micro_batch_min_tokens) {
   std::vector<int> tokens_per_chunk;
   tokens_per_chunk.reserve(chunks.size());
   for (const ForwardChunk& c : chunks) {
@@ -414,7 +414,7 @@ absl::Status ModelRunner::Forward(absl::Span<const ForwardChunk> chunks, KvCache
     }
     tokens_per_chunk.push_back(n);
   }
-  const std::vector<int> bounds = SplitMicroBatches(tokens_per_chunk, micro_batches);
+  const std::vector<int> bounds = SplitMicroBatches(tokens_per_chunk, micro_batches, micro_batch_min_tokens);
   const int num_lanes = std::max(static_cast<int>(bounds.size()) - 1, 1);
   while (static_cast<int>(lanes_.size()) < num_lanes) lanes_.push_back(std::make_unique<Lane>());
   if (num_lanes == 1) {

@@ -65,10 +65,11 @@ class ModelRunner {
   // reserved there), and writes logits: for each chunk in order, its last row (kLast) or all its
   // rows (kAll), as consecutive [vocab] rows of *logits.
   // With micro_batches > 1 (and at least two chunks), the batch runs as up to that many
-  // overlapping lanes (see above); the output is the same.
+  // overlapping lanes of at least `micro_batch_min_tokens` tokens each (SplitMicroBatches; see
+  // above); the output is the same.
   absl::Status Forward(absl::Span<const ForwardChunk> chunks, KvCache* cache,
                        ExpertExecutor* experts, std::vector<float>* logits,
-                       int micro_batches = 1);
+                       int micro_batches = 1, int micro_batch_min_tokens = 1);
 
   // True if `name` is a tensor this runner (the dense part) reads: used to open only those.
   static bool IsDenseTensor(std::string_view name);
