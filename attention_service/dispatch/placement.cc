@@ -142,13 +142,15 @@ void PlacementHolder::Replace(std::shared_ptr<const PlacementSnapshot> snapshot)
   if (snapshot == nullptr) return;
   absl::MutexLock lock(&mu_);
   current_ = std::move(snapshot);
+  ++replacements_;
 }
 
 std::shared_ptr<const PlacementSnapshot> PlacementHolder::WaitForNewerThan(
     int64_t epoch, absl::Duration timeout) const {
   absl::MutexLock lock(&mu_);
-  auto newer = [this, epoch]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return current_ != nullptr && current_->epoch() > epoch;
+  const int64_t replacements = replacements_;
+  auto newer = [this, epoch, replacements]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return current_ != nullptr && (current_->epoch() > epoch || replacements_ != replacements);
   };
   mu_.AwaitWithTimeout(absl::Condition(&newer), timeout);
   return current_;

@@ -99,17 +99,20 @@ class PlacementHolder {
   // Wakes WaitForNewerThan callers.
   bool Set(std::shared_ptr<const PlacementSnapshot> snapshot);
   // Installs `snapshot` whatever its epoch (a restarted scheduler counts epochs from 1 again).
-  // Wakes WaitForNewerThan callers whose epoch it exceeds.
+  // Wakes WaitForNewerThan callers (also those waiting for more than its epoch: a replaced
+  // snapshot counts as newer).
   void Replace(std::shared_ptr<const PlacementSnapshot> snapshot);
   // Blocks until the current snapshot's epoch is greater than `epoch` (any snapshot when
-  // `epoch` < 0) or `timeout` passes; returns the current snapshot then (which may still be
-  // old or nullptr after a timeout: the caller checks epoch()).
+  // `epoch` < 0), a Replace installed a snapshot after this call started, or `timeout` passes;
+  // returns the current snapshot then (which may still be the caller's or nullptr after a
+  // timeout: compare it).
   std::shared_ptr<const PlacementSnapshot> WaitForNewerThan(int64_t epoch,
                                                             absl::Duration timeout) const;
 
  private:
   mutable absl::Mutex mu_;
   std::shared_ptr<const PlacementSnapshot> current_ ABSL_GUARDED_BY(mu_);
+  int64_t replacements_ ABSL_GUARDED_BY(mu_) = 0;  // Replace calls so far
 };
 
 }  // namespace moe::attention

@@ -147,13 +147,13 @@ absl::Status RemoteExpertExecutor::Run(int layer, const float* x, int hidden,
       const absl::Duration left = wait_deadline - absl::Now();
       std::shared_ptr<const PlacementSnapshot> next = placement_->WaitForNewerThan(
           snap->epoch(), not_ready.empty() ? left : std::min(left, absl::Milliseconds(100)));
-      if ((next == nullptr || next->epoch() <= snap->epoch()) && !not_ready.empty() &&
-          absl::Now() < wait_deadline) {
+      const bool changed = next != nullptr && next != snap;  // newer, or a scheduler restart
+      if (!changed && !not_ready.empty() && absl::Now() < wait_deadline) {
         for (const std::string& a : not_ready) failed.erase(a);
         not_ready.clear();
         continue;
       }
-      if (next == nullptr || next->epoch() <= snap->epoch()) {
+      if (!changed) {
         return absl::UnavailableError(absl::StrCat("no live replica of expert ", layer, ":",
                                                    orphans.front(), " in placement epoch ",
                                                    snap->epoch()));

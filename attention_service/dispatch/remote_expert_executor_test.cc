@@ -493,6 +493,13 @@ TEST(PlacementHolderTest, SetKeepsNewestAndWaitWakes) {
   });
   EXPECT_EQ(h.WaitForNewerThan(3, absl::Seconds(60))->epoch(), 5);
   t.join();
+  // A Replace with a lower epoch (restarted scheduler) wakes a waiter too.
+  std::thread r([&] {
+    absl::SleepFor(absl::Milliseconds(20));
+    h.Replace(*s1);
+  });
+  EXPECT_EQ(h.WaitForNewerThan(5, absl::Seconds(60))->epoch(), 1);
+  r.join();
 }
 
 TEST(PlacementSnapshotTest, FromPlan) {
