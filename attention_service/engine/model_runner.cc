@@ -195,11 +195,10 @@ absl::Status ModelRunner::LoadLayer(const model::ModelArchitecture& arch,
 struct ModelRunner::Lane {
   absl::Span<const ForwardChunk> chunks;
   int rows = 0;        // tokens in `chunks`
-  int logit_rows = 0;  // logits rows they want
   std::vector<int> positions;
   std::vector<float> h, x, qkv, q, attn, tmp, tmp2, moe_out, router_logits;
   model::Routing routing;
-  std::vector<float> logits;  // micro-batched Forward: this lane's logits rows
+  int head_offset = 0;  // first row of this lane's logits rows in the batch
   absl::Status status;
 };
 
@@ -339,20 +338,28 @@ absl::Status ModelRunner::Mlp(Lane& lane, const Layer& layer, int index,
   return absl::OkStatus();
 }
 
+namespace {
+
+// Rows of logits the chunks want (ForwardChunk::logits).
+int LogitRows(absl::Span<const ForwardChunk> chunks) {
+  int rows = 0;
+  for (const ForwardChunk& c : chunks) {
+    rows += c.logits == ForwardChunk::Logits::kAll    ? static_cast<int>(c.tokens.size())
+            : c.logits == ForwardChunk::Logits::kLast ? 1
+                                                      : 0;
+  }
+  return rows;
+}
+
+}  // namespace
+
 absl::Status ModelRunner::RunLane(Lane& lane, KvCache* cache, ExpertExecutor* experts,
-                                  LaneSync* sync, std::vector<float>* logits) {
+                                  LaneSync* sync, float* head_rows) {
   const int hid = config_.hidden_size, hd = config_.head_dim;
   const int64_t qd = static_cast<int64_t>(config_.num_attention_heads) * hd;
   const int64_t kvd = static_cast<int64_t>(config_.num_key_value_heads) * hd;
   lane.rows = 0;
-  lane.logit_rows = 0;
-  for (const ForwardChunk& c : lane.chunks) {
-    const int n = static_cast<int>(c.tokens.size());
-    lane.rows += n;
-    lane.logit_rows += c.logits == ForwardChunk::Logits::kAll    ? n
-                       : c.logits == ForwardChunk::Logits::kLast ? 1
-                                                                 : 0;
-  }
+  for (const ForwardChunk& c : lane.chunks) lane.rows += static_cast<int>(c.tokens.size());
   const size_t r = lane.rows;
   int inter = config_.expert_intermediate_size;
   for (const auto& l : layers_) inter = std::max(inter, l->mlp_inter);
@@ -371,23 +378,19 @@ absl::Status ModelRunner::RunLane(Lane& lane, KvCache* cache, ExpertExecutor* ex
     MOE_RETURN_IF_ERROR(Attention(lane, *layers_[l], l, cache));
     MOE_RETURN_IF_ERROR(Mlp(lane, *layers_[l], l, experts, sync));
   }
-  // Final norm + LM head on the rows that want logits.
-  std::vector<float>& sel = lane.x;
+  // The rows that want logits go to the head (final norm + LM head, run once per Forward).
   int out_row = 0, row = 0;
   for (const ForwardChunk& c : lane.chunks) {
     const int n = static_cast<int>(c.tokens.size());
     int first = c.logits == ForwardChunk::Logits::kAll ? 0 : n - 1;
     if (c.logits != ForwardChunk::Logits::kNone) {
       for (int i = first; i < n; ++i, ++out_row) {
-        std::memcpy(&sel[static_cast<size_t>(out_row) * hid],
+        std::memcpy(head_rows + static_cast<size_t>(out_row) * hid,
                     &lane.h[static_cast<size_t>(row + i) * hid], hid * sizeof(float));
       }
     }
     row += n;
   }
-  RmsNorm(sel.data(), final_norm_.data(), lane.logit_rows, hid, config_.rms_norm_eps, sel.data());
-  logits->resize(static_cast<size_t>(lane.logit_rows) * config_.vocab_size);
-  lm_head_->Forward(sel.data(), lane.logit_rows, logits->data());
   return absl::OkStatus();
 }
 
@@ -414,38 +417,42 @@ absl::Status ModelRunner::Forward(absl::Span<const ForwardChunk> chunks, KvCache
     }
     tokens_per_chunk.push_back(n);
   }
-  const std::vector<int> bounds = SplitMicroBatches(tokens_per_chunk, micro_batches, micro_batch_min_tokens);
+  const std::vector<int> bounds =
+      SplitMicroBatches(tokens_per_chunk, micro_batches, micro_batch_min_tokens);
   const int num_lanes = std::max(static_cast<int>(bounds.size()) - 1, 1);
   while (static_cast<int>(lanes_.size()) < num_lanes) lanes_.push_back(std::make_unique<Lane>());
+  const int hid = config_.hidden_size;
+  const int logit_rows = LogitRows(chunks);
+  head_rows_.resize(static_cast<size_t>(logit_rows) * hid);
   if (num_lanes == 1) {
     lanes_[0]->chunks = chunks;
-    return RunLane(*lanes_[0], cache, experts, nullptr, logits);
+    MOE_RETURN_IF_ERROR(RunLane(*lanes_[0], cache, experts, nullptr, head_rows_.data()));
+  } else {
+    int head_offset = 0;
+    for (int g = 0; g < num_lanes; ++g) {
+      lanes_[g]->chunks = chunks.subspan(bounds[g], bounds[g + 1] - bounds[g]);
+      lanes_[g]->head_offset = head_offset;
+      head_offset += LogitRows(lanes_[g]->chunks);
+    }
+    if (lane_threads_ == nullptr) lane_threads_ = std::make_unique<LaneThreads>();
+    LaneSync sync;
+    sync.release_in_run = experts->ComputesElsewhere();
+    sync.serialize_run = !experts->RunIsThreadSafe();
+    lane_threads_->Run(num_lanes, [&](int g) {
+      Lane& lane = *lanes_[g];
+      sync.baton.Lock();
+      lane.status = RunLane(lane, cache, experts, &sync,
+                            head_rows_.data() + static_cast<size_t>(lane.head_offset) * hid);
+      sync.baton.Unlock();
+    });
+    for (int g = 0; g < num_lanes; ++g) MOE_RETURN_IF_ERROR(lanes_[g]->status);
   }
-  for (int g = 0; g < num_lanes; ++g) {
-    lanes_[g]->chunks = chunks.subspan(bounds[g], bounds[g + 1] - bounds[g]);
-  }
-  if (lane_threads_ == nullptr) lane_threads_ = std::make_unique<LaneThreads>();
-  LaneSync sync;
-  sync.release_in_run = experts->ComputesElsewhere();
-  sync.serialize_run = !experts->RunIsThreadSafe();
-  lane_threads_->Run(num_lanes, [&](int g) {
-    Lane& lane = *lanes_[g];
-    sync.baton.Lock();
-    lane.status = RunLane(lane, cache, experts, &sync, &lane.logits);
-    sync.baton.Unlock();
-  });
-  size_t total = 0;
-  for (int g = 0; g < num_lanes; ++g) {
-    MOE_RETURN_IF_ERROR(lanes_[g]->status);
-    total += lanes_[g]->logits.size();
-  }
-  logits->resize(total);
-  size_t at = 0;
-  for (int g = 0; g < num_lanes; ++g) {
-    const std::vector<float>& part = lanes_[g]->logits;
-    std::copy(part.begin(), part.end(), logits->begin() + at);
-    at += part.size();
-  }
+  // Final norm + LM head once for the whole batch: with micro-batches too, since at decode
+  // sizes the head is bound by reading its weights, which one pass does once.
+  RmsNorm(head_rows_.data(), final_norm_.data(), logit_rows, hid, config_.rms_norm_eps,
+          head_rows_.data());
+  logits->resize(static_cast<size_t>(logit_rows) * config_.vocab_size);
+  lm_head_->Forward(head_rows_.data(), logit_rows, logits->data());
   return absl::OkStatus();
 }
 

@@ -10,11 +10,12 @@
 // of about equal token count (micro_batch.h) that run as concurrent lanes, lane 0 on the
 // calling thread and the others on persistent "mb-lane-<i>" threads, each with its own scratch
 // buffers. A compute baton (a mutex) lets one lane at a time compute (norms, GEMMs, attention
-// and KV-cache writes, router, shared expert, LM head: everything that touches the kernels'
-// thread pool, the cache or the runner's counters); if the executor ComputesElsewhere(), a lane
+// and KV-cache writes, router, shared expert: everything that touches the kernels' thread
+// pool, the cache or the runner's counters); if the executor ComputesElsewhere(), a lane
 // releases the baton exactly while it waits in ExpertExecutor::Run, so another lane's
-// attention overlaps its remote experts. Results equal a single batch up to float rounding
-// (GEMMs with a different row count may round differently).
+// attention overlaps its remote experts. The final norm and LM head run once for all lanes
+// after they finish (reading the head's weights once). Results equal a single batch up to
+// float rounding (GEMMs with a different row count may round differently).
 //
 // Thread affinity: Forward is called from one thread at a time (the engine loop); it owns the
 // scratch buffers and the lane threads.
@@ -89,8 +90,10 @@ class ModelRunner {
                          int index, const kernels::PackedLinearOptions& opts);
   struct Lane;
   struct LaneSync;
+  // Embedding and every layer for lane.chunks; writes the hidden rows that want logits to
+  // head_rows ([LogitRows(lane.chunks), hidden]).
   absl::Status RunLane(Lane& lane, KvCache* cache, ExpertExecutor* experts, LaneSync* sync,
-                       std::vector<float>* logits);
+                       float* head_rows);
   void Embed(Lane& lane);
   absl::Status Attention(Lane& lane, const Layer& layer, int index, KvCache* cache);
   absl::Status Mlp(Lane& lane, const Layer& layer, int index, ExpertExecutor* experts,
@@ -111,6 +114,7 @@ class ModelRunner {
   std::vector<std::unique_ptr<Lane>> lanes_;
   std::unique_ptr<LaneThreads> lane_threads_;  // created at the first micro-batched Forward
   int64_t overlaps_ = 0;                       // written under the compute baton
+  std::vector<float> head_rows_;  // [logits rows, hidden]: input of the final norm + LM head
 };
 
 // out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i], for `rows` rows of `n` (HF RMSNorm, F32).
