@@ -2,15 +2,22 @@
 // loop on its own thread, and serves AttentionService.Generate over gRPC. Experts run in this
 // process (`--experts local`) or in expert services reached over gRPC (`--experts remote
 // --expert-addrs A,B,... --replicas R`, placed round-robin: instance i must serve
-// StaticPlacement::ExpertList(i)); stops on SIGTERM/SIGINT.
+// StaticPlacement::ExpertList(i)); stops on SIGTERM/SIGINT. With `--scheduler ADDR` it
+// registers with `moe scheduler`, routes with its newest committed placement plan (the
+// --expert-addrs table, if given, until the first plan), waits up to --placement-wait-ms for a
+// newer plan when an expert has no live replica, and reports routed load every second.
+#include <algorithm>
 #include <cstdio>
 #include <optional>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "attention_service/control/placement_follower.h"
 #include "attention_service/dispatch/grpc_transport.h"
 #include "attention_service/dispatch/placement.h"
 #include "attention_service/dispatch/remote_expert_executor.h"
+#include "attention_service/dispatch/shm_transport.h"
 #include "attention_service/engine/engine_loop.h"
 #include "attention_service/engine/local_model.h"
 #include "attention_service/grpc/attention_server.h"
@@ -31,6 +38,9 @@ struct AttentionConfig {
   int admin_port = 0;
   std::string experts = "local";
   std::string expert_addrs;
+  std::string scheduler;
+  int64_t placement_wait_ms = 10000;
+  std::string transport = "grpc";
   int replicas = 1;
   int64_t dispatch_timeout_ms = 10000;
   std::string backend = "cpu";
@@ -48,8 +58,12 @@ struct RemoteParts {
   model::ModelConfig config;
   std::unique_ptr<model::ModelArchitecture> arch;
   std::unique_ptr<attention::ModelRunner> runner;
-  std::optional<attention::StaticPlacement> placement;
-  std::unique_ptr<attention::GrpcExpertTransport> transport;
+  attention::PlacementHolder placement;  // static table and/or the scheduler's plans
+  std::unique_ptr<attention::RoutingLoadRecorder> load;
+  absl::Duration placement_wait = absl::ZeroDuration();
+  std::unique_ptr<attention::ExpertTransport> transport;
+  std::string transport_kind = "grpc";  // --transport: grpc or shm
+  int max_batch_tokens = 512;           // sizes the shm slots
   std::unique_ptr<attention::RemoteExpertExecutor> executor;
 
   absl::Status Open(const std::string& dir, const std::vector<std::string>& addrs, int replicas,
@@ -59,15 +73,35 @@ struct RemoteParts {
     MOE_ASSIGN_OR_RETURN(std::unique_ptr<model::WeightStore> dense,
                          model::WeightStore::Open(dir, attention::ModelRunner::IsDenseTensor));
     MOE_ASSIGN_OR_RETURN(runner, attention::ModelRunner::Load(config, *arch, *dense));
-    MOE_ASSIGN_OR_RETURN(attention::StaticPlacement p,
-                         attention::StaticPlacement::RoundRobin(
-                             config, static_cast<int>(addrs.size()), replicas));
-    placement.emplace(std::move(p));
-    transport = std::make_unique<attention::GrpcExpertTransport>();
+    if (!addrs.empty()) {
+      MOE_ASSIGN_OR_RETURN(attention::StaticPlacement p,
+                           attention::StaticPlacement::RoundRobin(
+                               config, static_cast<int>(addrs.size()), replicas));
+      MOE_ASSIGN_OR_RETURN(auto snapshot, attention::PlacementSnapshot::FromStatic(p, addrs));
+      placement.Set(std::move(snapshot));
+    }
+    load = std::make_unique<attention::RoutingLoadRecorder>(config.num_hidden_layers,
+                                                            config.num_experts);
+    if (transport_kind == "shm") {
+      // A slot holds the largest layer request (every token of a full step routed to one
+      // instance: F32 activations, weight and row per routed token), so no call falls back.
+      attention::ShmTransportOptions so;
+      const uint64_t routed = static_cast<uint64_t>(max_batch_tokens) *
+                              static_cast<uint64_t>(std::max(1, config.num_experts_per_tok));
+      so.slot_bytes = std::min<uint64_t>(
+          routed * (static_cast<uint64_t>(config.hidden_size) * 4 + 16) +
+              64 * static_cast<uint64_t>(config.num_experts) + 4096,
+          uint64_t{256} << 20);
+      so.slots = 4;  // two micro-batches in flight, plus slack for abandoned slots
+      transport = std::make_unique<attention::ShmExpertTransport>(so);
+    } else {
+      transport = std::make_unique<attention::GrpcExpertTransport>();
+    }
     attention::RemoteExecutorOptions ro;
     ro.timeout = timeout;
-    executor = std::make_unique<attention::RemoteExpertExecutor>(&*placement, addrs,
-                                                                 transport.get(), ro);
+    ro.placement_wait = placement_wait;
+    ro.load = load.get();
+    executor = std::make_unique<attention::RemoteExpertExecutor>(&placement, transport.get(), ro);
     return absl::OkStatus();
   }
 };
@@ -90,6 +124,14 @@ int RunAttention(int argc, const char* const* argv) {
   flags.AddString("experts", &c.experts, "where routed experts run: local or remote");
   flags.AddString("expert-addrs", &c.expert_addrs,
                   "remote: expert service addresses host:port,... (placement instance order)");
+  flags.AddString("transport", &c.transport,
+                  "remote: data plane to the expert services: grpc, or shm (shared memory with "
+                  "same-host services, gRPC for the others)");
+  flags.AddString("scheduler", &c.scheduler,
+                  "remote: scheduler host:port: route with its placement plans, report load");
+  flags.AddInt("placement-wait-ms", &c.placement_wait_ms,
+               "remote + scheduler: wait this long for a new plan when an expert has no live "
+               "replica");
   flags.AddInt("replicas", &c.replicas, "remote: replicas per expert (round-robin placement)");
   flags.AddInt("dispatch-timeout-ms", &c.dispatch_timeout_ms, "remote: deadline per layer dispatch");
   flags.AddString("backend", &c.backend, "expert backend for --experts local");
@@ -104,11 +146,15 @@ int RunAttention(int argc, const char* const* argv) {
   flags.AddString("log-level", &c.log_level, "trace, debug, info, warn, error");
   if (std::optional<int> exit = flags.ParseCommandLine(argc, argv)) return *exit;
   const bool remote = c.experts == "remote";
-  if (c.model.empty() || (c.experts != "local" && !remote) || (remote && c.expert_addrs.empty())) {
+  if (c.model.empty() || (c.experts != "local" && !remote) || (remote && c.expert_addrs.empty() && c.scheduler.empty())) {
     std::fprintf(stderr,
                  "moe attention: need --model, and --experts local or --experts remote with "
-                 "--expert-addrs\n\n%s",
+                 "--expert-addrs and/or --scheduler\n\n%s",
                  flags.Usage().c_str());
+    return 2;
+  }
+  if (c.transport != "grpc" && c.transport != "shm") {
+    std::fprintf(stderr, "moe attention: --transport must be grpc or shm\n");
     return 2;
   }
   InitLogging("attention", c.log_level);
@@ -131,6 +177,9 @@ int RunAttention(int argc, const char* const* argv) {
   absl::StatusOr<std::unique_ptr<attention::Engine>> engine;
   if (remote) {
     std::vector<std::string> addrs = absl::StrSplit(c.expert_addrs, ',', absl::SkipWhitespace());
+    parts.transport_kind = c.transport;
+    if (!c.scheduler.empty()) parts.placement_wait = absl::Milliseconds(c.placement_wait_ms);
+    parts.max_batch_tokens = c.max_batch_tokens;
     if (absl::Status s = parts.Open(c.model, addrs, c.replicas,
                                     absl::Milliseconds(c.dispatch_timeout_ms));
         !s.ok()) {
@@ -158,12 +207,29 @@ int RunAttention(int argc, const char* const* argv) {
   so.port = c.port;
   auto server = attention::AttentionServer::Start(so, &loop);
   if (!server.ok()) return Fail(server.status());
+  std::unique_ptr<attention::PlacementFollower> follower;
+  if (remote && !c.scheduler.empty()) {
+    attention::PlacementFollowerOptions po;
+    po.scheduler = c.scheduler;
+    po.address = absl::StrCat(c.host, ":", (*server)->port());
+    po.register_in_background = !c.expert_addrs.empty();  // routes statically meanwhile
+    auto f = attention::PlacementFollower::Start(po, parts.config, &parts.placement,
+                                                 parts.load.get());
+    if (!f.ok()) {
+      loop.Stop();
+      (*server)->Shutdown();
+      (*admin)->Stop();
+      return Fail(f.status());
+    }
+    follower = std::move(*f);
+  }
   std::printf("listening on %s:%d\n", c.host.c_str(), (*server)->port());
   std::printf("admin on %s:%d\n", c.host.c_str(), (*admin)->port());
   std::fflush(stdout);
 
   int sig = stop_signals.Wait();
   MOE_LOG_INFO("signal {}: shutting down", sig);
+  if (follower != nullptr) follower->Stop();
   loop.Stop();  // answers every live sequence (UNAVAILABLE) so the calls can finish
   (*server)->Shutdown();
   (*admin)->Stop();

@@ -1,6 +1,12 @@
 // `moe expert`: an expert service (DESIGN.md section 2). Loads its assigned (layer, expert)
 // weights, serves ExpertService over gRPC, /metrics /health /ready on the admin port, and
 // stops gracefully on SIGTERM / SIGINT.
+//
+// With --scheduler ADDR it registers with `moe scheduler` (ROLE_EXPERT, its host:port) and
+// holds whatever the committed placement plans give it (expert_service/control/plan_follower.h):
+// it starts empty (not ready) unless --experts was given explicitly (then that set is served
+// from the start as epoch 0 and replaced by the first plan), loads/drops experts per plan in
+// the background, and reports applied epoch and readiness in its heartbeats.
 #include <pthread.h>
 #include <unistd.h>
 
@@ -20,9 +26,11 @@
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "expert_service/backend/expert_backend.h"
+#include "expert_service/control/plan_follower.h"
 #include "expert_service/executor/model_experts.h"
 #include "expert_service/executor/shard_executor.h"
 #include "expert_service/grpc/expert_server.h"
+#include "scheduler/client/scheduler_client.h"
 #include "tools/commands.h"
 
 namespace moe::tools {
@@ -61,6 +69,9 @@ struct ExpertConfig {
   int max_tokens = 8192;
   int max_message_mb = 256;
   std::string scheduler;
+  std::string advertise;
+  int64_t scheduler_timeout_ms = 60000;
+  int64_t drop_grace_ms = 5000;
   std::string instance_id;
   std::string log_level = "info";
 };
@@ -81,13 +92,22 @@ int RunExpert(int argc, const char* const* argv) {
   flags.AddInt("admin-port", &c.admin_port, "HTTP admin port (/metrics /health /ready); 0 = free");
   flags.AddString("experts", &c.experts,
                   "'all', LAYER:EXPERT,..., or round-robin:I/N/R (instance I of N, R replicas: "
-                  "the placement `moe attention --experts remote` uses)");
+                  "the placement `moe attention --experts remote` uses); with --scheduler: "
+                  "only an initial set until the first plan (default: start empty)");
   flags.AddString("backend", &c.backend, "expert backend: cpu or cuda");
   flags.AddInt("threads", &c.threads, "compute threads; 0 = default");
   flags.AddInt("max-queue", &c.max_queue, "Forward calls waiting before RESOURCE_EXHAUSTED");
   flags.AddInt("max-tokens", &c.max_tokens, "tokens per Forward call (all shards)");
   flags.AddInt("max-message-mb", &c.max_message_mb, "gRPC message size limit, MiB");
-  flags.AddString("scheduler", &c.scheduler, "scheduler address (not used yet: ignored)");
+  flags.AddString("scheduler", &c.scheduler,
+                  "scheduler host:port: register and hold the experts its plans place here");
+  flags.AddString("advertise-address", &c.advertise,
+                  "with --scheduler: host:port the others reach this service at (default "
+                  "--host:the listening port)");
+  flags.AddInt("scheduler-timeout-ms", &c.scheduler_timeout_ms,
+               "with --scheduler: give up registering after this long at startup");
+  flags.AddInt("drop-grace-ms", &c.drop_grace_ms,
+               "with --scheduler: keep experts no longer placed here this long");
   flags.AddString("instance-id", &c.instance_id, "name reported by Describe; default host:port");
   flags.AddString("log-level", &c.log_level, "trace, debug, info, warn, error");
   if (std::optional<int> exit = flags.ParseCommandLine(argc, argv)) return *exit;
@@ -99,11 +119,6 @@ int RunExpert(int argc, const char* const* argv) {
     return 2;
   }
   MOE_LOG_INFO("config: {}", flags.Describe());
-  if (!c.scheduler.empty()) {
-    MOE_LOG_WARN("--scheduler {} ignored: the scheduler does not exist yet; serving the "
-                 "--experts set as a fixed placement (epoch 0)",
-                 c.scheduler);
-  }
   if (c.threads > 0) {
     // Read by the kernels' thread pool and oneDNN at first use, which is after this point.
     setenv("MOE_KERNEL_THREADS", std::to_string(c.threads).c_str(), 1);
@@ -119,7 +134,12 @@ int RunExpert(int argc, const char* const* argv) {
   } else if (!rr->empty()) {
     c.experts = *rr;
   }
-  auto list = expert::ParseExpertList(c.experts, (*source)->config());
+  // With a scheduler and no explicit --experts: start empty, the plans say what to hold.
+  const bool follow = !c.scheduler.empty();
+  const bool initial_set = !follow || flags.WasSet("experts");
+  auto list = initial_set ? expert::ParseExpertList(c.experts, (*source)->config())
+                          : absl::StatusOr<std::vector<std::pair<int, int>>>(
+                                std::vector<std::pair<int, int>>());
   if (!list.ok()) return Fail(list.status());
   auto backend = expert::CreateExpertBackend(c.backend, expert::BackendOptions{});
   if (!backend.ok()) return Fail(backend.status());
@@ -135,7 +155,12 @@ int RunExpert(int argc, const char* const* argv) {
   AdminServerOptions ao;
   ao.host = c.host;
   ao.port = c.admin_port;
-  ao.ready = [&executor] { return !executor.Loaded().empty(); };
+  std::unique_ptr<expert::PlanFollower> follower;  // with --scheduler
+  std::atomic<bool> follower_ready{false};
+  ao.ready = [&executor, follow, &follower_ready, initial_set] {
+    if (follow) return follower_ready.load() || (initial_set && !executor.Loaded().empty());
+    return !executor.Loaded().empty();
+  };
   auto admin = AdminServer::Start(ao);
   if (!admin.ok()) return Fail(admin.status());
 
@@ -147,7 +172,47 @@ int RunExpert(int argc, const char* const* argv) {
   so.instance_id = c.instance_id;
   auto server = expert::ExpertServer::Start(so, &executor, source->get());
   if (!server.ok()) return Fail(server.status());
-  (*server)->SetServing(true);
+  (*server)->SetServing(initial_set);
+  std::unique_ptr<scheduler::SchedulerClient> sched;
+  if (follow) {
+    expert::PlanFollowerOptions fo;
+    fo.drop_grace = absl::Milliseconds(c.drop_grace_ms);
+    expert::ExpertServer* srv = server->get();
+    fo.on_ready_change = [srv, &follower_ready](bool ready) {
+      follower_ready.store(ready);
+      srv->SetServing(ready);
+    };
+    follower = std::make_unique<expert::PlanFollower>(&executor, source->get(), fo);
+    scheduler::SchedulerClientOptions sco;
+    sco.scheduler = c.scheduler;
+    sco.role = scheduler::v1::ROLE_EXPERT;
+    sco.address =
+        c.advertise.empty() ? absl::StrCat(c.host, ":", (*server)->port()) : c.advertise;
+    sco.name = c.instance_id.empty() ? sco.address : c.instance_id;
+    sco.startup_timeout = absl::Milliseconds(c.scheduler_timeout_ms);
+    // With an initial set there is something to serve meanwhile: register in the background.
+    sco.register_in_background = initial_set;
+    expert::PlanFollower* f = follower.get();
+    auto started = scheduler::SchedulerClient::Start(
+        sco,
+        [f](const scheduler::v1::PlacementPlan& plan, const std::string& self) {
+          f->OnPlan(plan, self);
+        },
+        [f] {
+          scheduler::InstanceStatus st;
+          st.applied_epoch = f->applied_epoch();
+          st.ready = f->ready();
+          st.loaded_epoch = f->loaded_epoch();
+          return st;
+        });
+    if (!started.ok()) {
+      follower->Stop();
+      (*server)->Shutdown();
+      (*admin)->Stop();
+      return Fail(started.status());
+    }
+    sched = std::move(*started);
+  }
   MOE_LOG_INFO("admin on {}:{}", c.host, (*admin)->port());
   std::printf("listening on %s:%d\n", c.host.c_str(), (*server)->port());
   std::printf("admin on %s:%d\n", c.host.c_str(), (*admin)->port());
@@ -155,6 +220,8 @@ int RunExpert(int argc, const char* const* argv) {
 
   int sig = stop_signals.Wait();
   MOE_LOG_INFO("signal {}: shutting down", sig);
+  if (sched != nullptr) sched->Stop();
+  if (follower != nullptr) follower->Stop();
   (*server)->Shutdown();
   (*admin)->Stop();
   MOE_LOG_INFO("stopped");

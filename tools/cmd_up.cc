@@ -1,12 +1,22 @@
-// `moe up`: the whole system on one machine. Starts N expert services, M attention workers and
-// a gateway as child processes of this one on loopback with ports chosen at run time, waits for
-// each to be ready, prints the endpoint, and stops every child on Ctrl-C / SIGTERM or as soon as
-// one of them dies (with a clear message). Without --model it writes and serves the built-in
-// demo model.
+// `moe up`: the whole system on one machine. Starts the scheduler, N expert services, M
+// attention workers and a gateway as child processes of this one on loopback with ports chosen
+// at run time, waits for each to be ready, prints the endpoint, and stops every child on Ctrl-C
+// / SIGTERM. A dying expert service is survivable (the scheduler re-places its experts and the
+// attention workers fail over to replicas), so moe up reports it and keeps serving while at
+// least one expert service lives; any other role dying stops everything (with a clear
+// message). Without --model it writes and serves the built-in demo model.
+//
+// Threads: every role shares this machine's cores. Each role gets a thread budget
+// (--attention-threads, --expert-threads) and idle roles sleep: OMP_WAIT_POLICY=passive for
+// oneDNN's OpenMP and a short spin for our kernel pool (MOE_KERNEL_SPIN_US), unless set.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -35,7 +45,11 @@ struct UpConfig {
   int port = 8000;
   std::string api_key;
   int64_t kv_cache_mb = 512;
-  int threads = 1;  // per role: the roles share the machine's cores
+  int attention_threads = 2;  // the attention worker computes while the experts wait...
+  int expert_threads = 1;     // ...and the expert services compute while it waits
+  std::string transport = "grpc";
+  int micro_batches = 1;
+  std::string policy = "round-robin";
   int64_t startup_timeout_s = 300;
   std::string log_level = "warn";
 };
@@ -54,18 +68,56 @@ std::string DemoModelDir() {
   return base + "/moe/demo-model";
 }
 
+// The HTTP status of GET http://host_port/path (HTTP/1.0, 2 s timeouts), or -1.
+int HttpStatus(const std::string& host_port, const std::string& path) {
+  const size_t colon = host_port.rfind(':');
+  if (colon == std::string::npos) return -1;
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(std::atoi(host_port.c_str() + colon + 1)));
+  if (inet_pton(AF_INET, host_port.substr(0, colon).c_str(), &sa.sin_addr) != 1) return -1;
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  timeval tv{2, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  int status = -1;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0) {
+    const std::string req = "GET " + path + " HTTP/1.0\r\nHost: " + host_port + "\r\n\r\n";
+    char buf[64] = {};
+    if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
+      size_t got = 0;
+      while (got < sizeof(buf) - 1) {
+        const ssize_t n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+        if (n <= 0) break;
+        got += static_cast<size_t>(n);
+      }
+      // "HTTP/1.1 200 OK"
+      if (got > 12 && std::strncmp(buf, "HTTP/1.", 7) == 0) status = std::atoi(buf + 9);
+    }
+  }
+  close(fd);
+  return status;
+}
+
 class Cluster {
  public:
   explicit Cluster(const UpConfig& c) : c_(c), self_(SelfPath()) {}
 
-  // Starts one role; returns its "listening on" address or "" (after printing why).
-  std::string Start(const std::string& what, std::vector<std::string> args) {
+  // Starts one role; returns its "listening on" address or "" (after printing why). With
+  // `admin`, also reads the role's "admin on" address (printed right after) into it.
+  std::string Start(const std::string& what, std::vector<std::string> args,
+                    std::string* admin = nullptr) {
     args.insert(args.begin(), self_);
     children_.push_back(std::make_unique<Subprocess>(args));
     Subprocess& p = *children_.back();
     names_.push_back(what);
     std::string addr =
         p.WaitForLine("listening on ", std::chrono::seconds(c_.startup_timeout_s));
+    if (!addr.empty() && admin != nullptr) {
+      *admin = p.WaitForLine("admin on ", std::chrono::seconds(10));
+      if (admin->empty()) addr.clear();
+    }
     if (addr.empty()) {
       int code = 0;
       std::fprintf(stderr, "moe up: %s did not become ready%s\n", what.c_str(),
@@ -74,13 +126,34 @@ class Cluster {
     return addr;
   }
 
-  // Returns the name of a child that has exited, or "".
-  std::string Dead(int* code) {
-    for (size_t i = 0; i < children_.size(); ++i) {
-      if (children_[i]->Exited(code)) return names_[i];
+  // Polls the last started role's admin /ready until it answers 200 (true), the role exits or
+  // the startup timeout passes (false, after printing why). `index` is the role's start index.
+  bool WaitReady(int index, const std::string& admin) {
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(c_.startup_timeout_s);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (!Alive(index)) break;
+      if (HttpStatus(admin, "/ready") == 200) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    return "";
+    std::fprintf(stderr, "moe up: %s is not ready (/ready on %s)\n", names_[index].c_str(),
+                 admin.c_str());
+    return false;
   }
+
+  // Returns the index of a child that has exited since the last call (reported once), or -1.
+  int NewlyDead(int* code) {
+    reported_.resize(children_.size(), false);
+    for (size_t i = 0; i < children_.size(); ++i) {
+      if (!reported_[i] && children_[i]->Exited(code)) {
+        reported_[i] = true;
+        return static_cast<int>(i);
+      }
+    }
+    return -1;
+  }
+  const std::string& name(int i) const { return names_[i]; }
+  bool Alive(int i) { return !children_[i]->Exited(); }
 
   // Stops in reverse start order (gateway first, expert services last).
   void StopAll() {
@@ -92,6 +165,7 @@ class Cluster {
   std::string self_;
   std::vector<std::unique_ptr<Subprocess>> children_;
   std::vector<std::string> names_;
+  std::vector<bool> reported_;
 };
 
 int Run(const UpConfig& c) {
@@ -109,33 +183,54 @@ int Run(const UpConfig& c) {
       }
     }
   }
+  // Children inherit these: idle roles sleep instead of spinning on the shared cores.
+  setenv("OMP_WAIT_POLICY", "passive", /*overwrite=*/0);
+  setenv("MOE_KERNEL_SPIN_US", "20", /*overwrite=*/0);
   StopSignals stop_signals;
   Cluster cluster(c);
-  const std::string threads = std::to_string(c.threads);
   auto fail = [&](const std::string& why) {
     if (!why.empty()) std::fprintf(stderr, "moe up: %s\n", why.c_str());
     cluster.StopAll();
     return 1;
   };
-  std::vector<std::string> experts;
+  // Child 0: the scheduler. It publishes the first plan once all N expert services registered.
+  const std::string scheduler = cluster.Start(
+      "scheduler", {"scheduler", "--model", model, "--host", c.host, "--port", "0",
+                    "--admin-port", "0", "--replicas", std::to_string(c.replicas),
+                    "--min-experts", std::to_string(c.experts), "--policy", c.policy,
+                    "--log-level", c.log_level});
+  if (scheduler.empty()) return fail("");
+  // Children 1..N: expert services. Their experts come from the scheduler's plan.
+  std::vector<std::string> experts, expert_admins;
   for (int i = 0; i < c.experts; ++i) {
+    std::string& admin = expert_admins.emplace_back();
     std::string addr = cluster.Start(
         absl::StrCat("expert service ", i),
         {"expert", "--model", model, "--host", c.host, "--port", "0", "--admin-port", "0",
-         "--experts", absl::StrCat("round-robin:", i, "/", c.experts, "/", c.replicas),
-         "--threads", threads, "--log-level", c.log_level});
+         "--scheduler", scheduler, "--instance-id", absl::StrCat("expert-", i), "--threads",
+         std::to_string(c.expert_threads), "--log-level", c.log_level},
+        &admin);
     if (addr.empty()) return fail("");
     experts.push_back(addr);
   }
-  std::vector<std::string> workers;
+  // Each expert service is ready once the scheduler's first plan placed experts there and it
+  // loaded them.
+  for (int i = 0; i < c.experts; ++i) {
+    if (!cluster.WaitReady(1 + i, expert_admins[i])) return fail("");
+  }
+  std::vector<std::string> workers, worker_admins;
   for (int i = 0; i < c.attention; ++i) {
+    std::string& admin = worker_admins.emplace_back();
     std::string addr = cluster.Start(
         absl::StrCat("attention worker ", i),
         {"attention", "--model", model, "--host", c.host, "--port", "0", "--admin-port", "0",
-         "--experts", "remote", "--expert-addrs", absl::StrJoin(experts, ","), "--replicas",
-         std::to_string(c.replicas), "--kv-cache-mb", std::to_string(c.kv_cache_mb),
-         "--threads", threads, "--log-level", c.log_level});
+         "--experts", "remote", "--scheduler", scheduler, "--transport", c.transport,
+         "--micro-batches", std::to_string(c.micro_batches), "--kv-cache-mb",
+         std::to_string(c.kv_cache_mb), "--threads", std::to_string(c.attention_threads),
+         "--log-level", c.log_level},
+        &admin);
     if (addr.empty()) return fail("");
+    if (!cluster.WaitReady(1 + c.experts + i, admin)) return fail("");
     workers.push_back(addr);
   }
   std::vector<std::string> gw = {"gateway", "--model", model, "--host", c.host, "--port",
@@ -144,14 +239,19 @@ int Run(const UpConfig& c) {
   if (!c.api_key.empty()) gw.insert(gw.end(), {"--api-key", c.api_key});
   std::string gateway = cluster.Start("gateway", gw);
   if (gateway.empty()) return fail("");
-  std::printf("moe up: serving %s\n  OpenAI API   http://%s/v1\n  expert services %s\n"
-              "  attention workers %s\n(Ctrl-C stops everything)\n",
-              model.c_str(), gateway.c_str(), absl::StrJoin(experts, " ").c_str(),
-              absl::StrJoin(workers, " ").c_str());
+  std::printf("moe up: serving %s (transport %s, %d micro-batch%s)\n  OpenAI API   http://%s/v1\n"
+              "  scheduler %s\n  expert services %s\n  expert admin %s\n  attention workers %s\n"
+              "  attention admin %s\n(Ctrl-C stops everything)\n",
+              model.c_str(), c.transport.c_str(), c.micro_batches,
+              c.micro_batches == 1 ? "" : "es", gateway.c_str(), scheduler.c_str(),
+              absl::StrJoin(experts, " ").c_str(), absl::StrJoin(expert_admins, " ").c_str(),
+              absl::StrJoin(workers, " ").c_str(), absl::StrJoin(worker_admins, " ").c_str());
   std::printf("listening on %s\n", gateway.c_str());
   std::fflush(stdout);
 
-  // Supervise: a stop signal, or a child that dies, ends the whole cluster.
+  // Supervise: a stop signal ends the whole cluster; so does a dying scheduler, attention
+  // worker or gateway, or the last expert service. An expert service alone may die: the
+  // scheduler re-places its experts on the survivors.
   std::atomic<int> got_signal{0};
   std::thread waiter([&] { got_signal = stop_signals.Wait(); });
   waiter.detach();
@@ -162,10 +262,19 @@ int Run(const UpConfig& c) {
       return 0;
     }
     int code = 0;
-    std::string dead = cluster.Dead(&code);
-    if (!dead.empty()) {
-      return fail(absl::StrCat(dead, " exited unexpectedly (code ", code,
-                               "): stopping every role"));
+    const int dead = cluster.NewlyDead(&code);
+    if (dead >= 0) {
+      const bool expert = dead >= 1 && dead <= c.experts;
+      int alive_experts = 0;
+      for (int i = 1; i <= c.experts; ++i) alive_experts += cluster.Alive(i) ? 1 : 0;
+      if (!expert || alive_experts == 0) {
+        return fail(absl::StrCat(cluster.name(dead), " exited unexpectedly (code ", code,
+                                 "): stopping every role"));
+      }
+      std::fprintf(stderr,
+                   "moe up: %s exited unexpectedly (code %d); %d expert service(s) left: the "
+                   "scheduler re-places its experts, requests fail over to replicas\n",
+                   cluster.name(dead).c_str(), code, alive_experts);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
@@ -186,13 +295,24 @@ int RunUp(int argc, const char* const* argv) {
   flags.AddInt("port", &c.port, "gateway HTTP port (0 = any free port)");
   flags.AddString("api-key", &c.api_key, "require this API key at the gateway");
   flags.AddInt("kv-cache-mb", &c.kv_cache_mb, "KV cache per attention worker, MiB");
-  flags.AddInt("threads", &c.threads, "compute threads per role");
+  flags.AddInt("attention-threads", &c.attention_threads, "compute threads per attention worker");
+  flags.AddInt("expert-threads", &c.expert_threads, "compute threads per expert service");
+  flags.AddString("transport", &c.transport,
+                  "attention -> expert data plane: grpc or shm (shared memory, same host)");
+  flags.AddInt("micro-batches", &c.micro_batches,
+               "micro-batches per attention step (2: one's attention overlaps the other's "
+               "experts)");
+  flags.AddString("policy", &c.policy, "expert placement: round-robin or greedy");
   flags.AddInt("startup-timeout-s", &c.startup_timeout_s, "seconds each role may take to start");
   flags.AddString("log-level", &c.log_level, "log level of the roles");
   if (std::optional<int> exit = flags.ParseCommandLine(argc, argv)) return *exit;
-  if (c.experts < 1 || c.attention < 1 || c.replicas < 1 || c.replicas > c.experts) {
-    std::fprintf(stderr, "moe up: need --experts >= 1, --attention >= 1, 1 <= --replicas <= "
-                         "--experts\n");
+  if (c.experts < 1 || c.attention < 1 || c.replicas < 1 || c.replicas > c.experts ||
+      c.attention_threads < 1 || c.expert_threads < 1 || c.micro_batches < 1 ||
+      (c.transport != "grpc" && c.transport != "shm")) {
+    std::fprintf(stderr,
+                 "moe up: need --experts >= 1, --attention >= 1, 1 <= --replicas <= --experts, "
+                 "threads and --micro-batches >= 1, --transport grpc or shm\n\n%s",
+                 flags.Usage().c_str());
     return 2;
   }
   InitLogging("up", c.log_level);

@@ -1,11 +1,14 @@
-// Integration: `moe up` ($MOE_BIN) starts 2 expert services, an attention worker and the gateway
-// on loopback; the OpenAI endpoint serves the golden greedy completion; SIGTERM stops every
-// role; when a role dies, moe up says which and stops the rest.
+// Integration: `moe up` ($MOE_BIN) starts the scheduler, 2 expert services (2 replicas of every
+// expert), an attention worker and the gateway on loopback; the OpenAI endpoint serves the
+// golden greedy completion; SIGTERM stops every role; an expert service killed (SIGKILL) during
+// generation fails no request; when another role dies, moe up says which and stops the rest.
 #include <dirent.h>
 #include <signal.h>
 
+#include <atomic>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -69,7 +72,8 @@ class MoeUpTest : public ::testing::Test {
 };
 
 TEST_F(MoeUpTest, ServesGoldenCompletionAndStopsEveryRole) {
-  ASSERT_EQ(children_.size(), 4u);  // 2 expert services, 1 attention worker, 1 gateway
+  // scheduler, 2 expert services, 1 attention worker, 1 gateway
+  ASSERT_EQ(children_.size(), 5u);
   std::ifstream in(dir_ + "/expected-f32.json");
   nlohmann::json expected = nlohmann::json::parse(in);
   const auto& c = expected["cases"][0];
@@ -84,9 +88,57 @@ TEST_F(MoeUpTest, ServesGoldenCompletionAndStopsEveryRole) {
   EXPECT_TRUE(AllGone(children_));
 }
 
+TEST_F(MoeUpTest, KillingAnExpertServiceDuringGenerationFailsNoRequest) {
+  ASSERT_EQ(children_.size(), 5u);
+  std::ifstream in(dir_ + "/expected-f32.json");
+  nlohmann::json expected = nlohmann::json::parse(in);
+  const auto& cases = expected["cases"];
+  constexpr int kClients = 3, kRequestsEach = 4;
+  std::atomic<int> done{0};
+  std::vector<std::vector<test_util::Reply>> replies(kClients);
+  std::vector<std::thread> clients;
+  for (int t = 0; t < kClients; ++t) {
+    clients.emplace_back([&, t] {
+      for (int k = 0; k < kRequestsEach; ++k) {
+        const auto& c = cases[(t + k) % cases.size()];
+        nlohmann::json req = {{"prompt", c["prompt_ids"]}, {"max_tokens", 32}, {"temperature", 0}};
+        replies[t].push_back(test_util::Request(port_, test_util::http::verb::post,
+                                                "/v1/completions", req.dump()));
+        done.fetch_add(1);
+      }
+    });
+  }
+  // Kill the first expert service once generation is under way (bounded wait).
+  for (int i = 0; i < 1000 && done.load() < 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(kill(children_[1], SIGKILL), 0);
+  for (auto& c : clients) c.join();
+  for (int t = 0; t < kClients; ++t) {
+    ASSERT_EQ(replies[t].size(), static_cast<size_t>(kRequestsEach));
+    for (int k = 0; k < kRequestsEach; ++k) {
+      const test_util::Reply& r = replies[t][k];
+      ASSERT_EQ(r.status, 200) << "client " << t << " request " << k << ": " << r.body;
+      const auto& c = cases[(t + k) % cases.size()];
+      nlohmann::json body = nlohmann::json::parse(r.body);
+      EXPECT_EQ(body["choices"][0]["text"], c["completion_text"]);
+      EXPECT_EQ(body["usage"]["completion_tokens"], c["completion_ids"].size());
+    }
+  }
+  // moe up keeps serving on the surviving expert service.
+  EXPECT_FALSE(up_->Exited());
+  nlohmann::json req = {{"prompt", cases[0]["prompt"]}, {"max_tokens", 32}, {"temperature", 0}};
+  test_util::Reply r =
+      test_util::Request(port_, test_util::http::verb::post, "/v1/completions", req.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(nlohmann::json::parse(r.body)["choices"][0]["text"], cases[0]["completion_text"]);
+  EXPECT_EQ(up_->Stop(), 0);
+  EXPECT_TRUE(AllGone(children_));
+}
+
 TEST_F(MoeUpTest, ARoleDyingStopsTheRest) {
-  ASSERT_EQ(children_.size(), 4u);
-  kill(children_[0], SIGKILL);  // the first expert service
+  ASSERT_EQ(children_.size(), 5u);
+  kill(children_[3], SIGKILL);  // the attention worker
   int code = 0;
   for (int i = 0; i < 500 && !up_->Exited(&code); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
