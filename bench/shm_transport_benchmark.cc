@@ -98,8 +98,8 @@ void Top(const char* when) {
 }
 
 int Main(int argc, char** argv) {
-  std::string moe = std::getenv("MOE_BIN") ? std::getenv("MOE_BIN")
-                                            : std::string(MOE_BINARY_DIR) + "/tools/moe";
+  std::string moe =
+      std::getenv("MOE_BIN") ? std::getenv("MOE_BIN") : std::string(MOE_BINARY_DIR) + "/tools/moe";
   int calls = 2000, rounds = 5;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
@@ -134,8 +134,7 @@ int Main(int argc, char** argv) {
   }
   for (int tokens : {1, 64}) {
     const v1::ComputeRequest req = Request(tokens);
-    for (attention::ExpertTransport* t :
-         std::vector<attention::ExpertTransport*>{&grpc, &shm}) {
+    for (attention::ExpertTransport* t : std::vector<attention::ExpertTransport*>{&grpc, &shm}) {
       const char* name = t == &grpc ? "grpc" : "shm";
       std::vector<double> medians, p90s, p99s;
       double client_cpu = 0, server_cpu = 0;
@@ -169,8 +168,8 @@ int Main(int argc, char** argv) {
       std::fflush(stdout);
     }
   }
-  std::printf("\n(shm calls %lld, gRPC fallbacks %lld)\n",
-              static_cast<long long>(shm.shm_calls()), static_cast<long long>(shm.grpc_calls()));
+  std::printf("\n(shm calls %lld, gRPC fallbacks %lld)\n", static_cast<long long>(shm.shm_calls()),
+              static_cast<long long>(shm.grpc_calls()));
   Top("after");
   expert.Stop();
   std::filesystem::remove_all(dir);

@@ -67,8 +67,7 @@ void Store(T& field, T value, std::memory_order order = std::memory_order_relaxe
 bool Cas(uint32_t& word, SlotState from, SlotState to) {
   uint32_t expected = static_cast<uint32_t>(from);
   return std::atomic_ref<uint32_t>(word).compare_exchange_strong(
-      expected, static_cast<uint32_t>(to), std::memory_order_acq_rel,
-      std::memory_order_acquire);
+      expected, static_cast<uint32_t>(to), std::memory_order_acq_rel, std::memory_order_acquire);
 }
 SlotState StateOf(const uint32_t& word) {
   return static_cast<SlotState>(Load(word, std::memory_order_acquire));
@@ -80,7 +79,9 @@ void FutexWait(uint32_t* word, uint32_t expected, absl::Duration timeout) {
   timespec ts = absl::ToTimespec(timeout);
   syscall(SYS_futex, word, FUTEX_WAIT, expected, &ts, nullptr, 0);
 }
-void FutexWake(uint32_t* word) { syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0); }
+void FutexWake(uint32_t* word) {
+  syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+}
 
 inline void CpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -102,7 +103,8 @@ bool ProcessExists(pid_t pid) {
 
 absl::Status CheckGeometry(uint32_t slots, uint64_t slot_bytes) {
   if (slots < 1 || slots > kMaxSlots) {
-    return absl::InvalidArgumentError(absl::StrCat("slot count ", slots, " not in [1, ", kMaxSlots, "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("slot count ", slots, " not in [1, ", kMaxSlots, "]"));
   }
   if (slot_bytes < 1 || slot_bytes > kMaxSlotBytes) {
     return absl::InvalidArgumentError(
@@ -185,7 +187,8 @@ absl::StatusOr<std::unique_ptr<ShmRing>> ShmRing::Create(uint32_t slots, uint64_
     nonce = absl::ToUnixNanos(absl::Now()) ^ (uint64_t{static_cast<uint32_t>(getpid())} << 32);
   }
   nonce |= 1;  // never 0
-  auto ring = std::unique_ptr<ShmRing>(new ShmRing(name, true, base, size, slots, slot_bytes, nonce));
+  auto ring =
+      std::unique_ptr<ShmRing>(new ShmRing(name, true, base, size, slots, slot_bytes, nonce));
   Header* h = ring->header();
   h->version = kVersion;
   h->slot_count = slots;
@@ -202,7 +205,8 @@ absl::StatusOr<std::unique_ptr<ShmRing>> ShmRing::Create(uint32_t slots, uint64_
 absl::StatusOr<std::unique_ptr<ShmRing>> ShmRing::Attach(const std::string& name, uint32_t slots,
                                                          uint64_t slot_bytes, uint64_t nonce) {
   if (!ValidName(name)) {
-    return absl::InvalidArgumentError(absl::StrCat("bad shared-memory segment name \"", name, "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad shared-memory segment name \"", name, "\""));
   }
   MOE_RETURN_IF_ERROR(CheckGeometry(slots, slot_bytes));
   const uint64_t size = SegmentBytes(slots, slot_bytes);
@@ -219,7 +223,8 @@ absl::StatusOr<std::unique_ptr<ShmRing>> ShmRing::Attach(const std::string& name
   void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   close(fd);
   if (base == MAP_FAILED) return absl::ResourceExhaustedError(Errno("mmap"));
-  auto ring = std::unique_ptr<ShmRing>(new ShmRing(name, false, base, size, slots, slot_bytes, nonce));
+  auto ring =
+      std::unique_ptr<ShmRing>(new ShmRing(name, false, base, size, slots, slot_bytes, nonce));
   Header* h = ring->header();
   if (Load(h->magic, std::memory_order_acquire) != kMagic || Load(h->version) != kVersion) {
     return absl::InvalidArgumentError(absl::StrCat("segment ", name, ": bad magic or version"));
@@ -234,9 +239,8 @@ absl::StatusOr<std::unique_ptr<ShmRing>> ShmRing::Attach(const std::string& name
   }
   ring->client_pid_ = Load(h->client_pid);
   if (!ProcessExists(ring->client_pid_)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("segment ", name, ": client process ", ring->client_pid_,
-                     " not visible from here"));
+    return absl::FailedPreconditionError(absl::StrCat("segment ", name, ": client process ",
+                                                      ring->client_pid_, " not visible from here"));
   }
   if (Load(h->client_closed) != 0) {
     return absl::FailedPreconditionError(absl::StrCat("segment ", name, " already closed"));
@@ -244,8 +248,7 @@ absl::StatusOr<std::unique_ptr<ShmRing>> ShmRing::Attach(const std::string& name
   int32_t none = 0;
   if (!std::atomic_ref<int32_t>(h->server_pid)
            .compare_exchange_strong(none, static_cast<int32_t>(getpid()))) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("segment ", name, " already has a server"));
+    return absl::FailedPreconditionError(absl::StrCat("segment ", name, " already has a server"));
   }
   return ring;
 }
@@ -367,8 +370,7 @@ void ShmRing::AwaitRequests(absl::Duration timeout, std::vector<int>* claimed) {
   Header* h = header();
   auto scan = [&] {
     for (uint32_t i = 0; i < slots_; ++i) {
-      if (Cas(slot_header(static_cast<int>(i))->state, SlotState::kRequest,
-              SlotState::kServing)) {
+      if (Cas(slot_header(static_cast<int>(i))->state, SlotState::kRequest, SlotState::kServing)) {
         claimed->push_back(static_cast<int>(i));
       }
     }

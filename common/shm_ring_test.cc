@@ -4,6 +4,7 @@
 #include "common/shm_ring.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,8 +14,6 @@
 #include <cstring>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace moe::shm {
 namespace {
@@ -86,8 +85,7 @@ TEST(ShmRingTest, RoundTripInOneProcess) {
   std::vector<int> claimed;
   (*server)->AwaitRequests(absl::Seconds(5), &claimed);
   ASSERT_EQ(claimed.size(), 1u);
-  (*server)->RespondError(slot, absl::ResourceExhaustedError("queue full"),
-                          kFlagResponseTooLarge);
+  (*server)->RespondError(slot, absl::ResourceExhaustedError("queue full"), kFlagResponseTooLarge);
   ASSERT_TRUE((*client)->AwaitResponse(slot, absl::Now() + absl::Seconds(5)).ok());
   auto resp = (*client)->ReadResponse(slot);
   ASSERT_TRUE(resp.ok());
@@ -109,8 +107,7 @@ TEST(ShmRingTest, ClaimsEverySlotThenNone) {
 
 TEST(ShmRingTest, RejectsBadGeometryAndNames) {
   EXPECT_EQ(ShmRing::Create(0, 64).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ShmRing::Create(kMaxSlots + 1, 64).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ShmRing::Create(kMaxSlots + 1, 64).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ShmRing::Create(2, 0).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ShmRing::Create(2, kMaxSlotBytes + 1).status().code(),
             absl::StatusCode::kInvalidArgument);

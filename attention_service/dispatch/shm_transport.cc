@@ -1,9 +1,9 @@
 #include "attention_service/dispatch/shm_transport.h"
 
+#include <grpcpp/grpcpp.h>
+
 #include <chrono>
 #include <utility>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
@@ -101,7 +101,8 @@ std::shared_ptr<shm::ShmRing> ShmExpertTransport::RingFor(const std::string& add
   req.set_nonce((*ring)->nonce());
   v1::OpenShmResponse resp;
   grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(std::min(deadline, absl::Now() + options_.negotiate_timeout)));
+  ctx.set_deadline(
+      absl::ToChronoTime(std::min(deadline, absl::Now() + options_.negotiate_timeout)));
   const absl::Status s = FromGrpcStatus(in->stub->OpenShm(&ctx, req, &resp));
   if (s.code() == absl::StatusCode::kUnavailable ||
       s.code() == absl::StatusCode::kDeadlineExceeded) {

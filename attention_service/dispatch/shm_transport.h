@@ -43,11 +43,11 @@ class ShmRing;
 namespace moe::attention {
 
 struct ShmTransportOptions {
-  uint32_t slots = 8;               // per instance: calls in flight over shm at once
-  uint64_t slot_bytes = 8u << 20;   // per slot, request and response (<= the service's limit)
+  uint32_t slots = 8;              // per instance: calls in flight over shm at once
+  uint64_t slot_bytes = 8u << 20;  // per slot, request and response (<= the service's limit)
   absl::Duration negotiate_timeout = absl::Seconds(2);  // OpenShm deadline
   absl::Duration renegotiate_after = absl::Seconds(1);  // after an unreachable / dead service
-  GrpcTransportOptions grpc;        // the fallback transport
+  GrpcTransportOptions grpc;                            // the fallback transport
 };
 
 class ShmExpertTransport final : public ExpertTransport {

@@ -4,13 +4,13 @@
 // a slot, a server that shut down).
 #include "attention_service/dispatch/shm_transport.h"
 
+#include <gtest/gtest.h>
+
 #include <memory>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "attention_service/dispatch/grpc_transport.h"
 #include "expert_service/backend/testing/random_expert.h"

@@ -9,6 +9,10 @@
 // - a stopped (SIGSTOP) expert process gives DEADLINE_EXCEEDED, a killed one an error, both
 //   within the dispatch timeout (no hang).
 // Every process started is stopped by pid (ChildProcess); every wait is bounded.
+#include "attention_service/dispatch/shm_transport.h"
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -24,11 +28,7 @@
 #include <thread>
 #include <vector>
 
-#include <grpcpp/grpcpp.h>
-#include <gtest/gtest.h>
-
 #include "attention_service/dispatch/grpc_transport.h"
-#include "attention_service/dispatch/shm_transport.h"
 #include "common/shm_ring.h"
 #include "model/config.h"
 #include "moe/attention/v1/attention.grpc.pb.h"
@@ -50,8 +50,8 @@ using ::moe::test_util::PortOf;
 std::unique_ptr<ChildProcess> StartExpert(const std::string& dir, int* port,
                                           int* admin_port = nullptr) {
   auto p = std::make_unique<ChildProcess>(std::vector<std::string>{
-      MoeBin(), "expert", "--model", dir, "--host", "127.0.0.1", "--port", "0", "--admin-port",
-      "0", "--experts", "all", "--threads", "1", "--log-level", "warn"});
+      MoeBin(), "expert", "--model", dir, "--host", "127.0.0.1", "--port", "0", "--admin-port", "0",
+      "--experts", "all", "--threads", "1", "--log-level", "warn"});
   *port = PortOf(p->WaitForLine("listening on ", std::chrono::seconds(60)));
   const int admin = PortOf(p->WaitForLine("admin on ", std::chrono::seconds(10)));
   if (admin_port != nullptr) *admin_port = admin;
@@ -76,8 +76,9 @@ class ShmIntegrationTest : public ::testing::Test {
     char tmpl[] = "/tmp/moe_shm_itest_XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = new std::string(tmpl);
-    const std::string cmd = MoeBin() + " demo-model --preset tiny --arch mixtral --dtype f32 --out " +
-                            *dir_ + " --threads 1 > /dev/null";
+    const std::string cmd = MoeBin() +
+                            " demo-model --preset tiny --arch mixtral --dtype f32 --out " + *dir_ +
+                            " --threads 1 > /dev/null";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
     expert_ = StartExpert(*dir_, &port_, &admin_port_).release();
     ASSERT_GT(port_, 0) << "moe expert did not report its port";
@@ -371,10 +372,11 @@ TEST_F(ShmIntegrationTest, AClientThatDiesDoesNotHurtTheService) {
 TEST_F(ShmIntegrationTest, AttentionWorkerOverShmMatchesGrpc) {
   auto generate = [&](const std::string& transport) {
     std::vector<int> ids;
-    ChildProcess worker({MoeBin(), "attention", "--model", *dir_, "--host", "127.0.0.1", "--port",
-                         "0", "--admin-port", "0", "--experts", "remote", "--expert-addrs",
-                         address_, "--transport", transport, "--threads", "1", "--log-level",
-                         "warn"});
+    ChildProcess worker({MoeBin(),         "attention", "--model",     *dir_,
+                         "--host",         "127.0.0.1", "--port",      "0",
+                         "--admin-port",   "0",         "--experts",   "remote",
+                         "--expert-addrs", address_,    "--transport", transport,
+                         "--threads",      "1",         "--log-level", "warn"});
     const int port = PortOf(worker.WaitForLine("listening on ", std::chrono::seconds(60)));
     EXPECT_GT(port, 0) << transport;
     if (port <= 0) return ids;
