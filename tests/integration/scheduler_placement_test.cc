@@ -78,13 +78,17 @@ class SchedulerPlacementTest : public ::testing::Test {
   void TearDown() override {
     StopWatching();
     attention_stub_.reset();
-    if (attention_) EXPECT_EQ(attention_->Stop(), 0) << "moe attention";
+    if (attention_) {
+      EXPECT_EQ(attention_->Stop(), 0) << "moe attention";
+    }
     for (size_t i = 0; i < experts_.size(); ++i) {
       if (experts_[i] && static_cast<int>(i) != killed_) {
         EXPECT_EQ(experts_[i]->Stop(), 0) << "moe expert " << i;
       }
     }
-    if (scheduler_) EXPECT_EQ(scheduler_->Stop(), 0) << "moe scheduler";
+    if (scheduler_) {
+      EXPECT_EQ(scheduler_->Stop(), 0) << "moe scheduler";
+    }
   }
 
   // A WatchPlan stream of our own, collecting every plan.
