@@ -13,6 +13,7 @@ APT_PACKAGES=(
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   # HTTP, JSON, metrics, logging
   libboost-dev libboost-system-dev nlohmann-json3-dev libsimdjson-dev prometheus-cpp-dev
+  libssl-dev  # HTTPS to the Kubernetes API (scheduler/scaling/kubernetes_provider)
   libspdlog-dev libfmt-dev
   # solvers
   coinor-libcbc-dev coinor-libcgl-dev coinor-libosi-dev coinor-libclp-dev coinor-libcoinutils-dev
