@@ -10,8 +10,10 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -193,16 +195,29 @@ int RunExpert(int argc, const char* const* argv) {
     // With an initial set there is something to serve meanwhile: register in the background.
     sco.register_in_background = initial_set;
     expert::PlanFollower* f = follower.get();
+    // Measured capacity for elastic scaling: rows computed per second since the previous
+    // heartbeat (the status provider runs on sched-heartbeat only, so this state is its own).
+    struct Rate {
+      int64_t tokens = 0;
+      std::chrono::steady_clock::time_point at = std::chrono::steady_clock::now();
+    };
+    auto rate = std::make_shared<Rate>();
     auto started = scheduler::SchedulerClient::Start(
         sco,
         [f](const scheduler::v1::PlacementPlan& plan, const std::string& self) {
           f->OnPlan(plan, self);
         },
-        [f] {
+        [f, srv, rate] {
           scheduler::InstanceStatus st;
           st.applied_epoch = f->applied_epoch();
           st.ready = f->ready();
           st.loaded_epoch = f->loaded_epoch();
+          const int64_t tokens = srv->tokens_computed();
+          const auto now = std::chrono::steady_clock::now();
+          const double seconds = std::chrono::duration<double>(now - rate->at).count();
+          if (seconds > 0) st.tokens_per_second = (tokens - rate->tokens) / seconds;
+          rate->tokens = tokens;
+          rate->at = now;
           return st;
         });
     if (!started.ok()) {

@@ -206,6 +206,7 @@ class ServiceImpl final : public v1::ExpertService::CallbackService {
         loader_("expert-loader", 4) {}
 
   void set_port(int port) { port_.store(port); }
+  int64_t tokens_computed() const { return tokens_computed_.load(std::memory_order_relaxed); }
 
   void StopQueues() {
     compute_.Stop();
@@ -416,6 +417,7 @@ class ServiceImpl final : public v1::ExpertService::CallbackService {
     if (!r.ok()) return Finish(call, r.status());
     metrics_.compute_seconds.Observe(seconds);
     metrics_.batch_tokens.Observe(static_cast<double>(r->tokens));
+    tokens_computed_.fetch_add(r->tokens, std::memory_order_relaxed);
     const int64_t hidden = executor_->config().hidden;
     const std::string layer = std::to_string(req.layer);
     for (const ShardRequest& s : req.shards) {
@@ -448,6 +450,7 @@ class ServiceImpl final : public v1::ExpertService::CallbackService {
   ShardExecutor* const executor_;
   const ModelExpertSource* const source_;
   std::atomic<int> port_{0};
+  std::atomic<int64_t> tokens_computed_{0};
   Metrics& metrics_;
   WorkQueue compute_;
   WorkQueue loader_;
@@ -496,6 +499,8 @@ absl::StatusOr<std::unique_ptr<ExpertServer>> ExpertServer::Start(
 }
 
 int ExpertServer::port() const { return impl_->port; }
+
+int64_t ExpertServer::tokens_computed() const { return impl_->service->tokens_computed(); }
 
 void ExpertServer::SetServing(bool serving) {
   grpc::HealthCheckServiceInterface* health = impl_->server->GetHealthCheckService();

@@ -41,6 +41,9 @@ class ExpertServer {
   ~ExpertServer();
 
   int port() const;
+  // Expert-token rows computed so far (the sum of every Forward's shard rows, all transports).
+  // Thread-safe; elastic scaling reports its rate as HeartbeatRequest.tokens_per_second.
+  int64_t tokens_computed() const;
   // Health status of the whole server ("" service) and of "moe.expert.v1.ExpertService".
   void SetServing(bool serving);
   // Stops accepting calls, lets queued calls finish (bounded), joins the threads. Idempotent.
