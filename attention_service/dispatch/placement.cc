@@ -10,8 +10,8 @@ namespace moe::attention {
 absl::StatusOr<StaticPlacement> StaticPlacement::RoundRobin(const model::ModelConfig& config,
                                                             int num_instances, int replication) {
   if (num_instances < 1 || replication < 1 || replication > num_instances) {
-    return absl::InvalidArgumentError(absl::StrCat("bad placement: ", num_instances,
-                                                   " instances, replication ", replication));
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad placement: ", num_instances, " instances, replication ", replication));
   }
   if (config.num_experts < 1) return absl::InvalidArgumentError("model has no routed experts");
   StaticPlacement p;
@@ -46,8 +46,8 @@ std::string StaticPlacement::ExpertList(int instance) const {
 absl::StatusOr<std::shared_ptr<const PlacementSnapshot>> PlacementSnapshot::FromStatic(
     const StaticPlacement& placement, std::vector<std::string> addresses, int64_t epoch) {
   if (static_cast<int>(addresses.size()) != placement.num_instances()) {
-    return absl::InvalidArgumentError(absl::StrCat(addresses.size(), " addresses for ",
-                                                   placement.num_instances(), " instances"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(addresses.size(), " addresses for ", placement.num_instances(), " instances"));
   }
   std::shared_ptr<PlacementSnapshot> s(new PlacementSnapshot());
   s->epoch_ = epoch;
@@ -62,16 +62,16 @@ absl::StatusOr<std::shared_ptr<const PlacementSnapshot>> PlacementSnapshot::From
       s->replicas_[static_cast<size_t>(l) * s->num_experts_ + e].assign(r.begin(), r.end());
     }
   }
+  s->EqualShares();
   return std::shared_ptr<const PlacementSnapshot>(std::move(s));
 }
 
 absl::StatusOr<std::shared_ptr<const PlacementSnapshot>> PlacementSnapshot::FromPlan(
     const moe::scheduler::v1::PlacementPlan& plan, const model::ModelConfig& config) {
   if (plan.layers() != config.num_hidden_layers || plan.num_experts() != config.num_experts) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("plan epoch ", plan.epoch(), " places ", plan.layers(), "x",
-                     plan.num_experts(), " experts; the model has ", config.num_hidden_layers,
-                     "x", config.num_experts));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "plan epoch ", plan.epoch(), " places ", plan.layers(), "x", plan.num_experts(),
+        " experts; the model has ", config.num_hidden_layers, "x", config.num_experts));
   }
   std::shared_ptr<PlacementSnapshot> s(new PlacementSnapshot());
   s->epoch_ = plan.epoch();
@@ -88,6 +88,7 @@ absl::StatusOr<std::shared_ptr<const PlacementSnapshot>> PlacementSnapshot::From
     s->ids_.push_back(inst.instance_id());
   }
   s->replicas_.resize(static_cast<size_t>(s->num_layers_) * s->num_experts_);
+  s->shares_.resize(s->replicas_.size());
   for (const auto& ep : plan.experts()) {
     const int l = ep.layer(), e = ep.expert();
     if (l < 0 || l >= s->num_layers_ || e < 0 || e >= s->num_experts_) {
@@ -96,18 +97,27 @@ absl::StatusOr<std::shared_ptr<const PlacementSnapshot>> PlacementSnapshot::From
     }
     if (!config.IsMoeLayer(l)) continue;
     std::vector<int>& r = s->replicas_[static_cast<size_t>(l) * s->num_experts_ + e];
+    std::vector<double>& sh = s->shares_[static_cast<size_t>(l) * s->num_experts_ + e];
+    r.clear();
+    sh.clear();
+    double total = 0;
     for (const auto& rep : ep.replicas()) {
       const int i = rep.instance_index();
       if (i < 0 || i >= n) {
-        return absl::InvalidArgumentError(absl::StrCat("plan epoch ", plan.epoch(), ": expert ",
-                                                       l, ":", e, " on instance ", i, " of ", n));
+        return absl::InvalidArgumentError(absl::StrCat("plan epoch ", plan.epoch(), ": expert ", l,
+                                                       ":", e, " on instance ", i, " of ", n));
       }
       r.push_back(i);
+      sh.push_back(rep.share() > 0 ? rep.share() : 0.0);
+      total += sh.back();
     }
-    // The plan's replicas are unordered (equal shares): rotate each expert's list by its index
-    // so that the first choices spread over the replicas instead of all being the first one.
+    for (double& x : sh) x = total > 0 ? x / total : 1.0 / static_cast<double>(sh.size());
+    // Rotate each expert's list by its index so that the first choices (ties in the dispatcher's
+    // balancing) spread over the replicas instead of all being the first one.
     if (r.size() > 1) {
-      std::rotate(r.begin(), r.begin() + (l * s->num_experts_ + e) % r.size(), r.end());
+      const size_t k = (l * s->num_experts_ + e) % r.size();
+      std::rotate(r.begin(), r.begin() + k, r.end());
+      std::rotate(sh.begin(), sh.begin() + k, sh.end());
     }
   }
   for (int l = 0; l < s->num_layers_; ++l) {
@@ -120,6 +130,14 @@ absl::StatusOr<std::shared_ptr<const PlacementSnapshot>> PlacementSnapshot::From
     }
   }
   return std::shared_ptr<const PlacementSnapshot>(std::move(s));
+}
+
+void PlacementSnapshot::EqualShares() {
+  shares_.resize(replicas_.size());
+  for (size_t g = 0; g < replicas_.size(); ++g) {
+    shares_[g].assign(replicas_[g].size(),
+                      replicas_[g].empty() ? 0.0 : 1.0 / static_cast<double>(replicas_[g].size()));
+  }
 }
 
 PlacementHolder::PlacementHolder(std::shared_ptr<const PlacementSnapshot> initial)

@@ -62,7 +62,8 @@ class PlacementSnapshot {
   // (num_hidden_layers x num_experts), every instance needs an address, every replica index
   // must be in range, and every (MoE layer, expert) needs a replica. Replicas of dense layers
   // are dropped. Replica order: the plan's list rotated by (layer * experts + expert) so the
-  // first choices spread over the replicas (shares are taken as equal).
+  // first choices spread over the replicas. Shares are the plan's, normalised per expert
+  // (equal when they are missing or not positive).
   static absl::StatusOr<std::shared_ptr<const PlacementSnapshot>> FromPlan(
       const moe::scheduler::v1::PlacementPlan& plan, const model::ModelConfig& config);
 
@@ -76,15 +77,21 @@ class PlacementSnapshot {
   absl::Span<const int> Replicas(int layer, int expert) const {
     return replicas_[static_cast<size_t>(layer) * num_experts_ + expert];
   }
+  // The traffic share of each replica (same order as Replicas; sums to 1 per expert).
+  absl::Span<const double> Shares(int layer, int expert) const {
+    return shares_[static_cast<size_t>(layer) * num_experts_ + expert];
+  }
 
  private:
   PlacementSnapshot() = default;
+  void EqualShares();  // shares_ = 1 / replicas for every expert
   int64_t epoch_ = 0;
   int num_layers_ = 0;
   int num_experts_ = 0;
   std::vector<std::string> addresses_;
   std::vector<std::string> ids_;
-  std::vector<std::vector<int>> replicas_;  // [layer * E + expert]
+  std::vector<std::vector<int>> replicas_;   // [layer * E + expert]
+  std::vector<std::vector<double>> shares_;  // [layer * E + expert], parallel to replicas_
 };
 
 class PlacementHolder {

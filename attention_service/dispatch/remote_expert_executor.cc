@@ -62,9 +62,8 @@ RemoteExpertExecutor::RemoteExpertExecutor(const StaticPlacement* placement,
   if (snapshot.ok()) {
     owned_->Set(*std::move(snapshot));
   } else {
-    static_error_ = absl::FailedPreconditionError(
-        absl::StrCat("instance addresses do not match the placement: ",
-                     snapshot.status().message()));
+    static_error_ = absl::FailedPreconditionError(absl::StrCat(
+        "instance addresses do not match the placement: ", snapshot.status().message()));
   }
 }
 
@@ -101,44 +100,50 @@ absl::Status RemoteExpertExecutor::Run(int layer, const float* x, int hidden,
   GroupByExpert(routing, num_experts, &groups);
   std::fill(out, out + static_cast<size_t>(tokens) * hidden, 0.0f);
 
-  std::vector<int> pending;  // experts still to compute
+  std::vector<Piece> pending;  // routed pairs still to compute
   for (int e = 0; e < num_experts; ++e) {
-    if (groups.offsets[e] != groups.offsets[e + 1]) pending.push_back(e);
+    if (groups.offsets[e] != groups.offsets[e + 1]) {
+      pending.push_back({e, groups.offsets[e], groups.offsets[e + 1]});
+    }
   }
   // Addresses that failed during this Run (kept across a placement change: same services).
   absl::flat_hash_map<std::string, bool> failed;
   std::vector<std::string> not_ready;  // failed with FAILED_PRECONDITION in this Run
-  std::vector<std::vector<int>> experts_of;
+  std::vector<std::vector<Piece>> pieces_of;
+  std::vector<Piece> orphans;  // no replica left in this snapshot
   std::vector<ExpertCall> calls;
   std::vector<int> call_instance;
   std::vector<std::vector<int32_t>> token_of_row;  // per call: token index of each output row
   std::vector<int32_t> row_of_token(tokens, -1);   // compact output row per token, per call
 
   while (!pending.empty()) {
-    // Choose a replica per pending expert: the first healthy one not failed in this Run,
-    // else the first one not failed in this Run (a stale "unhealthy" mark is only a hint).
+    // Usable replicas per expert: the healthy ones not failed in this Run, else the first one
+    // not failed in this Run (a stale "unhealthy" mark is only a hint). ChooseReplicas splits
+    // large shards by share and balances the rest over them.
     const absl::Time now = absl::Now();
     const int n = snap->num_instances();
-    experts_of.assign(n, {});
-    std::vector<int> orphans;  // no replica left in this snapshot
-    for (int e : pending) {
-      int chosen = -1, fallback = -1;
-      for (int i : snap->Replicas(layer, e)) {
-        const std::string& address = snap->address(i);
+    auto usable = [&](int e, std::vector<int>* instances, std::vector<double>* shares) {
+      absl::Span<const int> replicas = snap->Replicas(layer, e);
+      absl::Span<const double> share = snap->Shares(layer, e);
+      int fallback = -1;
+      double fallback_share = 0;
+      for (size_t k = 0; k < replicas.size(); ++k) {
+        const std::string& address = snap->address(replicas[k]);
         if (failed.contains(address)) continue;
         if (Healthy(address, now)) {
-          chosen = i;
-          break;
+          instances->push_back(replicas[k]);
+          shares->push_back(k < share.size() ? share[k] : 1.0);
+        } else if (fallback < 0) {
+          fallback = replicas[k];
+          fallback_share = k < share.size() ? share[k] : 1.0;
         }
-        if (fallback < 0) fallback = i;
       }
-      if (chosen < 0) chosen = fallback;
-      if (chosen < 0) {
-        orphans.push_back(e);
-      } else {
-        experts_of[chosen].push_back(e);
+      if (instances->empty() && fallback >= 0) {
+        instances->push_back(fallback);
+        shares->push_back(fallback_share);
       }
-    }
+    };
+    ChooseReplicas(pending, n, usable, options_.replica_choice, &pieces_of, &orphans);
     if (!orphans.empty()) {
       // Wait (bounded) for a newer placement, then route every pending expert with it.
       // Calls of this round are not sent: their experts are routed with the new snapshot too.
@@ -155,7 +160,7 @@ absl::Status RemoteExpertExecutor::Run(int layer, const float* x, int hidden,
       }
       if (!changed) {
         return absl::UnavailableError(absl::StrCat("no live replica of expert ", layer, ":",
-                                                   orphans.front(), " in placement epoch ",
+                                                   orphans.front().expert, " in placement epoch ",
                                                    snap->epoch()));
       }
       if (next->num_experts() != num_experts || layer >= next->num_layers()) {
@@ -170,7 +175,7 @@ absl::Status RemoteExpertExecutor::Run(int layer, const float* x, int hidden,
     call_instance.clear();
     token_of_row.clear();
     for (int i = 0; i < n; ++i) {
-      if (experts_of[i].empty()) continue;
+      if (pieces_of[i].empty()) continue;
       ExpertCall& call = calls.emplace_back();
       call.instance = snap->address(i);
       call_instance.push_back(i);
@@ -179,11 +184,11 @@ absl::Status RemoteExpertExecutor::Run(int layer, const float* x, int hidden,
       req.set_layer(layer);
       req.set_epoch(snap->epoch());
       req.set_combine(true);
-      for (int e : experts_of[i]) {
-        const int begin = groups.offsets[e], end = groups.offsets[e + 1];
-        const int count = end - begin;
+      for (const Piece& piece : pieces_of[i]) {
+        const int begin = piece.begin;
+        const int count = piece.tokens();
         auto* shard = req.add_shards();
-        shard->set_expert(e);
+        shard->set_expert(piece.expert);
         cv1::Tensor* h = shard->mutable_hidden();
         h->set_dtype(cv1::DTYPE_F32);
         h->add_shape(count);
@@ -239,9 +244,9 @@ absl::Status RemoteExpertExecutor::Run(int layer, const float* x, int hidden,
         } else {
           MarkUnhealthy(call.instance, absl::Now() + options_.unhealthy_for);
         }
-        failovers_.fetch_add(static_cast<int64_t>(experts_of[i].size()));
-        DispatchMetrics::Get().failovers.Increment(static_cast<double>(experts_of[i].size()));
-        pending.insert(pending.end(), experts_of[i].begin(), experts_of[i].end());
+        failovers_.fetch_add(static_cast<int64_t>(pieces_of[i].size()));
+        DispatchMetrics::Get().failovers.Increment(static_cast<double>(pieces_of[i].size()));
+        pending.insert(pending.end(), pieces_of[i].begin(), pieces_of[i].end());
         continue;
       }
       const char* src = call.response.combined().data().data();

@@ -32,6 +32,7 @@
 #include "attention_service/dispatch/expert_executor.h"
 #include "attention_service/dispatch/expert_transport.h"
 #include "attention_service/dispatch/placement.h"
+#include "attention_service/dispatch/replica_choice.h"
 #include "attention_service/dispatch/routing_load.h"
 
 namespace moe::attention {
@@ -42,6 +43,7 @@ struct RemoteExecutorOptions {
   // Per Run, in total: how long to wait for a newer placement when an expert has no live
   // replica left (0: fail at once).
   absl::Duration placement_wait = absl::ZeroDuration();
+  ReplicaChoiceParams replica_choice;  // how shards are spread over an expert's replicas
   int64_t epoch = 0;  // static constructor only: the epoch of the static snapshot
   // Optional (must outlive the executor): every Run's routing is recorded here.
   RoutingLoadRecorder* load = nullptr;

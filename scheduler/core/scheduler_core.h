@@ -1,6 +1,16 @@
 // SchedulerCore: the scheduler's state and decisions, without gRPC. Membership, the load
 // window, and the current placement plan; Tick(now) declares dead instances and publishes a new
-// plan (epoch + 1) when the set of live expert instances changed.
+// plan (epoch + 1) when the set of expert instances to place on changed or the load is out of
+// balance.
+//
+// Make before break (DESIGN.md section 5): the initial plan and failover plans (an instance of
+// the plan died: nothing to keep serving with) are published COMMITTED at once. Every other new
+// plan (an instance joined, an instance is drained for scale-down, a rebalance) is published
+// PENDING first: expert services load its experts while serving the committed plan and report
+// loaded_epoch in their heartbeats; once every instance of the pending plan has, a later Tick
+// publishes the same epoch COMMITTED (attention workers switch between steps; expert services
+// drop what they no longer hold after a grace). A pending plan not loaded within
+// rebalance.commit_timeout is abandoned (the committed plan is published again).
 //
 // Thread-safety: every method is thread-safe (one mutex). gRPC handlers call Register,
 // Heartbeat, ReportLoad and Current (cheap: no placement is computed there); the scheduling
@@ -12,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -19,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "scheduler/core/rebalance.h"
 #include "scheduler/load/load_window.h"
 #include "scheduler/membership/membership.h"
 #include "scheduler/placement/greedy.h"
@@ -43,6 +55,7 @@ struct SchedulerConfig {
   absl::Duration heartbeat_timeout = absl::Seconds(3);          // silence => dead
   absl::Duration load_window = absl::Seconds(60);
   absl::Duration load_bucket = absl::Seconds(5);
+  RebalanceConfig rebalance;
 };
 
 absl::Status ValidateSchedulerConfig(const SchedulerConfig& config);
@@ -51,23 +64,34 @@ absl::Status ValidateSchedulerConfig(const SchedulerConfig& config);
 struct PublishedPlan {
   PlacementPlan plan;
   PlanReason reason = PlanReason::kInitial;
-  bool pending = false;  // make-before-break (issue "scheduler"); always false here
-  int64_t committed_epoch = 0;
+  bool pending = false;         // make-before-break: load, keep routing with committed_epoch
+  int64_t committed_epoch = 0;  // == plan.epoch once committed
 };
 
 struct SchedulerStats {
   int64_t epoch = 0;
-  int expert_instances = 0;     // live
-  int attention_instances = 0;  // live
-  int64_t instance_deaths = 0;  // members declared dead (missed heartbeats), all roles
-  int64_t failovers = 0;        // plans published because an expert instance in the plan died
-  int64_t plans_published = 0;
+  int expert_instances = 0;           // live
+  int attention_instances = 0;        // live
+  int64_t instance_deaths = 0;        // members declared dead (missed heartbeats), all roles
+  int64_t failovers = 0;              // plans published because an expert instance in the plan died
+  int64_t plans_published = 0;        // pending and committed publications
+  int64_t pending_epoch = 0;          // the pending plan's epoch; 0 when none
+  int64_t rebalances = 0;             // rebalance plans committed
+  int64_t abandoned = 0;              // pending plans abandoned (not loaded in time)
+  double last_rebalance_seconds = 0;  // pending -> committed time of the newest rebalance
+  // The committed plan's balancedness per layer (mean / max instance load) under the window's
+  // load, refreshed about once a second; empty before a plan and a load report exist.
+  std::vector<double> balancedness;
+  int layers = 0, experts = 0;
+  // Tokens per (layer, expert) [layers * experts] over every load report since start.
+  std::vector<int64_t> expert_tokens;
 };
 
 struct TickResult {
-  std::vector<std::string> dead;                // declared dead at this tick
+  std::vector<std::string> dead;                   // declared dead at this tick
   std::shared_ptr<const PublishedPlan> published;  // nullptr: no new plan
-  absl::Status placement_status;                // why no plan could be made, if one was due
+  absl::Status placement_status;                   // why no plan could be made, if one was due
+  std::string note;  // a decision worth logging (rebalance tried, pending plan abandoned)
 };
 
 class SchedulerCore {
@@ -84,8 +108,17 @@ class SchedulerCore {
   // INVALID_ARGUMENT on a shape mismatch; NOT_FOUND for an unknown instance id (if given).
   absl::Status ReportLoad(const std::string& id, const LoadReport& report, absl::Time now);
 
-  // The newest plan, or nullptr before the first one.
+  // The newest committed plan, or nullptr before the first one.
   std::shared_ptr<const PublishedPlan> Current() const;
+  // The pending plan (published, not committed yet), or nullptr.
+  std::shared_ptr<const PublishedPlan> Pending() const;
+  // Asks the next Tick to publish a plan without expert instance `id` (reason kScale, made
+  // before break). NOT_FOUND if unknown; FAILED_PRECONDITION if it is the last expert instance
+  // not being drained.
+  absl::Status Drain(const std::string& id);
+  // True once a COMMITTED plan without `id` is published and every live attention instance
+  // heartbeats an applied epoch >= that plan's epoch (nothing routes to `id` any more).
+  bool Drained(const std::string& id) const;
   SchedulerStats Stats() const;
   // Live members in registration order (with their last heartbeat's status).
   std::vector<Member> Members() const;
@@ -101,9 +134,35 @@ class SchedulerCore {
   void Stop();
 
  private:
+  // How Place makes a plan: kPolicy from scratch with config.policy (the first plan, joins);
+  // kRepair keeps the current plan's replicas on the instances still in `experts` and re-places
+  // the rest (failover, drains); kBalance from scratch with the load-aware solver whatever the
+  // policy (rebalancing).
+  enum class PlaceMode { kPolicy, kRepair, kBalance };
   absl::StatusOr<PlacementPlan> Place(const std::vector<Member>& experts,
-                                      const PublishedPlan* current, bool failover,
-                                      absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                                      const PublishedPlan* current, PlaceMode mode, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The problem over `experts` (in that order) with the window's load; `window_tokens` (if not
+  // null) gets the window's token count.
+  PlacementProblem Problem(const std::vector<Member>& experts, absl::Time now,
+                           int64_t* window_tokens = nullptr) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::shared_ptr<const PublishedPlan> Publish(PlacementPlan plan, PlanReason reason, bool pending,
+                                               absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Pending plan bookkeeping: commits it when every instance loaded it, abandons it on timeout.
+  std::shared_ptr<const PublishedPlan> AdvancePending(absl::Time now, std::string* note)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Refreshes stats_.balancedness; publishes a pending rebalance plan when DecideRebalance
+  // says so and the candidate is better by rebalance.min_improvement.
+  std::shared_ptr<const PublishedPlan> MaybeRebalance(const std::vector<Member>& experts,
+                                                      absl::Time now, std::string* note)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A plan for a changed set of expert instances (initial, failover, join, drain).
+  absl::StatusOr<std::shared_ptr<const PublishedPlan>> Replan(const std::vector<Member>& experts,
+                                                              const std::vector<Member>& live,
+                                                              absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool Drained(const std::string& id, const PublishedPlan* plan) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   bool WorkOrStopped() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return work_ || stopped_; }
 
@@ -112,7 +171,13 @@ class SchedulerCore {
   mutable absl::Mutex mu_;
   MembershipTable members_ ABSL_GUARDED_BY(mu_);
   LoadWindow window_ ABSL_GUARDED_BY(mu_);
-  std::shared_ptr<const PublishedPlan> current_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const PublishedPlan> current_ ABSL_GUARDED_BY(mu_);  // committed
+  std::shared_ptr<const PublishedPlan> pending_ ABSL_GUARDED_BY(mu_);
+  absl::Time pending_since_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_change_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();   // commit or attempt
+  absl::Time last_balance_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();  // balancedness refresh
+  std::set<std::string> draining_ ABSL_GUARDED_BY(mu_);
+  int64_t last_epoch_ ABSL_GUARDED_BY(mu_) = 0;  // newest epoch ever published (even abandoned)
   SchedulerStats stats_ ABSL_GUARDED_BY(mu_);
   bool work_ ABSL_GUARDED_BY(mu_) = false;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;

@@ -96,7 +96,9 @@ class PlanBroadcaster {
       return;
     }
     watchers_.insert(r);
-    if (latest_ != nullptr) r->Enqueue(latest_);
+    // The committed plan first (what to route with), then a pending one still being loaded.
+    if (committed_ != nullptr) r->Enqueue(committed_);
+    if (pending_ != nullptr) r->Enqueue(pending_);
   }
   void Remove(WatchReactor* r) {
     absl::MutexLock lock(&mu_);
@@ -104,7 +106,12 @@ class PlanBroadcaster {
   }
   void Publish(PlanPtr plan) {
     absl::MutexLock lock(&mu_);
-    latest_ = plan;
+    if (plan->state() == v1::PLAN_STATE_PENDING) {
+      pending_ = plan;
+    } else {
+      committed_ = plan;
+      pending_ = nullptr;
+    }
     for (WatchReactor* r : watchers_) r->Enqueue(plan);
   }
   void Close() {
@@ -116,7 +123,8 @@ class PlanBroadcaster {
  private:
   absl::Mutex mu_;
   std::set<WatchReactor*> watchers_ ABSL_GUARDED_BY(mu_);
-  PlanPtr latest_ ABSL_GUARDED_BY(mu_);
+  PlanPtr committed_ ABSL_GUARDED_BY(mu_);
+  PlanPtr pending_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
