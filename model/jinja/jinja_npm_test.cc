@@ -1,0 +1,153 @@
+// Conformance of model/jinja with @huggingface/jinja (the JavaScript Jinja port of Hugging
+// Face, pinned in tests/npm/package-lock.json) on real chat templates (testdata/*.jinja) over
+// the conversations of testdata/conversations.json: every rendering must be the identical
+// string, and a conversation the template rejects with raise_exception must raise the same
+// message in both. Runs node through popen; skips when node or tests/npm/node_modules is
+// missing (scripts/install-deps.sh installs both; CI has them).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+#include "model/jinja/template.h"
+
+namespace moe::model::jinja {
+namespace {
+
+using nlohmann::ordered_json;
+namespace fs = std::filesystem;
+
+const std::string kNpmDir = std::string(MOE_SOURCE_DIR) + "/tests/npm";
+const std::string kTestdata = std::string(MOE_SOURCE_DIR) + "/model/jinja/testdata";
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::string RunCommand(const std::string& command, int* exit_code) {
+  std::string out;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) {
+    *exit_code = -1;
+    return out;
+  }
+  char buffer[65536];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) out.append(buffer, n);
+  const int status = pclose(pipe);
+  *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+std::string Quote(const std::string& s) { return "'" + s + "'"; }
+
+struct Request {
+  std::string name;      // case/template
+  std::string template_name;
+  std::string source;
+  ordered_json context;
+};
+
+std::vector<Request> LoadRequests() {
+  const ordered_json doc = ordered_json::parse(ReadFile(kTestdata + "/conversations.json"));
+  std::vector<Request> requests;
+  for (const auto& c : doc.at("cases")) {
+    for (const auto& t : c.at("templates")) {
+      const std::string name = t.get<std::string>();
+      const auto& info = doc.at("templates").at(name);
+      Request r;
+      r.name = c.at("name").get<std::string>() + "/" + name;
+      r.template_name = name;
+      r.source = ReadFile(kTestdata + "/" + info.at("file").get<std::string>());
+      r.context = ordered_json::object();
+      r.context["bos_token"] = info.at("bos_token");
+      r.context["eos_token"] = info.at("eos_token");
+      for (auto it = c.at("context").begin(); it != c.at("context").end(); ++it) {
+        r.context[it.key()] = it.value();
+      }
+      requests.push_back(std::move(r));
+    }
+  }
+  return requests;
+}
+
+TEST(JinjaNpmConformanceTest, RealChatTemplatesMatchHuggingFaceJinja) {
+  int code = 0;
+  std::string node = RunCommand("command -v node", &code);
+  while (!node.empty() && (node.back() == '\n' || node.back() == '\r')) node.pop_back();
+  if (code != 0 || node.empty()) GTEST_SKIP() << "node is not installed (scripts/install-deps.sh)";
+  if (!fs::exists(kNpmDir + "/node_modules/@huggingface/jinja/package.json")) {
+    GTEST_SKIP() << "tests/npm/node_modules is missing: run npm ci in tests/npm";
+  }
+  const std::vector<Request> requests = LoadRequests();
+  ASSERT_GE(requests.size(), 80u);
+
+  ordered_json js_requests = ordered_json::array();
+  for (const Request& r : requests) {
+    js_requests.push_back({{"template", r.source}, {"context", r.context}});
+  }
+  const fs::path input =
+      fs::temp_directory_path() / ("moe_jinja_npm_" + std::to_string(getpid()) + ".json");
+  const fs::path stderr_path =
+      fs::temp_directory_path() / ("moe_jinja_npm_stderr_" + std::to_string(getpid()) + ".txt");
+  std::ofstream(input, std::ios::binary) << js_requests.dump();
+  const std::string out = RunCommand(Quote(node) + " " + Quote(kNpmDir + "/jinja_render.mjs") +
+                                         " " + Quote(input.string()) + " 2>" +
+                                         Quote(stderr_path.string()),
+                                     &code);
+  fs::remove(input);
+  ASSERT_EQ(code, 0) << "node failed: " << ReadFile(stderr_path.string());
+  fs::remove(stderr_path);
+  const ordered_json reference = ordered_json::parse(out, nullptr, false);
+  ASSERT_TRUE(reference.is_array()) << out.substr(0, 500);
+  ASSERT_EQ(reference.size(), requests.size());
+
+  std::map<std::string, std::pair<int, int>> per_template;  // matched, total
+  int mismatches = 0;
+  int rendered = 0;
+  int raised = 0;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const Request& r = requests[i];
+    const ordered_json& js = reference[i];
+    auto tmpl = Template::Parse(r.source);
+    ASSERT_TRUE(tmpl.ok()) << r.name << ": " << tmpl.status();
+    auto ours = tmpl->Render(r.context);
+    bool match;
+    if (js.at("ok").get<bool>()) {
+      match = ours.ok() && *ours == js.at("output").get<std::string>();
+      rendered += match ? 1 : 0;
+    } else {
+      match = !ours.ok() && std::string(ours.status().message()) == js.at("error").get<std::string>();
+      raised += match ? 1 : 0;
+    }
+    auto& counts = per_template[r.template_name];
+    counts.second += 1;
+    counts.first += match ? 1 : 0;
+    if (!match && ++mismatches <= 8) {
+      ADD_FAILURE() << r.name << "\n  js:   " << js.dump()
+                    << "\n  ours: "
+                    << (ours.ok() ? ordered_json(*ours).dump()
+                                  : "error: " + std::string(ours.status().message()));
+    }
+  }
+  for (const auto& [name, counts] : per_template) {
+    std::printf("%-16s %d/%d conversations identical to @huggingface/jinja\n", name.c_str(),
+                counts.first, counts.second);
+  }
+  std::printf("rendered identically: %d, raised identically: %d\n", rendered, raised);
+  EXPECT_EQ(mismatches, 0);
+  EXPECT_GE(raised, 6);  // Mixtral's role checks
+  EXPECT_GE(rendered, 70);
+}
+
+}  // namespace
+}  // namespace moe::model::jinja
