@@ -8,157 +8,12 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "model/jinja/string_ops.h"
 
 namespace moe::model::jinja::internal {
 namespace {
 
 absl::Status Err(std::string_view what) { return absl::InvalidArgumentError(std::string(what)); }
-
-// ---- UTF-8 ----
-
-size_t Utf8CharLen(std::string_view s, size_t i) {
-  const unsigned char c = static_cast<unsigned char>(s[i]);
-  size_t len = 1;
-  if ((c & 0xE0) == 0xC0) len = 2;
-  if ((c & 0xF0) == 0xE0) len = 3;
-  if ((c & 0xF8) == 0xF0) len = 4;
-  return std::min(len, s.size() - i);
-}
-
-std::vector<std::string_view> Utf8Chars(std::string_view s) {
-  std::vector<std::string_view> chars;
-  for (size_t i = 0; i < s.size();) {
-    const size_t len = Utf8CharLen(s, i);
-    chars.push_back(s.substr(i, len));
-    i += len;
-  }
-  return chars;
-}
-
-// JavaScript \s: ASCII whitespace and the Unicode space separators.
-bool IsSpaceChar(std::string_view ch) {
-  if (ch.size() == 1) {
-    const char c = ch[0];
-    return c == ' ' || (c >= 9 && c <= 13);
-  }
-  static constexpr std::string_view kSpaces[] = {
-      "\u00a0", "\u1680", "\u2000", "\u2001", "\u2002", "\u2003", "\u2004", "\u2005",
-      "\u2006", "\u2007", "\u2008", "\u2009", "\u200a", "\u2028", "\u2029", "\u202f",
-      "\u205f", "\u3000", "\ufeff"};
-  for (std::string_view sp : kSpaces) {
-    if (ch == sp) return true;
-  }
-  return false;
-}
-
-// Strips characters from the ends: whitespace when `chars` is none/undefined, else any code
-// point in `chars` (Python's str.strip(chars)).
-std::string StripChars(std::string_view s, const Value* chars, bool left, bool right) {
-  std::vector<std::string_view> set;
-  const bool whitespace = chars == nullptr || !chars->is_string();
-  if (!whitespace) set = Utf8Chars(chars->as_string());
-  auto strip = [&](std::string_view ch) {
-    if (whitespace) return IsSpaceChar(ch);
-    return std::find(set.begin(), set.end(), ch) != set.end();
-  };
-  std::vector<std::string_view> cs = Utf8Chars(s);
-  size_t begin = 0;
-  size_t end = cs.size();
-  if (left) {
-    while (begin < end && strip(cs[begin])) ++begin;
-  }
-  if (right) {
-    while (end > begin && strip(cs[end - 1])) --end;
-  }
-  std::string out;
-  for (size_t i = begin; i < end; ++i) out.append(cs[i]);
-  return out;
-}
-
-std::string AsciiUpper(std::string s) {
-  for (char& c : s) {
-    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-  }
-  return s;
-}
-std::string AsciiLower(std::string s) {
-  for (char& c : s) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return s;
-}
-bool IsWordChar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
-}
-// @huggingface/jinja's title: /\b\w/g upper-cased (the rest is kept as is).
-std::string TitleCase(std::string s) {
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (IsWordChar(s[i]) && (i == 0 || !IsWordChar(s[i - 1])) && s[i] >= 'a' && s[i] <= 'z') {
-      s[i] = static_cast<char>(s[i] - 'a' + 'A');
-    }
-  }
-  return s;
-}
-std::string Capitalize(std::string s) {
-  if (!s.empty() && s[0] >= 'a' && s[0] <= 'z') s[0] = static_cast<char>(s[0] - 'a' + 'A');
-  return s;
-}
-
-std::string ReplaceAll(std::string_view s, std::string_view from, std::string_view to,
-                       int64_t count) {
-  std::string out;
-  if (count == 0) return std::string(s);
-  int64_t remaining = count < 0 ? INT64_MAX : count;
-  if (from.empty()) {
-    // Python: inserts `to` before every character and at the end.
-    for (std::string_view ch : Utf8Chars(s)) {
-      if (remaining > 0) {
-        out.append(to);
-        --remaining;
-      }
-      out.append(ch);
-    }
-    if (remaining > 0) out.append(to);
-    return out;
-  }
-  size_t pos = 0;
-  while (remaining > 0) {
-    const size_t hit = s.find(from, pos);
-    if (hit == std::string_view::npos) break;
-    out.append(s.substr(pos, hit - pos));
-    out.append(to);
-    pos = hit + from.size();
-    --remaining;
-  }
-  out.append(s.substr(pos));
-  return out;
-}
-
-std::string HtmlEscape(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&#34;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        out.push_back(c);
-    }
-  }
-  return out;
-}
 
 // Argument `index` by position, else keyword `name`, else nullptr.
 const Value* Arg(const std::vector<Value>& args, const Kwargs& kwargs, size_t index,
@@ -250,8 +105,8 @@ absl::StatusOr<Value> SortArray(const Value& operand, std::vector<Value>& args, 
   return Value::Array(std::move(items));
 }
 
-absl::StatusOr<Value> ToJsonFilter(const Value& operand, std::vector<Value>& args,
-                                   Kwargs& kwargs, const BuiltinLimits& limits) {
+absl::StatusOr<Value> ToJsonFilter(const Value& operand, std::vector<Value>& args, Kwargs& kwargs,
+                                   const BuiltinLimits& limits) {
   JsonOptions options;
   if (const Value* indent = Arg(args, kwargs, 0, "indent")) {
     if (indent->is_int()) {
@@ -341,13 +196,15 @@ absl::StatusOr<Value> SelectOrReject(std::string_view name, const Value& operand
   size_t next = 0;
   std::string attr;
   if (by_attr) {
-    if (args.empty() || !args[0].is_string()) return Err(absl::StrCat(std::string(name), ": expected a name"));
+    if (args.empty() || !args[0].is_string())
+      return Err(absl::StrCat(std::string(name), ": expected a name"));
     attr = args[0].as_string();
     next = 1;
   }
   std::string test;
   if (next < args.size()) {
-    if (!args[next].is_string()) return Err(absl::StrCat(std::string(name), ": expected a test name"));
+    if (!args[next].is_string())
+      return Err(absl::StrCat(std::string(name), ": expected a test name"));
     test = args[next].as_string();
   }
   std::vector<Value> test_args(args.begin() + std::min(args.size(), next + 1), args.end());
@@ -370,8 +227,8 @@ absl::StatusOr<Value> MapFilter(const Value& operand, std::vector<Value>& args, 
   if (!operand.is_array()) return Err("map: expected an array");
   std::vector<Value> out;
   if (const Value* attribute = Arg(args, kwargs, 99, "attribute")) {
-    const std::string attr = attribute->is_int() ? std::to_string(attribute->as_int())
-                                                 : ToOutputString(*attribute);
+    const std::string attr =
+        attribute->is_int() ? std::to_string(attribute->as_int()) : ToOutputString(*attribute);
     const Value* def = Arg(args, kwargs, 99, "default");
     for (const Value& item : operand.array()) {
       Value v = AttributePath(item, attr);
@@ -444,7 +301,8 @@ absl::StatusOr<Value> ToNumber(bool integer, const Value& operand, std::vector<V
                                Kwargs& kwargs) {
   const Value* def = Arg(args, kwargs, 0, "default");
   const Value fallback = def != nullptr ? *def : (integer ? Value::Int(0) : Value::Float(0));
-  if (operand.is_int()) return integer ? operand : Value::Float(static_cast<double>(operand.as_int()));
+  if (operand.is_int())
+    return integer ? operand : Value::Float(static_cast<double>(operand.as_int()));
   if (operand.is_float()) {
     if (!integer) return operand;
     const double t = std::trunc(operand.as_float());
@@ -487,81 +345,17 @@ Value StringToList(const std::string& s) {
   return Value::Array(std::move(items));
 }
 
-// Python str.split(sep=None, maxsplit=-1).
-absl::StatusOr<Value> Split(const std::string& s, const Value* sep, const Value* maxsplit) {
-  int64_t max = -1;
-  if (maxsplit != nullptr) {
-    if (!maxsplit->is_int()) return Err("split: maxsplit must be an integer");
-    max = maxsplit->as_int();
-  }
-  std::vector<Value> parts;
-  if (sep == nullptr || sep->is_none() || sep->is_undefined()) {
-    const std::vector<std::string_view> chars = Utf8Chars(s);
-    size_t i = 0;
-    while (i < chars.size()) {
-      while (i < chars.size() && IsSpaceChar(chars[i])) ++i;
-      if (i >= chars.size()) break;
-      if (max >= 0 && static_cast<int64_t>(parts.size()) >= max) {
-        std::string rest;
-        for (size_t k = i; k < chars.size(); ++k) rest.append(chars[k]);
-        parts.push_back(Value::String(std::move(rest)));
-        break;
-      }
-      std::string word;
-      while (i < chars.size() && !IsSpaceChar(chars[i])) word.append(chars[i++]);
-      parts.push_back(Value::String(std::move(word)));
-    }
-    return Value::Array(std::move(parts));
-  }
-  if (!sep->is_string()) return Err("split: separator must be a string");
-  const std::string& d = sep->as_string();
-  if (d.empty()) return Err("split: empty separator");
-  size_t pos = 0;
-  while (true) {
-    const size_t hit = s.find(d, pos);
-    if (hit == std::string::npos || (max >= 0 && static_cast<int64_t>(parts.size()) >= max)) {
-      parts.push_back(Value::String(s.substr(pos)));
-      break;
-    }
-    parts.push_back(Value::String(s.substr(pos, hit - pos)));
-    pos = hit + d.size();
-  }
-  return Value::Array(std::move(parts));
-}
-
-absl::StatusOr<bool> StartsOrEnds(const std::string& s, const std::vector<Value>& args,
-                                  bool starts) {
-  if (args.empty()) return Err("startswith/endswith: expected an argument");
-  auto test = [&](const std::string& p) {
-    if (p.size() > s.size()) return false;
-    return starts ? s.compare(0, p.size(), p) == 0 : s.compare(s.size() - p.size(), p.size(), p) == 0;
-  };
-  if (args[0].is_string()) return test(args[0].as_string());
-  if (args[0].is_array()) {
-    for (const Value& p : args[0].array()) {
-      if (!p.is_string()) return Err("startswith/endswith: expected strings");
-      if (test(p.as_string())) return true;
-    }
-    return false;
-  }
-  return Err("startswith/endswith: expected a string or a tuple of strings");
-}
-
 Value StringMethod(const Value& self, std::string_view name, const BuiltinLimits& limits) {
   const std::string s = self.as_string();
   auto fn = [](auto f) { return Value::Function(std::move(f)); };
-  if (name == "upper") return fn([s](auto&, auto&) -> absl::StatusOr<Value> {
-      return Value::String(AsciiUpper(s));
-    });
-  if (name == "lower") return fn([s](auto&, auto&) -> absl::StatusOr<Value> {
-      return Value::String(AsciiLower(s));
-    });
-  if (name == "title") return fn([s](auto&, auto&) -> absl::StatusOr<Value> {
-      return Value::String(TitleCase(s));
-    });
-  if (name == "capitalize") return fn([s](auto&, auto&) -> absl::StatusOr<Value> {
-      return Value::String(Capitalize(s));
-    });
+  if (name == "upper")
+    return fn([s](auto&, auto&) -> absl::StatusOr<Value> { return Value::String(AsciiUpper(s)); });
+  if (name == "lower")
+    return fn([s](auto&, auto&) -> absl::StatusOr<Value> { return Value::String(AsciiLower(s)); });
+  if (name == "title")
+    return fn([s](auto&, auto&) -> absl::StatusOr<Value> { return Value::String(TitleCase(s)); });
+  if (name == "capitalize")
+    return fn([s](auto&, auto&) -> absl::StatusOr<Value> { return Value::String(Capitalize(s)); });
   if (name == "strip" || name == "lstrip" || name == "rstrip") {
     const bool left = name != "rstrip";
     const bool right = name != "lstrip";
@@ -670,12 +464,6 @@ Value ArrayMethod(const Value& self, std::string_view name, const BuiltinLimits&
 }
 
 }  // namespace
-
-size_t Utf8Length(std::string_view s) {
-  size_t n = 0;
-  for (size_t i = 0; i < s.size(); i += Utf8CharLen(s, i)) ++n;
-  return n;
-}
 
 bool StrictEquals(const Value& a, const Value& b) {
   if (a.is_number() && b.is_number()) return a.as_number() == b.as_number();
@@ -819,7 +607,8 @@ absl::StatusOr<Value> ApplyFilter(std::string_view name, const Value& operand,
   }
   if (name == "int" || name == "float") return ToNumber(name == "int", operand, args, kwargs);
   if (name == "length" || name == "count") {
-    if (operand.is_string()) return Value::Int(static_cast<int64_t>(Utf8Length(operand.as_string())));
+    if (operand.is_string())
+      return Value::Int(static_cast<int64_t>(Utf8Length(operand.as_string())));
     if (operand.is_array()) return Value::Int(static_cast<int64_t>(operand.array().size()));
     if (operand.is_mapping()) return Value::Int(static_cast<int64_t>(operand.object().size()));
     if (operand.is_undefined()) return Value::Int(0);
@@ -978,7 +767,8 @@ absl::StatusOr<bool> ApplyTest(std::string_view name, const Value& v,
       }
       return false;
     }
-    if (c.is_string() && v.is_string()) return c.as_string().find(v.as_string()) != std::string::npos;
+    if (c.is_string() && v.is_string())
+      return c.as_string().find(v.as_string()) != std::string::npos;
     if (c.is_mapping() && v.is_string()) return c.object().Find(v.as_string()) != nullptr;
     return false;
   }
@@ -1038,9 +828,9 @@ Value MakeNamespaceFunction() {
 Value MakeStrftimeNow() {
   return Value::Function([](std::vector<Value>& args, Kwargs&) -> absl::StatusOr<Value> {
     if (args.empty() || !args[0].is_string()) return Err("strftime_now: expected a format string");
-    static constexpr const char* kMonths[] = {"January", "February", "March",     "April",
-                                              "May",     "June",     "July",      "August",
-                                              "September", "October", "November", "December"};
+    static constexpr const char* kMonths[] = {"January",   "February", "March",    "April",
+                                              "May",       "June",     "July",     "August",
+                                              "September", "October",  "November", "December"};
     const std::time_t now = std::time(nullptr);
     std::tm tm{};
     localtime_r(&now, &tm);

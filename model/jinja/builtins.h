@@ -15,8 +15,8 @@ namespace moe::model::jinja::internal {
 
 // Bounds on what one builtin call may produce.
 struct BuiltinLimits {
-  size_t max_string_bytes;   // any string a builtin builds
-  int64_t max_items;         // arrays built by range() and friends
+  size_t max_string_bytes;  // any string a builtin builds
+  int64_t max_items;        // arrays built by range() and friends
 };
 
 // `value | name(args, kwargs)`. INVALID_ARGUMENT for an unknown filter or bad operand types.
@@ -50,9 +50,6 @@ bool StrictEquals(const Value& a, const Value& b);
 Value MakeRange(const BuiltinLimits& limits);
 Value MakeNamespaceFunction();
 Value MakeStrftimeNow();
-
-// Number of code points in a UTF-8 string.
-size_t Utf8Length(std::string_view s);
 
 }  // namespace moe::model::jinja::internal
 

@@ -13,8 +13,7 @@ using nlohmann::json;
 using nlohmann::ordered_json;
 
 std::string ReadTestdata(const std::string& name) {
-  std::ifstream in(std::string(MOE_SOURCE_DIR) + "/model/jinja/testdata/" + name,
-                   std::ios::binary);
+  std::ifstream in(std::string(MOE_SOURCE_DIR) + "/model/jinja/testdata/" + name, std::ios::binary);
   std::ostringstream text;
   text << in.rdbuf();
   return text.str();
@@ -58,10 +57,10 @@ TEST(ChatPromptTest, AddGenerationPromptAndExtraContext) {
       R"([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}])");
   auto with_tools = RenderChatPrompt(cfg, messages, true, ordered_json{{"tools", tools}});
   ASSERT_TRUE(with_tools.ok());
-  EXPECT_NE(with_tools->find(
-                "\n{\"type\": \"function\", \"function\": {\"name\": \"f\", \"parameters\": "
-                "{\"type\": \"object\"}}}\n</tools>"),
-            std::string::npos)
+  EXPECT_NE(
+      with_tools->find("\n{\"type\": \"function\", \"function\": {\"name\": \"f\", \"parameters\": "
+                       "{\"type\": \"object\"}}}\n</tools>"),
+      std::string::npos)
       << *with_tools;
 }
 

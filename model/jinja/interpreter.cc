@@ -103,9 +103,9 @@ class Interpreter {
         absl::StartsWith(status.message(), "template limit")) {
       return status;
     }
-    return absl::Status(status.code(),
-                        absl::StrCat(kErrorPrefix, DescribePosition(source_, node.offset), ": ",
-                                     status.message()));
+    return absl::Status(
+        status.code(),
+        absl::StrCat(kErrorPrefix, DescribePosition(source_, node.offset), ": ", status.message()));
   }
   absl::Status Step(const Node& node) {
     if (++steps_ > limits_.max_steps) {
@@ -113,23 +113,23 @@ class Interpreter {
           absl::StrCat("template limit: more than ", limits_.max_steps, " evaluation steps"));
     }
     if (depth_ > limits_.max_depth) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "template limit: nesting or recursion deeper than ", limits_.max_depth));
+      return absl::InvalidArgumentError(
+          absl::StrCat("template limit: nesting or recursion deeper than ", limits_.max_depth));
     }
     return absl::OkStatus();
   }
   absl::Status Append(std::string* out, std::string_view s) const {
     if (out->size() + s.size() > limits_.max_output_bytes) {
-      return absl::InvalidArgumentError(absl::StrCat("template limit: output larger than ",
-                                                     limits_.max_output_bytes, " bytes"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("template limit: output larger than ", limits_.max_output_bytes, " bytes"));
     }
     out->append(s);
     return absl::OkStatus();
   }
   absl::StatusOr<Value> CheckedString(std::string s) const {
     if (s.size() > limits_.max_output_bytes) {
-      return absl::InvalidArgumentError(absl::StrCat("template limit: string larger than ",
-                                                     limits_.max_output_bytes, " bytes"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("template limit: string larger than ", limits_.max_output_bytes, " bytes"));
     }
     return Value::String(std::move(s));
   }
@@ -230,8 +230,8 @@ class Interpreter {
     } else if (iterable.is_mapping()) {
       for (const auto& [k, v] : iterable.object().items()) candidates.push_back(Value::String(k));
     } else if (iterable.is_string()) {
-      candidates = ApplyFilter("list", iterable, empty_args_, empty_kwargs_, builtin_limits_)
-                       ->array();
+      candidates =
+          ApplyFilter("list", iterable, empty_args_, empty_kwargs_, builtin_limits_)->array();
     } else if (!iterable.is_undefined()) {
       return Error(*iterable_node, absl::StrCat(iterable.TypeName(), " is not iterable"));
     }
@@ -269,9 +269,8 @@ class Interpreter {
 
   absl::Status CountIteration(const Node& node) {
     if (++iterations_ > limits_.max_loop_iterations) {
-      return absl::InvalidArgumentError(absl::StrCat("template limit: more than ",
-                                                     limits_.max_loop_iterations,
-                                                     " loop iterations"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "template limit: more than ", limits_.max_loop_iterations, " loop iterations"));
     }
     return absl::OkStatus();
   }
@@ -320,8 +319,8 @@ class Interpreter {
 
   Value MakeMacro(const Node& node, Scope* defining_scope) {
     const Node* macro = &node;
-    return Value::Function([this, macro, defining_scope](
-                               std::vector<Value>& args, Kwargs& kwargs) -> absl::StatusOr<Value> {
+    return Value::Function([this, macro, defining_scope](std::vector<Value>& args,
+                                                         Kwargs& kwargs) -> absl::StatusOr<Value> {
       Value caller = std::move(pending_caller_);
       pending_caller_ = Value();
       return InvokeBody(*macro, macro->list, macro->list2, defining_scope, args, kwargs, caller);
@@ -645,8 +644,7 @@ class Interpreter {
       }
     }
     if (l.is_array() && r.is_array() && op == "+") {
-      if (static_cast<int64_t>(l.array().size() + r.array().size()) >
-          limits_.max_loop_iterations) {
+      if (static_cast<int64_t>(l.array().size() + r.array().size()) > limits_.max_loop_iterations) {
         return Error(node, "template limit: array too large");
       }
       std::vector<Value> items = l.array();
@@ -682,8 +680,8 @@ class Interpreter {
       const bool found = r.object().Find(l.as_string()) != nullptr;
       return Value::Bool(op == "in" ? found : !found);
     }
-    return Error(node, absl::StrCat("unsupported operator ", op, " between ", l.TypeName(),
-                                    " and ", r.TypeName()));
+    return Error(node, absl::StrCat("unsupported operator ", op, " between ", l.TypeName(), " and ",
+                                    r.TypeName()));
   }
 
   std::string_view source_;

@@ -17,8 +17,8 @@ namespace moe::model::jinja {
 struct RenderLimits {
   size_t max_output_bytes = size_t{16} << 20;  // the rendered text and any string built
   int64_t max_loop_iterations = 1'000'000;     // for-loop iterations, summed over the render
-  int max_depth = 200;          // nesting of statements, expressions and macro calls
-  int64_t max_steps = 50'000'000;  // evaluation steps (expressions + statements)
+  int max_depth = 200;                         // nesting of statements, expressions and macro calls
+  int64_t max_steps = 50'000'000;              // evaluation steps (expressions + statements)
 };
 
 namespace internal {

@@ -51,7 +51,7 @@ std::string RunCommand(const std::string& command, int* exit_code) {
 std::string Quote(const std::string& s) { return "'" + s + "'"; }
 
 struct Request {
-  std::string name;      // case/template
+  std::string name;  // case/template
   std::string template_name;
   std::string source;
   ordered_json context;
@@ -99,10 +99,10 @@ ordered_json RunReference(const ordered_json& js_requests, std::string* skip) {
   const fs::path stderr_path =
       fs::temp_directory_path() / ("moe_jinja_npm_stderr_" + std::to_string(getpid()) + ".txt");
   std::ofstream(input, std::ios::binary) << js_requests.dump();
-  const std::string out = RunCommand(Quote(node) + " " + Quote(kNpmDir + "/jinja_render.mjs") +
-                                         " " + Quote(input.string()) + " 2>" +
-                                         Quote(stderr_path.string()),
-                                     &code);
+  const std::string out =
+      RunCommand(Quote(node) + " " + Quote(kNpmDir + "/jinja_render.mjs") + " " +
+                     Quote(input.string()) + " 2>" + Quote(stderr_path.string()),
+                 &code);
   fs::remove(input);
   EXPECT_EQ(code, 0) << "node failed: " << ReadFile(stderr_path.string());
   fs::remove(stderr_path);
@@ -140,15 +140,15 @@ TEST(JinjaNpmConformanceTest, RealChatTemplatesMatchHuggingFaceJinja) {
       match = ours.ok() && *ours == js.at("output").get<std::string>();
       rendered += match ? 1 : 0;
     } else {
-      match = !ours.ok() && std::string(ours.status().message()) == js.at("error").get<std::string>();
+      match =
+          !ours.ok() && std::string(ours.status().message()) == js.at("error").get<std::string>();
       raised += match ? 1 : 0;
     }
     auto& counts = per_template[r.template_name];
     counts.second += 1;
     counts.first += match ? 1 : 0;
     if (!match && ++mismatches <= 8) {
-      ADD_FAILURE() << r.name << "\n  js:   " << js.dump()
-                    << "\n  ours: "
+      ADD_FAILURE() << r.name << "\n  js:   " << js.dump() << "\n  ours: "
                     << (ours.ok() ? ordered_json(*ours).dump()
                                   : "error: " + std::string(ours.status().message()));
     }
@@ -167,8 +167,7 @@ TEST(JinjaNpmConformanceTest, RealChatTemplatesMatchHuggingFaceJinja) {
 // tests, methods, slicing, operators) rendered by both implementations: identical output, or
 // both fail.
 TEST(JinjaNpmConformanceTest, LanguageCasesMatchHuggingFaceJinja) {
-  const ordered_json cases =
-      ordered_json::parse(ReadFile(kTestdata + "/language_cases.json"));
+  const ordered_json cases = ordered_json::parse(ReadFile(kTestdata + "/language_cases.json"));
   ASSERT_GE(cases.size(), 60u);
   std::string skip;
   const ordered_json reference = RunReference(cases, &skip);
@@ -178,8 +177,8 @@ TEST(JinjaNpmConformanceTest, LanguageCasesMatchHuggingFaceJinja) {
   for (size_t i = 0; i < cases.size(); ++i) {
     const std::string source = cases[i].at("template").get<std::string>();
     auto tmpl = Template::Parse(source);
-    absl::StatusOr<std::string> ours =
-        tmpl.ok() ? tmpl->Render(cases[i].at("context")) : absl::StatusOr<std::string>(tmpl.status());
+    absl::StatusOr<std::string> ours = tmpl.ok() ? tmpl->Render(cases[i].at("context"))
+                                                 : absl::StatusOr<std::string>(tmpl.status());
     const ordered_json& js = reference[i];
     const bool match = js.at("ok").get<bool>()
                            ? ours.ok() && *ours == js.at("output").get<std::string>()
@@ -195,4 +194,3 @@ TEST(JinjaNpmConformanceTest, LanguageCasesMatchHuggingFaceJinja) {
 
 }  // namespace
 }  // namespace moe::model::jinja
-

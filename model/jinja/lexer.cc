@@ -150,8 +150,7 @@ class Lexer {
     const std::string& s = src_.text;
     while (pos_ < s.size()) {
       const bool after_tag = tokens_.empty() || Last() == TokenType::kCloseStatement ||
-                             Last() == TokenType::kCloseExpression ||
-                             Last() == TokenType::kComment;
+                             Last() == TokenType::kCloseExpression || Last() == TokenType::kComment;
       if (after_tag) {
         size_t end = pos_;
         while (true) {
@@ -251,16 +250,13 @@ class Lexer {
 
  private:
   TokenType Last() const { return tokens_.empty() ? TokenType::kText : tokens_.back().type; }
-  char Peek(size_t k) const {
-    return pos_ + k < src_.text.size() ? src_.text[pos_ + k] : '\0';
-  }
+  char Peek(size_t k) const { return pos_ + k < src_.text.size() ? src_.text[pos_ + k] : '\0'; }
   void Push(TokenType type, std::string value, size_t at) {
     tokens_.push_back(Token{type, std::move(value), src_.OriginAt(at)});
   }
   absl::Status Error(size_t at, const std::string& what) const {
-    return absl::InvalidArgumentError(absl::StrCat("template syntax error at ",
-                                                   DescribePosition(original_, src_.OriginAt(at)),
-                                                   ": ", what));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "template syntax error at ", DescribePosition(original_, src_.OriginAt(at)), ": ", what));
   }
   std::string ConsumeDigits() {
     const size_t start = pos_;

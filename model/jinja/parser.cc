@@ -61,14 +61,14 @@ class Parser {
     return static_cast<uint32_t>(source_.size());
   }
   absl::Status Error(const std::string& what) const {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "template syntax error at ", DescribePosition(source_, Offset()), ": ", what));
+    return absl::InvalidArgumentError(
+        absl::StrCat("template syntax error at ", DescribePosition(source_, Offset()), ": ", what));
   }
   absl::Status Expect(TokenType type, const std::string& what) {
     if (!Is(type)) {
-      return Error(pos_ < tokens_.size() ? absl::StrCat("expected ", what)
-                                         : absl::StrCat("unexpected end of template, expected ",
-                                                        what));
+      return Error(pos_ < tokens_.size()
+                       ? absl::StrCat("expected ", what)
+                       : absl::StrCat("unexpected end of template, expected ", what));
     }
     ++pos_;
     return absl::OkStatus();

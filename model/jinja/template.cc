@@ -23,8 +23,8 @@ struct Program {
 
 absl::StatusOr<Template> Template::Parse(std::string_view source) {
   if (source.size() > kMaxTemplateBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("template larger than ", kMaxTemplateBytes,
-                                                   " bytes"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("template larger than ", kMaxTemplateBytes, " bytes"));
   }
   MOE_ASSIGN_OR_RETURN(std::vector<Token> tokens, Tokenize(source));
   auto program = std::make_shared<Program>();

@@ -27,8 +27,7 @@ std::string ReadFile(const std::string& path) {
 
 std::vector<std::string> Seeds() {
   std::vector<std::string> seeds;
-  for (const char* name :
-       {"mixtral", "mixtral_legacy", "qwen2_moe", "qwen3_moe", "deepseek_v3"}) {
+  for (const char* name : {"mixtral", "mixtral_legacy", "qwen2_moe", "qwen3_moe", "deepseek_v3"}) {
     seeds.push_back(ReadFile(kTestdata + "/" + name + ".jinja"));
   }
   seeds.push_back(
@@ -53,12 +52,59 @@ ordered_json Context() {
       {"role": "user", "content": ["not", "a", "string"]}]})");
 }
 
-const char* const kFragments[] = {
-    "{%", "%}", "{{", "}}", "{#", "#}", "{%-", "-%}", "(", ")", "[", "]", "{", "}", "'", "\"",
-    "|", ".", ",", ":", "-", "+", "*", "**", "//", "~", " is ", " not ", " in ", " if ",
-    " else ", "for ", "endfor", "endif", "set ", "macro ", "loop", "messages", "[::-1]",
-    "| tojson", "| length", "namespace(", "raise_exception(", "\\", "\n", "0", "99999999999",
-    "range(", "caller()", "{% break %}", "{% endset %}", "\xff", "\xc3"};
+const char* const kFragments[] = {"{%",
+                                  "%}",
+                                  "{{",
+                                  "}}",
+                                  "{#",
+                                  "#}",
+                                  "{%-",
+                                  "-%}",
+                                  "(",
+                                  ")",
+                                  "[",
+                                  "]",
+                                  "{",
+                                  "}",
+                                  "'",
+                                  "\"",
+                                  "|",
+                                  ".",
+                                  ",",
+                                  ":",
+                                  "-",
+                                  "+",
+                                  "*",
+                                  "**",
+                                  "//",
+                                  "~",
+                                  " is ",
+                                  " not ",
+                                  " in ",
+                                  " if ",
+                                  " else ",
+                                  "for ",
+                                  "endfor",
+                                  "endif",
+                                  "set ",
+                                  "macro ",
+                                  "loop",
+                                  "messages",
+                                  "[::-1]",
+                                  "| tojson",
+                                  "| length",
+                                  "namespace(",
+                                  "raise_exception(",
+                                  "\\",
+                                  "\n",
+                                  "0",
+                                  "99999999999",
+                                  "range(",
+                                  "caller()",
+                                  "{% break %}",
+                                  "{% endset %}",
+                                  "\xff",
+                                  "\xc3"};
 
 TEST(JinjaFuzzTest, TruncatedAndMutatedTemplatesNeverCrash) {
   std::mt19937 rng(12345);

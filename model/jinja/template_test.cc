@@ -63,9 +63,9 @@ TEST(JinjaTemplateTest, ForLoopVariables) {
   EXPECT_EQ(R("{% for x in xs %}{{ loop.previtem }}<{{ x }}>{{ loop.nextitem }};{% endfor %}",
               R"({"xs": [1, 2, 3]})"),
             "<1>2;1<2>3;2<3>;");
-  EXPECT_EQ(R("{% for x in xs if x > 1 %}{{ x }}/{{ loop.length }} {% endfor %}",
-              R"({"xs": [1, 2, 3]})"),
-            "2/2 3/2 ");
+  EXPECT_EQ(
+      R("{% for x in xs if x > 1 %}{{ x }}/{{ loop.length }} {% endfor %}", R"({"xs": [1, 2, 3]})"),
+      "2/2 3/2 ");
   EXPECT_EQ(R("{% for x in [] %}x{% else %}empty{% endfor %}"), "empty");
   EXPECT_EQ(R("{% for x in missing %}x{% else %}none{% endfor %}"), "none");
   EXPECT_EQ(R("{% for k in d %}{{ k }}{% endfor %}|{% for k, v in d.items() %}{{ k }}={{ v }};"
@@ -79,9 +79,9 @@ TEST(JinjaTemplateTest, ForLoopVariables) {
               "{{ x }}{% endfor %}"),
             "147321");
   EXPECT_EQ(R("{% for a, b in [[1, 2], [3, 4]] %}{{ a + b }}{% endfor %}"), "37");
-  EXPECT_EQ(R("{% for x in xs %}{{ loop.cycle('odd', 'even') }} {% endfor %}",
-              R"({"xs": [1, 2, 3]})"),
-            "odd even odd ");
+  EXPECT_EQ(
+      R("{% for x in xs %}{{ loop.cycle('odd', 'even') }} {% endfor %}", R"({"xs": [1, 2, 3]})"),
+      "odd even odd ");
 }
 
 TEST(JinjaTemplateTest, IfElifElse) {
@@ -131,12 +131,12 @@ TEST(JinjaTemplateTest, Filters) {
   EXPECT_EQ(R("{{ missing | default('dflt') }}|{{ '' | default('dflt') }}|"
               "{{ '' | default('dflt', true) }}|{{ 0 | default(5, boolean=true) }}"),
             "dflt||dflt|5");
-  EXPECT_EQ(R("{{ 'a-b-c' | replace('-', '+') }}|{{ 'aaa' | replace('a', 'b', 2) }}"),
-            "a+b+c|bba");
+  EXPECT_EQ(R("{{ 'a-b-c' | replace('-', '+') }}|{{ 'aaa' | replace('a', 'b', 2) }}"), "a+b+c|bba");
   EXPECT_EQ(R("{{ 42 | string }}{{ '7' | int + 1 }}|{{ '2.5' | float }}|{{ 'x' | int }}|"
               "{{ 3.9 | int }}"),
             "428|2.5|0|3");
-  EXPECT_EQ(R("{{ 'ab' | list }}|{{ {'k': 'v'} | items | list }}"), "[\"a\", \"b\"]|[[\"k\", \"v\"]]");
+  EXPECT_EQ(R("{{ 'ab' | list }}|{{ {'k': 'v'} | items | list }}"),
+            "[\"a\", \"b\"]|[[\"k\", \"v\"]]");
   EXPECT_EQ(R("{{ '<a href=\"x\">&</a>' | escape }}|{{ '<b>' | safe }}"),
             "&lt;a href=&#34;x&#34;&gt;&amp;&lt;/a&gt;|<b>");
   EXPECT_EQ(R("{{ [3, 1, 2] | sort }}{{ [3, 1, 2] | sort(reverse=true) }}{{ [1, 2] | reverse }}"
@@ -171,8 +171,7 @@ TEST(JinjaTemplateTest, ToJson) {
             "{\n  \"z\": 1,\n  \"a\": [\n    true,\n    null,\n    1.5,\n    \"é\\\"\\n\"\n  ]\n}");
   EXPECT_EQ(R("{{ v.args | tojson(sort_keys=true) }}", ctx),
             R"({"a": [true, null, 1.5, "é\"\n"], "z": 1})");
-  EXPECT_EQ(R("{{ 'é' | tojson(ensure_ascii=true) }}{{ [] | tojson(indent=2) }}"),
-            "\"\\u00e9\"[]");
+  EXPECT_EQ(R("{{ 'é' | tojson(ensure_ascii=true) }}{{ [] | tojson(indent=2) }}"), "\"\\u00e9\"[]");
   EXPECT_EQ(R("{{ 1.0 | tojson }}|{{ '\x01' | tojson }}"), "1.0|\"\\u0001\"");
 }
 
@@ -213,18 +212,19 @@ TEST(JinjaTemplateTest, StringMethods) {
   EXPECT_EQ(R("{{ 'x</think>y'.split('</think>')[-1] }}{{ 'abc'.startswith('ab') }}"
               "{{ 'abc'.endswith(('x', 'bc')) }}{{ 'abc'.startswith('b') }}"),
             "ytruetruefalse");
-  EXPECT_EQ(R("{{ 'Ab'.upper() }}{{ 'Ab'.lower() }}{{ 'ab cd'.title() }}{{ 'aXa'.replace('a', '') }}"
-              "{{ ', '.join(['p', 'q']) }}{{ 'abc'.length }}"),
-            "ABabAb CdXp, q3");
+  EXPECT_EQ(
+      R("{{ 'Ab'.upper() }}{{ 'Ab'.lower() }}{{ 'ab cd'.title() }}{{ 'aXa'.replace('a', '') }}"
+        "{{ ', '.join(['p', 'q']) }}{{ 'abc'.length }}"),
+      "ABabAb CdXp, q3");
 }
 
 TEST(JinjaTemplateTest, DictMethods) {
   const std::string ctx = R"({"d": {"a": 1, "b": 2}})";
   EXPECT_EQ(R("{{ d.keys() }}{{ d.values() }}{{ d.items() }}", ctx),
             "[\"a\", \"b\"][1, 2][[\"a\", 1], [\"b\", 2]]");
-  EXPECT_EQ(R("{{ d.get('a') }}{{ d.get('z', 'none') }}{{ d.get('z') }}|{{ d['b'] }}{{ d.b }}",
-              ctx),
-            "1none|22");
+  EXPECT_EQ(
+      R("{{ d.get('a') }}{{ d.get('z', 'none') }}{{ d.get('z') }}|{{ d['b'] }}{{ d.b }}", ctx),
+      "1none|22");
 }
 
 TEST(JinjaTemplateTest, Slicing) {
@@ -253,9 +253,9 @@ TEST(JinjaTemplateTest, Operators) {
 }
 
 TEST(JinjaTemplateTest, TernaryAndSelect) {
-  EXPECT_EQ(R("{{ 'y' if x else 'n' }}{{ 'y' if not x else 'n' }}[{{ 'only' if x }}]",
-              R"({"x": false})"),
-            "ny[]");
+  EXPECT_EQ(
+      R("{{ 'y' if x else 'n' }}{{ 'y' if not x else 'n' }}[{{ 'only' if x }}]", R"({"x": false})"),
+      "ny[]");
   EXPECT_EQ(R("{{ 'a' if x == 1 else 'b' if x == 2 else 'c' }}", R"({"x": 2})"), "b");
 }
 
@@ -282,8 +282,7 @@ TEST(JinjaTemplateTest, SyntaxErrorsNameLineAndColumn) {
   EXPECT_EQ(t.status().message(), "template syntax error at line 3, column 10: unexpected '}}'");
   t = Template::Parse("{% for x in xs %}no end");
   ASSERT_FALSE(t.ok());
-  EXPECT_TRUE(absl::StrContains(t.status().message(), "expected {% endfor %}"))
-      << t.status();
+  EXPECT_TRUE(absl::StrContains(t.status().message(), "expected {% endfor %}")) << t.status();
   t = Template::Parse("{{ 'unterminated }}");
   ASSERT_FALSE(t.ok());
   EXPECT_EQ(t.status().message(),
@@ -333,9 +332,8 @@ TEST(JinjaTemplateTest, LimitsStopHostileTemplates) {
   limits.max_steps = 1000;
   EXPECT_FALSE(t->Render(ordered_json::object(), limits).ok());
   // Deep nesting is a parse error, not a stack overflow.
-  EXPECT_FALSE(Template::Parse("{{ " + std::string(5000, '(') + "1" + std::string(5000, ')') +
-                               " }}")
-                   .ok());
+  EXPECT_FALSE(
+      Template::Parse("{{ " + std::string(5000, '(') + "1" + std::string(5000, ')') + " }}").ok());
   std::string nested;
   for (int i = 0; i < 2000; ++i) nested += "{% if true %}";
   EXPECT_FALSE(Template::Parse(nested).ok());

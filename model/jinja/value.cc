@@ -189,8 +189,7 @@ void AppendJsonString(std::string_view s, bool ensure_ascii, std::string* out) {
     i += len - 1;
     if (cp >= 0x10000) {
       cp -= 0x10000;
-      std::snprintf(buf, sizeof(buf), "\\u%04x\\u%04x", 0xD800 + (cp >> 10),
-                    0xDC00 + (cp & 0x3FF));
+      std::snprintf(buf, sizeof(buf), "\\u%04x\\u%04x", 0xD800 + (cp >> 10), 0xDC00 + (cp & 0x3FF));
     } else {
       std::snprintf(buf, sizeof(buf), "\\u%04x", cp);
     }
