@@ -449,17 +449,6 @@ Value ObjectMethod(const Value& self, std::string_view name) {
 
 Value ArrayMethod(const Value& self, std::string_view name, const BuiltinLimits& limits) {
   if (name == "length") return Value::Int(static_cast<int64_t>(self.array().size()));
-  if (name == "append") {
-    return Value::Function(
-        [self, limits](std::vector<Value>& args, Kwargs&) -> absl::StatusOr<Value> {
-          if (args.size() != 1) return Err("append: expected one argument");
-          if (static_cast<int64_t>(self.array().size()) >= limits.max_items) {
-            return Err("array exceeds the size limit");
-          }
-          self.array().push_back(args[0]);
-          return Value::None();
-        });
-  }
   return Value();
 }
 
@@ -802,27 +791,29 @@ Value MakeRange(const BuiltinLimits& limits) {
   });
 }
 
-Value MakeNamespaceFunction() {
-  return Value::Function([](std::vector<Value>& args, Kwargs& kwargs) -> absl::StatusOr<Value> {
-    Value ns = Value::Namespace();
-    if (args.size() > 1) return Err("namespace: expected at most one positional argument");
-    if (args.size() == 1) {
-      if (args[0].is_mapping()) {
-        for (const auto& [k, v] : args[0].object().items()) ns.object().Set(k, v);
-      } else if (args[0].is_array()) {
-        for (const Value& pair : args[0].array()) {
-          if (!pair.is_array() || pair.array().size() != 2 || !pair.array()[0].is_string()) {
-            return Err("namespace: expected [key, value] pairs");
+Value MakeNamespaceFunction(std::vector<Value>* created) {
+  return Value::Function(
+      [created](std::vector<Value>& args, Kwargs& kwargs) -> absl::StatusOr<Value> {
+        Value ns = Value::Namespace();
+        created->push_back(ns);
+        if (args.size() > 1) return Err("namespace: expected at most one positional argument");
+        if (args.size() == 1) {
+          if (args[0].is_mapping()) {
+            for (const auto& [k, v] : args[0].object().items()) ns.object().Set(k, v);
+          } else if (args[0].is_array()) {
+            for (const Value& pair : args[0].array()) {
+              if (!pair.is_array() || pair.array().size() != 2 || !pair.array()[0].is_string()) {
+                return Err("namespace: expected [key, value] pairs");
+              }
+              ns.object().Set(pair.array()[0].as_string(), pair.array()[1]);
+            }
+          } else {
+            return Err("namespace: expected a mapping");
           }
-          ns.object().Set(pair.array()[0].as_string(), pair.array()[1]);
         }
-      } else {
-        return Err("namespace: expected a mapping");
-      }
-    }
-    for (const auto& [k, v] : kwargs) ns.object().Set(k, v);
-    return ns;
-  });
+        for (const auto& [k, v] : kwargs) ns.object().Set(k, v);
+        return ns;
+      });
 }
 
 Value MakeStrftimeNow() {

@@ -48,7 +48,10 @@ bool StrictEquals(const Value& a, const Value& b);
 // The global functions every template sees: range, namespace, strftime_now. (raise_exception
 // lives in the interpreter, which gives its error a distinct status.)
 Value MakeRange(const BuiltinLimits& limits);
-Value MakeNamespaceFunction();
+// Every namespace the function creates is appended to `created`, which must outlive the
+// render: the interpreter empties them at the end to break reference cycles
+// (`{% set ns.self = ns %}`).
+Value MakeNamespaceFunction(std::vector<Value>* created);
 Value MakeStrftimeNow();
 
 }  // namespace moe::model::jinja::internal

@@ -42,6 +42,12 @@ class Interpreter {
         limits_(limits),
         builtin_limits_{limits.max_output_bytes, limits.max_loop_iterations} {}
 
+  // Namespaces are the only mutable containers a template can make point to themselves;
+  // emptying them frees any cycle the template built.
+  ~Interpreter() {
+    for (Value& ns : namespaces_) ns.object().Clear();
+  }
+
   absl::StatusOr<std::string> Run(const NodeList& program, const Value& globals) {
     Scope* root = NewScope(nullptr);
     if (root == nullptr) return absl::ResourceExhaustedError("scope limit");
@@ -54,7 +60,7 @@ class Interpreter {
     root->vars["none"] = Value::None();
     root->vars["None"] = Value::None();
     root->vars["range"] = MakeRange(builtin_limits_);
-    root->vars["namespace"] = MakeNamespaceFunction();
+    root->vars["namespace"] = MakeNamespaceFunction(&namespaces_);
     root->vars["strftime_now"] = MakeStrftimeNow();
     root->vars["raise_exception"] =
         Value::Function([this](std::vector<Value>& args, Kwargs&) -> absl::StatusOr<Value> {
@@ -694,6 +700,7 @@ class Interpreter {
   int64_t iterations_ = 0;
   bool raised_ = false;
   Value pending_caller_;
+  std::vector<Value> namespaces_;  // every namespace() made by this render
   std::vector<Value> empty_args_;
   Kwargs empty_kwargs_;
 };

@@ -100,6 +100,10 @@ TEST(JinjaTemplateTest, SetNamespaceAndScoping) {
               "{{ n }} {{ ns.n }} {{ ns.s }}"),
             "0 3 012");
   EXPECT_EQ(R("{% set x = 1 %}{% if true %}{% set x = 2 %}{% endif %}{{ x }}"), "2");
+  // A namespace that contains itself (freed at the end of the render; ASan checks the leak).
+  EXPECT_EQ(R("{% set ns = namespace(a=1) %}{% set ns.self = ns %}{% set ns.l = [ns] %}"
+              "{{ ns.self.self.a }}"),
+            "1");
   EXPECT_EQ(R("{% set d = {'a': 1} %}{% set d.a = 2 %}"),
             "ERROR: template error at line 1, column 30: cannot assign an attribute of something "
             "that is not a namespace");

@@ -35,6 +35,7 @@ class ObjectData {
   void Set(std::string key, Value value);
   const std::vector<std::pair<std::string, Value>>& items() const { return items_; }
   size_t size() const { return items_.size(); }
+  void Clear() { items_.clear(); }
 
  private:
   std::vector<std::pair<std::string, Value>> items_;
