@@ -3,7 +3,9 @@
 #include <utility>  // before Asio (DESIGN.md section 9)
 
 #include <atomic>
+#include <deque>
 #include <filesystem>
+#include <fstream>
 
 #include <boost/asio.hpp>
 #include <nlohmann/json.hpp>
@@ -12,7 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "common/metrics.h"
 #include "common/status.h"
-#include "gateway/openai/completions.h"
+#include "gateway/openai/choice_text.h"
 
 namespace moe::gateway {
 
@@ -36,24 +38,6 @@ HttpResponse JsonResponse(const json& body) {
                       "application/json");
 }
 
-// Runs pool->Generate and resumes the calling coroutine on its own executor with the result.
-asio::awaitable<absl::StatusOr<GenerateStream>> AwaitGenerate(WorkerPool* pool,
-                                                              v1::GenerateRequest request,
-                                                              absl::Duration timeout) {
-  auto ex = co_await asio::this_coro::executor;
-  auto init = [pool, ex, timeout](auto handler, v1::GenerateRequest r) {
-    auto h = std::make_shared<decltype(handler)>(std::move(handler));
-    pool->Generate(std::move(r), timeout, [h, ex](absl::StatusOr<GenerateStream> s) {
-      asio::post(ex, [h, s = std::move(s)]() mutable { (*h)(std::move(s)); });
-    });
-  };
-  absl::StatusOr<GenerateStream> result =
-      co_await asio::async_initiate<const asio::use_awaitable_t<>&,
-                                    void(absl::StatusOr<GenerateStream>)>(
-          init, asio::use_awaitable, std::move(request));
-  co_return result;
-}
-
 asio::awaitable<absl::StatusOr<v1::GetLoadResponse>> AwaitGetLoad(WorkerPool* pool, size_t i,
                                                                    absl::Duration timeout) {
   auto ex = co_await asio::this_coro::executor;
@@ -70,10 +54,10 @@ asio::awaitable<absl::StatusOr<v1::GetLoadResponse>> AwaitGetLoad(WorkerPool* po
   co_return result;
 }
 
-std::string NewCompletionId() {
+std::string NewId(const char* prefix) {
   static std::atomic<uint64_t> counter{0};
   const uint64_t n = counter.fetch_add(1);
-  return absl::StrFormat("cmpl-%x%08x", absl::ToUnixMicros(absl::Now()), n);
+  return absl::StrFormat("%s-%x%08x", prefix, absl::ToUnixMicros(absl::Now()), n);
 }
 
 ScoredToken FromProto(const v1::GeneratedToken& t) {
@@ -90,7 +74,93 @@ std::string ModelIdOf(const std::string& dir) {
   return p.filename().string();
 }
 
+// What the Generate calls of one job report, in arrival order. Lives on the connection's
+// strand: Post (from any thread) hands an event over; Next waits for at least one.
+struct Event {
+  enum class Kind { kMessage, kDone, kGone };
+  Kind kind = Kind::kMessage;
+  int choice = -1;
+  v1::GenerateResponse message;
+  absl::Status status;
+};
+
+class EventChannel : public std::enable_shared_from_this<EventChannel> {
+ public:
+  explicit EventChannel(asio::any_io_executor ex) : ex_(std::move(ex)) {}
+  void Post(Event e) {
+    asio::post(ex_, [self = shared_from_this(), e = std::move(e)]() mutable {
+      self->Push(std::move(e));
+    });
+  }
+  // On the strand only.
+  void Push(Event e) {
+    events_.push_back(std::move(e));
+    if (wake_) {
+      auto w = std::move(wake_);
+      wake_ = nullptr;
+      asio::post(ex_, std::move(w));
+    }
+  }
+  asio::awaitable<std::deque<Event>> Next() {
+    if (events_.empty()) {
+      auto init = [this](auto handler) {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        wake_ = [h]() { (*h)(); };
+      };
+      co_await asio::async_initiate<const asio::use_awaitable_t<>&, void()>(init,
+                                                                          asio::use_awaitable);
+    }
+    std::deque<Event> out;
+    out.swap(events_);
+    co_return out;
+  }
+
+ private:
+  asio::any_io_executor ex_;
+  std::deque<Event> events_;
+  std::function<void()> wake_;
+};
+
+// One choice of a job while it runs.
+struct Choice {
+  Choice(const model::Tokenizer* tok, const std::vector<int32_t>& eos, const SamplingOptions& s)
+      : text(tok, eos, s.stop, s.include_stop_str_in_output, s.skip_special_tokens) {}
+  int index = 0;
+  size_t prompt = 0;
+  ChoiceText text;
+  std::shared_ptr<GenerateHandle> handle;
+  std::vector<ScoredToken> tokens;
+  std::vector<ScoredToken> prompt_logprobs;
+  std::string completion;  // all completion text so far
+  std::string delta;       // text not yet streamed (for echo, the prompt first)
+  size_t tokens_sent = 0;  // tokens whose logprobs were streamed
+  bool prompt_sent = false;
+  int messages = 0;
+  bool done = false;
+  bool stopped = false;  // a stop string matched
+  bool ended = false;    // the finish reason is known and the text complete
+  bool finish_sent = false;
+  std::string finish;
+  int64_t text_offset = 0;  // legacy logprobs text_offset of the next token
+  absl::Time last_token_at = absl::InfinitePast();
+};
+
 }  // namespace
+
+struct ApiHandler::Job {
+  bool chat = false;
+  std::string id;
+  int64_t created = 0;
+  absl::Time arrival;
+  struct Prompt {
+    std::vector<int32_t> ids;
+    std::string text;  // for echo
+    int max_tokens = 0;
+  };
+  std::vector<Prompt> prompts;
+  SamplingOptions sampling;
+  bool echo = false;
+};
 
 ApiHandler::ApiHandler(ApiOptions options, WorkerPool* pool)
     : options_(std::move(options)), pool_(pool) {
@@ -101,7 +171,7 @@ ApiHandler::ApiHandler(ApiOptions options, WorkerPool* pool)
                         .Register(r);
   request_success_ = &prometheus::BuildCounter()
                           .Name("moe_request_success_total")
-                          .Help("Completed generation requests by finish reason")
+                          .Help("Completed generations (choices) by finish reason")
                           .Register(r);
   prompt_tokens_ = &prometheus::BuildCounter()
                         .Name("moe_prompt_tokens_total")
@@ -113,7 +183,24 @@ ApiHandler::ApiHandler(ApiOptions options, WorkerPool* pool)
                             .Help("Generated tokens of completed requests")
                             .Register(r)
                             .Add({});
+  ttft_ = &prometheus::BuildHistogram()
+               .Name("moe_time_to_first_token_seconds")
+               .Help("Time from request arrival to its first generated token")
+               .Register(r)
+               .Add({}, ExponentialBuckets(0.001, 2, 18));
+  itl_ = &prometheus::BuildHistogram()
+              .Name("moe_inter_token_latency_seconds")
+              .Help("Time between consecutive generated tokens of a choice")
+              .Register(r)
+              .Add({}, ExponentialBuckets(0.0005, 2, 16));
+  e2e_ = &prometheus::BuildHistogram()
+              .Name("moe_e2e_request_latency_seconds")
+              .Help("Time from request arrival to its last token (successful requests)")
+              .Register(r)
+              .Add({}, ExponentialBuckets(0.005, 2, 18));
 }
+
+ApiHandler::~ApiHandler() = default;
 
 absl::StatusOr<std::unique_ptr<ApiHandler>> ApiHandler::Create(ApiOptions options,
                                                                WorkerPool* pool) {
@@ -129,6 +216,16 @@ absl::StatusOr<std::unique_ptr<ApiHandler>> ApiHandler::Create(ApiOptions option
     if (auto id = h->tokenizer_->TokenToId(*h->tokenizer_config_.eos_token)) {
       h->eos_ids_.push_back(*id);
     }
+  }
+  h->chat_ = std::make_unique<ChatRenderer>(h->tokenizer_config_);
+  // The context length: config.json's max_position_embeddings, else the tokenizer's limit.
+  std::ifstream in(h->options_.model_dir + "/config.json");
+  json config = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (config.is_object() && config.contains("max_position_embeddings") &&
+      config["max_position_embeddings"].is_number_integer()) {
+    h->max_model_len_ = config["max_position_embeddings"].get<int>();
+  } else if (h->tokenizer_config_.model_max_length) {
+    h->max_model_len_ = static_cast<int>(*h->tokenizer_config_.model_max_length);
   }
   h->created_ = absl::ToUnixSeconds(absl::Now());
   return h;
@@ -149,9 +246,10 @@ void ApiHandler::CountStatus(int status) {
   http_requests_->Add({{"status", std::to_string(status)}}).Increment();
 }
 
-asio::awaitable<HttpResponse> ApiHandler::Handle(const HttpRequest& request) {
-  HttpResponse res = co_await Route(request);
-  CountStatus(res.result_int());
+asio::awaitable<HttpResponse> ApiHandler::Handle(const HttpRequest& request,
+                                                 ResponseStream& stream) {
+  HttpResponse res = co_await Route(request, stream);
+  CountStatus(stream.started() ? 200 : res.result_int());
   co_return res;
 }
 
@@ -167,45 +265,60 @@ bool ApiHandler::Authorized(const HttpRequest& request) const {
   return diff == 0;
 }
 
-asio::awaitable<HttpResponse> ApiHandler::Route(const HttpRequest& request) {
+asio::awaitable<HttpResponse> ApiHandler::Route(const HttpRequest& request,
+                                                ResponseStream& stream) {
   std::string target(request.target());
   if (size_t q = target.find('?'); q != std::string::npos) target.resize(q);
   const bool get = request.method() == http::verb::get || request.method() == http::verb::head;
   const bool post = request.method() == http::verb::post;
+  auto not_allowed = [this](const char* allow) {
+    HttpResponse r = ErrorResponse(405, absl::StrCat("method not allowed: use ", allow));
+    r.set(http::field::allow, allow);
+    return r;
+  };
   if (target == "/health") {
-    if (!get) co_return ErrorResponse(405, "use GET");
+    if (!get) co_return not_allowed("GET");
     co_return TextResponse(200, "ok\n", "text/plain; charset=utf-8");
   }
   if (target == "/ready") {
-    if (!get) co_return ErrorResponse(405, "use GET");
+    if (!get) co_return not_allowed("GET");
     co_return co_await Ready();
   }
   if (target == "/metrics") {
-    if (!get) co_return ErrorResponse(405, "use GET");
+    if (!get) co_return not_allowed("GET");
     co_return TextResponse(200, RenderMetrics(MetricsRegistry()),
                            "text/plain; version=0.0.4; charset=utf-8");
   }
+  if (target == "/tokenize" || target == "/detokenize") {
+    if (!post) co_return not_allowed("POST");
+    co_return target == "/tokenize" ? Tokenize(request) : Detokenize(request);
+  }
   const bool models = target == "/v1/models";
   const bool completions = target == "/v1/completions";
-  if (!models && !completions) {
+  const bool chat = target == "/v1/chat/completions";
+  if (!models && !completions && !chat) {
     co_return ErrorResponse(MakeError(404, "no route for " + target, "not_found"));
   }
   if (!Authorized(request)) {
     co_return ErrorResponse(MakeError(401, "missing or incorrect API key", "invalid_api_key"));
   }
   if (models) {
-    if (!get) co_return ErrorResponse(405, "use GET");
+    if (!get) co_return not_allowed("GET");
     co_return Models();
   }
-  if (!post) co_return ErrorResponse(405, "use POST");
-  co_return co_await Completions(request);
+  if (!post) co_return not_allowed("POST");
+  if (chat) co_return co_await Chat(request, stream);
+  co_return co_await Completions(request, stream);
 }
 
 HttpResponse ApiHandler::Models() const {
   json model{{"id", options_.model_id},
              {"object", "model"},
              {"created", created_},
-             {"owned_by", "moe"}};
+             {"owned_by", "moe"},
+             {"root", options_.model_id},
+             {"parent", nullptr},
+             {"max_model_len", max_model_len_}};
   json body{{"object", "list"}, {"data", json::array({model})}};
   return JsonResponse(body);
 }
@@ -220,108 +333,499 @@ asio::awaitable<HttpResponse> ApiHandler::Ready() {
                          "text/plain; charset=utf-8");
 }
 
-asio::awaitable<HttpResponse> ApiHandler::Completions(const HttpRequest& request) {
+std::optional<HttpResponse> ApiHandler::CheckModel(const std::optional<std::string>& model) const {
+  if (!model || *model == options_.model_id) return std::nullopt;
+  ApiError e = MakeError(404, absl::StrCat("The model `", *model, "` does not exist."),
+                         "model_not_found");
+  e.param = "model";
+  return ErrorResponse(e);
+}
+
+absl::Status ApiHandler::CheckLengths(const std::vector<int32_t>& prompt,
+                                      std::optional<int> max_tokens, int* resolved) const {
+  if (prompt.empty()) return InvalidParam("prompt", "the prompt is empty");
+  for (int32_t id : prompt) {
+    if (id >= tokenizer_->vocab_size()) {
+      return InvalidParam("prompt", absl::StrCat("token id ", id, " is out of the vocabulary"));
+    }
+  }
+  const int64_t n = static_cast<int64_t>(prompt.size());
+  if (n > max_model_len_) {
+    return InvalidParam("prompt", absl::StrCat("This model's maximum context length is ",
+                                               max_model_len_, " tokens. However, your prompt has ",
+                                               n, " tokens."));
+  }
+  const int64_t want = max_tokens ? *max_tokens : max_model_len_ - n;
+  if (n + want > max_model_len_) {
+    return InvalidParam("max_tokens",
+                        absl::StrCat("This model's maximum context length is ", max_model_len_,
+                                     " tokens. However, you requested ", n + want, " tokens (", n,
+                                     " in the prompt, ", want,
+                                     " in the completion). Reduce the prompt or max_tokens."));
+  }
+  *resolved = static_cast<int>(want);
+  return absl::OkStatus();
+}
+
+std::string ApiHandler::TokenString(int32_t id) const {
+  return tokenizer_->Decode(std::vector<int32_t>{id}, false);
+}
+
+asio::awaitable<HttpResponse> ApiHandler::Completions(const HttpRequest& request,
+                                                      ResponseStream& stream) {
+  const absl::Time arrival = absl::Now();
   absl::StatusOr<CompletionRequest> parsed = ParseCompletionRequest(request.body());
   if (!parsed.ok()) co_return ErrorResponse(ErrorFromStatus(parsed.status()));
   CompletionRequest& req = *parsed;
-  if (req.model && *req.model != options_.model_id) {
-    ApiError e = MakeError(404, absl::StrCat("The model `", *req.model, "` does not exist."),
-                           "model_not_found");
-    e.param = "model";
-    co_return ErrorResponse(e);
-  }
-  std::vector<int32_t> prompt = req.prompt_text ? model::EncodeWithConfig(
-                                                      *tokenizer_, tokenizer_config_,
-                                                      *req.prompt_text)
-                                                : req.prompt_ids;
-  if (prompt.empty()) {
-    co_return ErrorResponse(ErrorFromStatus(InvalidParam("prompt", "the prompt is empty")));
-  }
-  for (int32_t id : prompt) {
-    if (id >= tokenizer_->vocab_size()) {
-      co_return ErrorResponse(ErrorFromStatus(
-          InvalidParam("prompt", absl::StrCat("token id ", id, " is out of the vocabulary"))));
+  if (auto bad = CheckModel(req.model)) co_return std::move(*bad);
+  auto job = std::make_shared<Job>();
+  job->id = NewId("cmpl");
+  job->created = absl::ToUnixSeconds(arrival);
+  job->arrival = arrival;
+  job->sampling = req.sampling;
+  job->echo = req.echo;
+  for (const PromptInput& p : req.prompts) {
+    Job::Prompt jp;
+    jp.ids = p.text ? model::EncodeWithConfig(*tokenizer_, tokenizer_config_, *p.text,
+                                              req.add_special_tokens)
+                    : p.ids;
+    if (absl::Status s = CheckLengths(jp.ids, req.sampling.max_tokens, &jp.max_tokens); !s.ok()) {
+      co_return ErrorResponse(ErrorFromStatus(s));
     }
+    jp.text = p.text ? *p.text : tokenizer_->Decode(jp.ids, true);
+    job->prompts.push_back(std::move(jp));
   }
-  const std::string prompt_text =
-      req.prompt_text ? *req.prompt_text : tokenizer_->Decode(prompt, true);
+  co_return co_await Run(std::move(job), stream);
+}
 
-  CompletionOutput out;
-  out.prompt_tokens = static_cast<int>(prompt.size());
-  out.finish_reason = "length";
-  const bool want_prompt_logprobs = req.echo && req.logprobs.has_value();
-  if (req.max_tokens > 0 || want_prompt_logprobs) {
-    v1::GenerateRequest g;
-    g.set_request_id(NewCompletionId());
-    g.mutable_prompt_ids()->Add(prompt.begin(), prompt.end());
-    v1::SamplingParams* s = g.mutable_sampling();
-    s->set_temperature(req.temperature);
-    s->set_top_p(req.top_p);
-    s->set_top_k(req.top_k);
-    if (req.seed) s->set_seed(*req.seed);
-    s->set_max_tokens(req.max_tokens);
-    s->set_ignore_eos(req.ignore_eos);
-    s->set_logprobs(req.logprobs.value_or(0));
-    s->set_prompt_logprobs(want_prompt_logprobs);
-    absl::StatusOr<GenerateStream> stream =
-        co_await AwaitGenerate(pool_, std::move(g), options_.request_timeout);
-    if (!stream.ok()) co_return ErrorResponse(ErrorFromStatus(stream.status()));
-    for (const v1::GenerateResponse& m : stream->messages) {
-      for (const auto& t : m.prompt_logprobs()) out.prompt_logprobs.push_back(FromProto(t));
-      for (const auto& t : m.tokens()) out.tokens.push_back(FromProto(t));
-      if (!m.finish_reason().empty()) out.finish_reason = m.finish_reason();
-      if (m.prompt_tokens() > 0) out.prompt_tokens = m.prompt_tokens();
+asio::awaitable<HttpResponse> ApiHandler::Chat(const HttpRequest& request,
+                                               ResponseStream& stream) {
+  const absl::Time arrival = absl::Now();
+  absl::StatusOr<ChatRequest> parsed = ParseChatRequest(request.body());
+  if (!parsed.ok()) co_return ErrorResponse(ErrorFromStatus(parsed.status()));
+  ChatRequest& req = *parsed;
+  if (auto bad = CheckModel(req.model)) co_return std::move(*bad);
+  absl::StatusOr<std::string> text = chat_->Render(req);
+  if (!text.ok()) co_return ErrorResponse(ErrorFromStatus(text.status()));
+  auto job = std::make_shared<Job>();
+  job->chat = true;
+  job->id = NewId("chatcmpl");
+  job->created = absl::ToUnixSeconds(arrival);
+  job->arrival = arrival;
+  job->sampling = req.sampling;
+  Job::Prompt jp;
+  // The template writes the special tokens itself.
+  jp.ids = model::EncodeWithConfig(*tokenizer_, tokenizer_config_, *text, false);
+  if (absl::Status s = CheckLengths(jp.ids, req.sampling.max_tokens, &jp.max_tokens); !s.ok()) {
+    co_return ErrorResponse(ErrorFromStatus(WithParam(
+        s, s.GetPayload("moe.gateway/param") && std::string(*s.GetPayload("moe.gateway/param")) ==
+                                                    "prompt"
+               ? "messages"
+               : "max_completion_tokens")));
+  }
+  job->prompts.push_back(std::move(jp));
+  co_return co_await Run(std::move(job), stream);
+}
+
+namespace {
+
+// The SSE chunk(s) of choice `c` for what arrived since the last one; "" if nothing to say.
+std::string ChunkFor(const ApiHandler::Job& job, Choice& c, const std::string& model,
+                     const std::vector<int32_t>& prompt_ids, const TokenText& text_of,
+                     const TokenBytes& bytes_of) {
+  const SamplingOptions& so = job.sampling;
+  const bool finishing = (c.done || c.ended) && !c.finish_sent;
+  const bool has_tokens = c.tokens_sent < c.tokens.size();
+  if (c.messages == 0 && !c.done) return "";
+  if (c.delta.empty() && !has_tokens && !finishing && (c.prompt_sent || !job.echo)) return "";
+  std::optional<json> logprobs;
+  if (job.chat) {
+    if (so.logprobs) {
+      std::vector<ScoredToken> fresh(c.tokens.begin() + c.tokens_sent, c.tokens.end());
+      logprobs = ChatLogprobs(fresh, *so.logprobs, text_of, bytes_of);
     }
-    if (out.finish_reason != "stop" && out.finish_reason != "length") {
-      co_return ErrorResponse(
-          MakeError(503, "the attention worker aborted the request (" + out.finish_reason + ")"));
-    }
-  }
-
-  std::vector<int32_t> ids;
-  for (const ScoredToken& t : out.tokens) ids.push_back(t.id);
-  std::vector<int32_t> shown = ids;  // the text leaves out a final EOS
-  if (!shown.empty() && out.finish_reason == "stop" &&
-      std::find(eos_ids_.begin(), eos_ids_.end(), shown.back()) != eos_ids_.end()) {
-    shown.pop_back();
-  }
-  std::string completion_text = tokenizer_->Decode(shown, true);
-  if (tokenizer_config_.clean_up_tokenization_spaces) {
-    completion_text = model::CleanUpTokenizationSpaces(completion_text);
-  }
-
-  CompletionReplyParts parts;
-  parts.id = NewCompletionId();
-  parts.created = absl::ToUnixSeconds(absl::Now());
-  parts.model = options_.model_id;
-  parts.text = req.echo ? prompt_text + completion_text : completion_text;
-  parts.finish_reason = out.finish_reason;
-  parts.prompt_tokens = out.prompt_tokens;
-  parts.completion_tokens = static_cast<int>(out.tokens.size());
-  if (req.logprobs) {
+  } else if (so.logprobs) {
     std::vector<LogprobEntry> entries;
-    if (req.echo) {
-      for (size_t i = 0; i < prompt.size(); ++i) {
+    if (job.echo && !c.prompt_sent) {
+      for (size_t i = 0; i < prompt_ids.size(); ++i) {
         LogprobEntry e;
-        e.id = prompt[i];
-        if (i > 0 && i - 1 < out.prompt_logprobs.size()) e.scored = out.prompt_logprobs[i - 1];
+        e.id = prompt_ids[i];
+        if (i > 0 && i - 1 < c.prompt_logprobs.size()) e.scored = c.prompt_logprobs[i - 1];
         entries.push_back(std::move(e));
       }
     }
-    for (const ScoredToken& t : out.tokens) {
-      LogprobEntry e;
-      e.id = t.id;
-      e.scored = t;
-      entries.push_back(std::move(e));
+    for (size_t i = c.tokens_sent; i < c.tokens.size(); ++i) {
+      entries.push_back(LogprobEntry{c.tokens[i].id, c.tokens[i]});
     }
-    const model::Tokenizer* tok = tokenizer_.get();
-    parts.logprobs = LegacyLogprobs(
-        entries, [tok](int32_t id) { return tok->Decode(std::vector<int32_t>{id}, false); });
+    logprobs = LegacyLogprobs(entries, text_of, c.text_offset, &c.text_offset);
   }
-  prompt_tokens_->Increment(parts.prompt_tokens);
-  generation_tokens_->Increment(parts.completion_tokens);
-  request_success_->Add({{"finished_reason", parts.finish_reason}}).Increment();
-  co_return JsonResponse(CompletionReply(parts));
+  const std::string finish = finishing ? c.finish : "";
+  json chunk;
+  if (job.chat) {
+    json delta = json::object();
+    if (!c.delta.empty()) delta["content"] = c.delta;
+    chunk = ChatChunk(job.id, job.created, model, c.index, delta, logprobs, finish);
+  } else {
+    chunk = CompletionChunk(job.id, job.created, model, c.index, c.delta, logprobs, finish);
+  }
+  if (so.include_usage) chunk["usage"] = nullptr;
+  c.delta.clear();
+  c.tokens_sent = c.tokens.size();
+  c.prompt_sent = true;
+  if (finishing) c.finish_sent = true;
+  return SseEvent(chunk);
+}
+
+}  // namespace
+
+asio::awaitable<HttpResponse> ApiHandler::Run(std::shared_ptr<Job> job, ResponseStream& out) {
+  const SamplingOptions& so = job->sampling;
+  const bool want_prompt_logprobs = job->echo && so.logprobs.has_value();
+  const absl::Time deadline = job->arrival + options_.request_timeout;
+  auto chan = std::make_shared<EventChannel>(out.executor());
+  std::vector<std::unique_ptr<Choice>> choices;
+  int remaining = 0;
+  auto cancel_all = [&choices] {
+    for (auto& c : choices) {
+      if (c->handle && !c->done) c->handle->Cancel();
+    }
+  };
+  for (size_t p = 0; p < job->prompts.size(); ++p) {
+    const Job::Prompt& prompt = job->prompts[p];
+    for (int j = 0; j < so.n; ++j) {
+      auto c = std::make_unique<Choice>(tokenizer_.get(), eos_ids_, so);
+      c->index = static_cast<int>(p) * so.n + j;
+      c->prompt = p;
+      if (job->echo) c->delta = prompt.text;
+      if (prompt.max_tokens == 0 && !want_prompt_logprobs) {
+        c->done = true;
+        c->finish = "length";
+        choices.push_back(std::move(c));
+        continue;
+      }
+      v1::GenerateRequest g;
+      g.set_request_id(absl::StrCat(job->id, "-", c->index));
+      g.mutable_prompt_ids()->Add(prompt.ids.begin(), prompt.ids.end());
+      v1::SamplingParams* s = g.mutable_sampling();
+      s->set_temperature(so.temperature);
+      s->set_top_p(so.top_p);
+      s->set_top_k(so.top_k);
+      // Choice j of a seeded request draws from seed + j: choice 0 repeats n = 1.
+      if (so.seed) s->set_seed(*so.seed + static_cast<uint64_t>(j));
+      s->set_max_tokens(prompt.max_tokens);
+      s->set_ignore_eos(so.ignore_eos);
+      s->set_logprobs(so.logprobs.value_or(0));
+      s->set_prompt_logprobs(want_prompt_logprobs);
+      s->set_presence_penalty(so.presence_penalty);
+      s->set_frequency_penalty(so.frequency_penalty);
+      s->mutable_stop_token_ids()->Add(so.stop_token_ids.begin(), so.stop_token_ids.end());
+      const int idx = c->index;
+      GenerateCallbacks cb;
+      cb.on_message = [chan, idx](v1::GenerateResponse m) {
+        Event e;
+        e.kind = Event::Kind::kMessage;
+        e.choice = idx;
+        e.message = std::move(m);
+        chan->Post(std::move(e));
+      };
+      cb.on_done = [chan, idx](absl::Status st) {
+        Event e;
+        e.kind = Event::Kind::kDone;
+        e.choice = idx;
+        e.status = std::move(st);
+        chan->Post(std::move(e));
+      };
+      absl::StatusOr<std::shared_ptr<GenerateHandle>> h = pool_->Submit(
+          std::move(g), static_cast<int64_t>(prompt.ids.size()) + prompt.max_tokens, deadline,
+          std::move(cb));
+      if (!h.ok()) {
+        cancel_all();
+        co_return ErrorResponse(ErrorFromStatus(h.status()));
+      }
+      c->handle = std::move(*h);
+      ++remaining;
+      choices.push_back(std::move(c));
+    }
+  }
+  out.WatchDisconnect([chan] {
+    Event e;
+    e.kind = Event::Kind::kGone;
+    chan->Push(std::move(e));
+  });
+
+  const model::Tokenizer* tok = tokenizer_.get();
+  const TokenText text_of = [this](int32_t id) { return TokenString(id); };
+  const TokenBytes bytes_of = [tok](int32_t id) { return tok->TokenBytes(id); };
+  std::optional<absl::Status> failure;
+  bool gone = false;
+  bool first_token_seen = false;
+  auto stream_chunks = [&]() {
+    std::string buf;
+    for (auto& c : choices) {
+      buf += ChunkFor(*job, *c, options_.model_id, job->prompts[c->prompt].ids, text_of,
+                      bytes_of);
+    }
+    return buf;
+  };
+  std::string pending_chunks;  // one chunk per message as it arrived, not yet written
+  while (remaining > 0 || (so.stream && !out.started())) {
+    if (remaining > 0) {
+      std::deque<Event> events = co_await chan->Next();
+      const absl::Time now = absl::Now();
+      for (Event& e : events) {
+        if (e.kind == Event::Kind::kGone) {
+          gone = true;
+          continue;
+        }
+        Choice& c = *choices[e.choice];
+        if (c.done) continue;
+        if (e.kind == Event::Kind::kMessage) {
+          ++c.messages;
+          for (const auto& t : e.message.prompt_logprobs()) {
+            c.prompt_logprobs.push_back(FromProto(t));
+          }
+          const int k = e.message.tokens_size();
+          if (k > 0 && !c.stopped) {
+            if (!first_token_seen) {
+              first_token_seen = true;
+              ttft_->Observe(absl::ToDoubleSeconds(now - job->arrival));
+            }
+            if (c.last_token_at != absl::InfinitePast()) {
+              const double gap = absl::ToDoubleSeconds(now - c.last_token_at) / k;
+              for (int i = 0; i < k; ++i) itl_->Observe(gap);
+            }
+            c.last_token_at = now;
+          }
+          for (const auto& t : e.message.tokens()) {
+            if (c.stopped) break;
+            c.tokens.push_back(FromProto(t));
+            std::string piece = c.text.Add(t.id());
+            c.completion += piece;
+            c.delta += piece;
+            if (c.text.stopped()) {
+              c.stopped = true;
+              c.ended = true;
+              c.finish = "stop";
+              c.handle->Cancel();  // the rest of the stream is not needed
+            }
+          }
+          if (!c.stopped && !e.message.finish_reason().empty()) {
+            c.finish = e.message.finish_reason();
+            std::string rest = c.text.Finish();  // the finish goes with the last text
+            c.completion += rest;
+            c.delta += rest;
+            c.ended = true;
+          }
+          if (so.stream) {
+            pending_chunks += ChunkFor(*job, c, options_.model_id, job->prompts[c.prompt].ids,
+                                       text_of, bytes_of);
+          }
+        } else {  // kDone
+          c.done = true;
+          --remaining;
+          if (!e.status.ok() && !c.stopped) {
+            if (!failure) failure = e.status;
+            continue;
+          }
+          if (!c.ended) {
+            std::string rest = c.text.Finish();
+            c.completion += rest;
+            c.delta += rest;
+          }
+          if (c.finish.empty()) c.finish = "length";
+          if (c.finish != "stop" && c.finish != "length" && !failure) {
+            failure = absl::UnavailableError(
+                absl::StrCat("the attention worker aborted the request (", c.finish, ")"));
+          }
+        }
+      }
+    }
+    if (gone) {
+      cancel_all();
+      co_return ErrorResponse(MakeError(499, "the client closed the connection"));
+    }
+    if (failure) {
+      cancel_all();
+      if (!so.stream || !out.started()) co_return ErrorResponse(ErrorFromStatus(*failure));
+      const std::string err = SseEvent(json::parse(ErrorBody(ErrorFromStatus(*failure)))) +
+                              "data: [DONE]\n\n";
+      const bool wrote = co_await out.Write(err);
+      if (wrote) co_await out.End();
+      co_return HttpResponse();
+    }
+    if (so.stream) {
+      std::string buf;
+      if (!out.started()) {
+        const bool begun = co_await out.Begin(200, "text/event-stream; charset=utf-8");
+        if (!begun) {
+          cancel_all();
+          co_return HttpResponse();
+        }
+        if (job->chat) {
+          const json role = json{{"role", "assistant"}, {"content", ""}};
+          for (auto& c : choices) {
+            json chunk = ChatChunk(job->id, job->created, options_.model_id, c->index, role,
+                                   std::nullopt, "");
+            if (so.include_usage) chunk["usage"] = nullptr;
+            buf += SseEvent(chunk);
+          }
+        }
+      }
+      buf += pending_chunks;
+      pending_chunks.clear();
+      buf += stream_chunks();
+      const bool wrote = co_await out.Write(std::move(buf));
+      if (!wrote) {
+        cancel_all();
+        co_return HttpResponse();
+      }
+    }
+  }
+
+  // Every choice is done.
+  Usage usage;
+  for (const Job::Prompt& p : job->prompts) usage.prompt_tokens += static_cast<int>(p.ids.size());
+  for (auto& c : choices) usage.completion_tokens += static_cast<int>(c->tokens.size());
+  prompt_tokens_->Increment(usage.prompt_tokens);
+  generation_tokens_->Increment(usage.completion_tokens);
+  for (auto& c : choices) request_success_->Add({{"finished_reason", c->finish}}).Increment();
+  e2e_->Observe(absl::ToDoubleSeconds(absl::Now() - job->arrival));
+
+  if (so.stream) {
+    std::string buf = stream_chunks();
+    if (so.include_usage) {
+      buf += SseEvent(UsageChunk(job->id, job->created, options_.model_id, job->chat, usage));
+    }
+    buf += "data: [DONE]\n\n";
+    const bool wrote = co_await out.Write(std::move(buf));
+    if (wrote) co_await out.End();
+    co_return HttpResponse();
+  }
+
+  std::vector<ChoiceResult> results;
+  for (auto& cp : choices) {
+    Choice& c = *cp;
+    const Job::Prompt& prompt = job->prompts[c.prompt];
+    ChoiceResult r;
+    r.index = c.index;
+    std::string completion = c.completion;
+    if (tokenizer_config_.clean_up_tokenization_spaces) {
+      completion = model::CleanUpTokenizationSpaces(completion);
+    }
+    r.text = job->echo ? prompt.text + completion : completion;
+    r.finish_reason = c.finish;
+    if (so.logprobs) {
+      if (job->chat) {
+        r.logprobs = ChatLogprobs(c.tokens, *so.logprobs, text_of, bytes_of);
+      } else {
+        std::vector<LogprobEntry> entries;
+        if (job->echo) {
+          for (size_t i = 0; i < prompt.ids.size(); ++i) {
+            LogprobEntry e;
+            e.id = prompt.ids[i];
+            if (i > 0 && i - 1 < c.prompt_logprobs.size()) e.scored = c.prompt_logprobs[i - 1];
+            entries.push_back(std::move(e));
+          }
+        }
+        for (const ScoredToken& t : c.tokens) entries.push_back(LogprobEntry{t.id, t});
+        r.logprobs = LegacyLogprobs(entries, text_of);
+      }
+    }
+    results.push_back(std::move(r));
+  }
+  const json reply = job->chat ? ChatReply(job->id, job->created, options_.model_id, results, usage)
+                               : CompletionReply(job->id, job->created, options_.model_id,
+                                                 results, usage);
+  co_return JsonResponse(reply);
+}
+
+HttpResponse ApiHandler::Tokenize(const HttpRequest& request) const {
+  json body = json::parse(request.body(), nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded() || !body.is_object()) {
+    return ErrorResponse(ErrorFromStatus(
+        absl::InvalidArgumentError("the request body must be a JSON object")));
+  }
+  std::optional<std::string> model;
+  if (body.contains("model") && !body["model"].is_null()) {
+    if (!body["model"].is_string()) {
+      return ErrorResponse(ErrorFromStatus(InvalidParam("model", "'model' must be a string")));
+    }
+    model = body["model"].get<std::string>();
+  }
+  if (auto bad = CheckModel(model)) return std::move(*bad);
+  bool return_strs = false;
+  if (body.contains("return_token_strs") && !body["return_token_strs"].is_null()) {
+    if (!body["return_token_strs"].is_boolean()) {
+      return ErrorResponse(ErrorFromStatus(
+          InvalidParam("return_token_strs", "'return_token_strs' must be a boolean")));
+    }
+    return_strs = body["return_token_strs"].get<bool>();
+  }
+  const bool chat = body.contains("messages");
+  bool add_special = !chat;
+  if (body.contains("add_special_tokens") && !body["add_special_tokens"].is_null()) {
+    if (!body["add_special_tokens"].is_boolean()) {
+      return ErrorResponse(ErrorFromStatus(
+          InvalidParam("add_special_tokens", "'add_special_tokens' must be a boolean")));
+    }
+    add_special = body["add_special_tokens"].get<bool>();
+  }
+  std::string text;
+  if (chat) {
+    json c = json::object();
+    for (const char* k : {"messages", "add_generation_prompt", "continue_final_message",
+                          "chat_template_kwargs", "tools"}) {
+      if (body.contains(k)) c[k] = body[k];
+    }
+    absl::StatusOr<ChatRequest> req = ParseChatRequest(c.dump());
+    if (!req.ok()) return ErrorResponse(ErrorFromStatus(req.status()));
+    absl::StatusOr<std::string> rendered = chat_->Render(*req);
+    if (!rendered.ok()) return ErrorResponse(ErrorFromStatus(rendered.status()));
+    text = std::move(*rendered);
+  } else {
+    if (!body.contains("prompt") || !body["prompt"].is_string()) {
+      return ErrorResponse(
+          ErrorFromStatus(InvalidParam("prompt", "'prompt' (a string) or 'messages' is required")));
+    }
+    text = body["prompt"].get<std::string>();
+  }
+  std::vector<int32_t> ids = model::EncodeWithConfig(*tokenizer_, tokenizer_config_, text,
+                                                     add_special);
+  json reply{{"count", ids.size()},
+             {"max_model_len", max_model_len_},
+             {"tokens", ids},
+             {"token_strs", nullptr}};
+  if (return_strs) {
+    json strs = json::array();
+    for (int32_t id : ids) strs.push_back(tokenizer_->IdToToken(id));
+    reply["token_strs"] = std::move(strs);
+  }
+  return JsonResponse(reply);
+}
+
+HttpResponse ApiHandler::Detokenize(const HttpRequest& request) const {
+  json body = json::parse(request.body(), nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded() || !body.is_object()) {
+    return ErrorResponse(ErrorFromStatus(
+        absl::InvalidArgumentError("the request body must be a JSON object")));
+  }
+  std::optional<std::string> model;
+  if (body.contains("model") && body["model"].is_string()) model = body["model"].get<std::string>();
+  if (auto bad = CheckModel(model)) return std::move(*bad);
+  if (!body.contains("tokens") || !body["tokens"].is_array()) {
+    return ErrorResponse(
+        ErrorFromStatus(InvalidParam("tokens", "'tokens' (a list of token ids) is required")));
+  }
+  std::vector<int32_t> ids;
+  for (const json& t : body["tokens"]) {
+    if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
+        t.get<int64_t>() >= tokenizer_->vocab_size()) {
+      return ErrorResponse(ErrorFromStatus(
+          InvalidParam("tokens", "'tokens' must be token ids of this model's vocabulary")));
+    }
+    ids.push_back(static_cast<int32_t>(t.get<int64_t>()));
+  }
+  return JsonResponse(json{{"prompt", tokenizer_->Decode(ids, true)}});
 }
 
 }  // namespace moe::gateway

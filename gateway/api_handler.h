@@ -1,7 +1,9 @@
-// The gateway's HTTP API: routes requests to the OpenAI endpoints and the probes, checks the API
-// key, tokenizes, calls an attention worker (WorkerPool, asynchronously) and renders OpenAI
-// JSON. Handlers run on the HTTP server's threads; they never block (the Generate call is
-// co_awaited). Owns the tokenizer; the pool must outlive it.
+// The gateway's HTTP API: routes requests to the OpenAI endpoints, the vLLM tokenizer endpoints
+// and the probes, checks the API key, tokenizes (chat: renders the chat template first), runs
+// one Generate call per choice on the attention workers (WorkerPool, asynchronously, each
+// streamed message as it arrives) and answers in OpenAI JSON or as Server-Sent Events.
+// Handlers run on the HTTP server's threads (one strand per connection); they never block.
+// Owns the tokenizer; the pool must outlive it.
 #ifndef MOE_GATEWAY_API_HANDLER_H_
 #define MOE_GATEWAY_API_HANDLER_H_
 
@@ -13,9 +15,12 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <prometheus/counter.h>
+#include <prometheus/histogram.h>
 
 #include "absl/time/time.h"
 #include "gateway/http/http_server.h"
+#include "gateway/openai/chat_template.h"
+#include "gateway/openai/completions.h"
 #include "gateway/openai/errors.h"
 #include "gateway/routing/worker_pool.h"
 #include "model/tokenizer/tokenizer.h"
@@ -35,35 +40,57 @@ class ApiHandler {
  public:
   // Loads the tokenizer and configs of options.model_dir.
   static absl::StatusOr<std::unique_ptr<ApiHandler>> Create(ApiOptions options, WorkerPool* pool);
+  ~ApiHandler();
 
   // The HTTP handler (see HttpHandler); counts every reply by status.
-  boost::asio::awaitable<HttpResponse> Handle(const HttpRequest& request);
+  boost::asio::awaitable<HttpResponse> Handle(const HttpRequest& request, ResponseStream& stream);
   // An OpenAI error reply (also used by the server for 400/413 it detects itself).
   HttpResponse ErrorResponse(const ApiError& error) const;
   HttpResponse ErrorResponse(int status, const std::string& message) const;
 
   const std::string& model_id() const { return options_.model_id; }
+  int max_model_len() const { return max_model_len_; }
+
+  // One generation job: the prompts (token ids), their echo text, and how to answer.
+  struct Job;
 
  private:
   ApiHandler(ApiOptions options, WorkerPool* pool);
-  boost::asio::awaitable<HttpResponse> Route(const HttpRequest& request);
-  boost::asio::awaitable<HttpResponse> Completions(const HttpRequest& request);
+  boost::asio::awaitable<HttpResponse> Route(const HttpRequest& request, ResponseStream& stream);
+  boost::asio::awaitable<HttpResponse> Completions(const HttpRequest& request,
+                                                   ResponseStream& stream);
+  boost::asio::awaitable<HttpResponse> Chat(const HttpRequest& request, ResponseStream& stream);
+  boost::asio::awaitable<HttpResponse> Run(std::shared_ptr<Job> job, ResponseStream& stream);
   boost::asio::awaitable<HttpResponse> Ready();
   HttpResponse Models() const;
+  HttpResponse Tokenize(const HttpRequest& request) const;
+  HttpResponse Detokenize(const HttpRequest& request) const;
   bool Authorized(const HttpRequest& request) const;
   void CountStatus(int status);
+  // 404 unless `model` is absent or the served model.
+  std::optional<HttpResponse> CheckModel(const std::optional<std::string>& model) const;
+  // Checks ids against the vocabulary and prompt + max tokens against the context length;
+  // resolves an absent max_tokens to the rest of the context.
+  absl::Status CheckLengths(const std::vector<int32_t>& prompt, std::optional<int> max_tokens,
+                            int* resolved) const;
+  std::string TokenString(int32_t id) const;
 
   ApiOptions options_;
   WorkerPool* pool_;
   std::unique_ptr<model::Tokenizer> tokenizer_;
   model::TokenizerConfig tokenizer_config_;
+  std::unique_ptr<ChatRenderer> chat_;
   std::vector<int32_t> eos_ids_;
+  int max_model_len_ = 4096;
   int64_t created_ = 0;  // unix seconds at start (the model's "created")
 
   prometheus::Family<prometheus::Counter>* http_requests_;
   prometheus::Family<prometheus::Counter>* request_success_;
   prometheus::Counter* prompt_tokens_;
   prometheus::Counter* generation_tokens_;
+  prometheus::Histogram* ttft_;
+  prometheus::Histogram* itl_;
+  prometheus::Histogram* e2e_;
 };
 
 }  // namespace moe::gateway

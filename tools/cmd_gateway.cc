@@ -1,7 +1,9 @@
 // `moe gateway`: the OpenAI-compatible HTTP front door. Tokenizes with the model folder's
-// tokenizer, sends each request to the attention worker with the fewest in-flight requests
-// (gRPC callback API, no thread per request) and answers in OpenAI's JSON; serves /health,
-// /ready, /metrics on the same port. Stops on SIGTERM/SIGINT.
+// tokenizer (chat: after its chat template), admits each request into a bounded per-worker
+// queue (429 when all are full), sends it to the attention worker with the fewest outstanding
+// tokens (gRPC callback API, no thread per request) and answers in OpenAI's JSON or as
+// Server-Sent Events; serves /tokenize, /detokenize, /health, /ready, /metrics on the same
+// port. Stops on SIGTERM/SIGINT.
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -28,6 +30,10 @@ struct GatewayConfig {
   int64_t max_body_bytes = 1 << 20;
   int http_threads = 2;
   int64_t request_timeout_s = 600;
+  int max_running = 64;
+  int max_queue = 64;
+  int64_t http_read_timeout_s = 30;
+  int64_t http_write_timeout_s = 60;
   std::string served_model_name;
   std::string log_level = "info";
 };
@@ -44,13 +50,23 @@ int RunGateway(int argc, const char* const* argv) {
   flags.AddString("api-key", &c.api_key, "require 'Authorization: Bearer KEY' on /v1/*");
   flags.AddInt("max-body-bytes", &c.max_body_bytes, "largest request body (413 above)");
   flags.AddInt("http-threads", &c.http_threads, "HTTP event-loop threads");
-  flags.AddInt("request-timeout-s", &c.request_timeout_s, "deadline of one Generate call");
+  flags.AddInt("request-timeout-s", &c.request_timeout_s,
+               "deadline of one request (queued and generating)");
+  flags.AddInt("max-running-per-worker", &c.max_running,
+               "Generate calls in flight per attention worker");
+  flags.AddInt("max-queue-per-worker", &c.max_queue,
+               "calls waiting at the gateway per attention worker (429 when all are full)");
+  flags.AddInt("http-read-timeout-s", &c.http_read_timeout_s,
+               "reading one request, and idle keep-alive connections");
+  flags.AddInt("http-write-timeout-s", &c.http_write_timeout_s,
+               "writing one response or streamed chunk (slow readers are dropped)");
   flags.AddString("served-model-name", &c.served_model_name, "model id (default: folder name)");
   flags.AddString("log-level", &c.log_level, "trace, debug, info, warn, error");
   if (std::optional<int> exit = flags.ParseCommandLine(argc, argv)) return *exit;
   std::vector<std::string> addrs = absl::StrSplit(c.attention, ',', absl::SkipWhitespace());
   if (c.model.empty() || addrs.empty() || c.max_body_bytes <= 0 || c.http_threads <= 0 ||
-      c.request_timeout_s <= 0) {
+      c.request_timeout_s <= 0 || c.max_running <= 0 || c.max_queue < 0 ||
+      c.http_read_timeout_s <= 0 || c.http_write_timeout_s <= 0) {
     std::fprintf(stderr, "moe gateway: need --model and --attention HOST:PORT[,...]\n\n%s",
                  flags.Usage().c_str());
     return 2;
@@ -59,7 +75,10 @@ int RunGateway(int argc, const char* const* argv) {
   MOE_LOG_INFO("config: {}", flags.Describe());
   StopSignals stop_signals;
 
-  auto pool = std::make_unique<gateway::WorkerPool>(addrs);
+  gateway::WorkerPoolOptions po;
+  po.max_running = c.max_running;
+  po.max_queue = c.max_queue;
+  auto pool = std::make_unique<gateway::WorkerPool>(addrs, po);
   gateway::ApiOptions ao;
   ao.model_dir = c.model;
   ao.model_id = c.served_model_name;
@@ -76,8 +95,13 @@ int RunGateway(int argc, const char* const* argv) {
   so.port = c.port;
   so.threads = c.http_threads;
   so.max_body_bytes = static_cast<size_t>(c.max_body_bytes);
+  so.read_timeout = std::chrono::seconds(c.http_read_timeout_s);
+  so.write_timeout = std::chrono::seconds(c.http_write_timeout_s);
   auto server = gateway::HttpServer::Start(
-      so, [handler](const gateway::HttpRequest& r) { return handler->Handle(r); },
+      so,
+      [handler](const gateway::HttpRequest& r, gateway::ResponseStream& s) {
+        return handler->Handle(r, s);
+      },
       [handler](int status, const std::string& message) {
         return handler->ErrorResponse(status, message);
       });

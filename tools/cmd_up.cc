@@ -246,6 +246,15 @@ int Run(const UpConfig& c) {
               c.micro_batches == 1 ? "" : "es", gateway.c_str(), scheduler.c_str(),
               absl::StrJoin(experts, " ").c_str(), absl::StrJoin(expert_admins, " ").c_str(),
               absl::StrJoin(workers, " ").c_str(), absl::StrJoin(worker_admins, " ").c_str());
+  // A request that works right away (the demo model and golden models alike).
+  const std::string auth =
+      c.api_key.empty() ? "" : " -H 'Authorization: Bearer YOUR_API_KEY'";
+  std::printf("Try:\n  curl http://%s/v1/completions -H 'Content-Type: application/json'%s "
+              "-d '{\"prompt\": \"Hello\", \"max_tokens\": 16}'\n"
+              "  curl -N http://%s/v1/chat/completions -H 'Content-Type: application/json'%s "
+              "-d '{\"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}], "
+              "\"max_tokens\": 16, \"stream\": true}'\n",
+              gateway.c_str(), auth.c_str(), gateway.c_str(), auth.c_str());
   std::printf("listening on %s\n", gateway.c_str());
   std::fflush(stdout);
 

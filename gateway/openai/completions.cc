@@ -2,8 +2,10 @@
 
 #include <cmath>
 #include <limits>
+#include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "gateway/openai/errors.h"
 
 namespace moe::gateway {
@@ -61,31 +63,177 @@ absl::Status GetBool(const json& body, const char* key, bool* out) {
   return absl::OkStatus();
 }
 
-absl::Status ParsePrompt(const json& body, CompletionRequest* r) {
-  if (IsNull(body, "prompt")) return InvalidParam("prompt", "'prompt' is required");
-  const json& p = body.at("prompt");
-  if (p.is_string()) {
-    r->prompt_text = p.get<std::string>();
-    return absl::OkStatus();
-  }
-  if (!p.is_array() || p.empty()) {
-    return InvalidParam("prompt", "'prompt' must be a string or a non-empty list of token ids");
-  }
-  if (p.size() == 1 && p[0].is_string()) {  // ["text"]: one prompt
-    r->prompt_text = p[0].get<std::string>();
-    return absl::OkStatus();
-  }
-  for (const json& t : p) {
-    if (t.is_string() || t.is_array()) {
-      return InvalidParam("prompt", "several prompts in one request are not supported yet");
+#define MOE_GW_RETURN_IF_ERROR(expr)        \
+  do {                                      \
+    if (absl::Status _s = (expr); !_s.ok()) \
+      return _s;                            \
+  } while (0)
+
+absl::Status CheckKnownFields(const json& body, const std::set<std::string>& known) {
+  for (auto it = body.begin(); it != body.end(); ++it) {
+    if (!known.count(it.key())) {
+      return InvalidParam(it.key(),
+                          absl::StrCat("Unrecognized request argument supplied: ", it.key()));
     }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseIdList(const json& p, const char* what, std::vector<int32_t>* out) {
+  if (p.empty()) return InvalidParam("prompt", absl::StrCat(what, " must not be empty"));
+  for (const json& t : p) {
     if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
         t.get<int64_t>() > std::numeric_limits<int32_t>::max()) {
       return InvalidParam("prompt", "'prompt' token ids must be non-negative integers");
     }
-    r->prompt_ids.push_back(static_cast<int32_t>(t.get<int64_t>()));
+    out->push_back(static_cast<int32_t>(t.get<int64_t>()));
   }
   return absl::OkStatus();
+}
+
+absl::Status ParsePrompt(const json& body, CompletionRequest* r) {
+  if (IsNull(body, "prompt")) return InvalidParam("prompt", "'prompt' is required");
+  const json& p = body.at("prompt");
+  if (p.is_string()) {
+    r->prompts.push_back(PromptInput{p.get<std::string>(), {}});
+    return absl::OkStatus();
+  }
+  if (!p.is_array() || p.empty()) {
+    return InvalidParam("prompt",
+                        "'prompt' must be a string, a list of strings, a list of token ids or a "
+                        "list of token-id lists (non-empty)");
+  }
+  if (p.size() > static_cast<size_t>(kMaxPrompts) && (p[0].is_string() || p[0].is_array())) {
+    return InvalidParam("prompt", absl::StrCat("at most ", kMaxPrompts, " prompts per request"));
+  }
+  if (p[0].is_string()) {
+    for (const json& s : p) {
+      if (!s.is_string()) return InvalidParam("prompt", "a list of prompts must be all strings");
+      r->prompts.push_back(PromptInput{s.get<std::string>(), {}});
+    }
+    return absl::OkStatus();
+  }
+  if (p[0].is_array()) {
+    for (const json& l : p) {
+      if (!l.is_array()) return InvalidParam("prompt", "a list of token-id lists must be all lists");
+      PromptInput in;
+      MOE_GW_RETURN_IF_ERROR(ParseIdList(l, "every token-id list", &in.ids));
+      r->prompts.push_back(std::move(in));
+    }
+    return absl::OkStatus();
+  }
+  PromptInput in;
+  MOE_GW_RETURN_IF_ERROR(ParseIdList(p, "'prompt'", &in.ids));
+  r->prompts.push_back(std::move(in));
+  return absl::OkStatus();
+}
+
+// Fields both endpoints share (everything in SamplingOptions except logprobs / max tokens).
+absl::Status ParseCommon(const json& body, SamplingOptions* s, std::optional<std::string>* model) {
+  if (!IsNull(body, "model")) {
+    if (!body["model"].is_string()) return InvalidParam("model", "'model' must be a string");
+    *model = body["model"].get<std::string>();
+  }
+  MOE_GW_RETURN_IF_ERROR(GetFloat(body, "temperature", 0, 2, false, &s->temperature));
+  MOE_GW_RETURN_IF_ERROR(GetFloat(body, "top_p", 0, 1, true, &s->top_p));
+  std::optional<int64_t> v;
+  MOE_GW_RETURN_IF_ERROR(GetInt(body, "top_k", -1, 1 << 30, &v));
+  if (v) s->top_k = *v < 0 ? 0 : static_cast<int>(*v);
+  v.reset();
+  MOE_GW_RETURN_IF_ERROR(GetInt(body, "seed", std::numeric_limits<int64_t>::min(),
+                                std::numeric_limits<int64_t>::max(), &v));
+  if (v) s->seed = static_cast<uint64_t>(*v);
+  v.reset();
+  MOE_GW_RETURN_IF_ERROR(GetInt(body, "n", 1, kMaxN, &v));
+  if (v) s->n = static_cast<int>(*v);
+  MOE_GW_RETURN_IF_ERROR(GetFloat(body, "presence_penalty", -2, 2, false, &s->presence_penalty));
+  MOE_GW_RETURN_IF_ERROR(
+      GetFloat(body, "frequency_penalty", -2, 2, false, &s->frequency_penalty));
+  MOE_GW_RETURN_IF_ERROR(GetBool(body, "ignore_eos", &s->ignore_eos));
+  MOE_GW_RETURN_IF_ERROR(GetBool(body, "include_stop_str_in_output", &s->include_stop_str_in_output));
+  MOE_GW_RETURN_IF_ERROR(GetBool(body, "skip_special_tokens", &s->skip_special_tokens));
+  MOE_GW_RETURN_IF_ERROR(GetBool(body, "stream", &s->stream));
+  if (!IsNull(body, "stream_options")) {
+    const json& so = body["stream_options"];
+    if (!so.is_object()) return InvalidParam("stream_options", "'stream_options' must be an object");
+    if (!s->stream) {
+      return InvalidParam("stream_options", "'stream_options' is only allowed with 'stream': true");
+    }
+    for (auto it = so.begin(); it != so.end(); ++it) {
+      if (it.key() != "include_usage" && it.key() != "continuous_usage_stats") {
+        return InvalidParam("stream_options",
+                            absl::StrCat("unknown 'stream_options' field ", it.key()));
+      }
+    }
+    MOE_GW_RETURN_IF_ERROR(GetBool(so, "include_usage", &s->include_usage));
+    bool continuous = false;
+    MOE_GW_RETURN_IF_ERROR(GetBool(so, "continuous_usage_stats", &continuous));
+    if (continuous) {
+      return InvalidParam("stream_options", "'continuous_usage_stats' is not supported");
+    }
+  }
+  if (!IsNull(body, "stop")) {
+    const json& st = body["stop"];
+    if (st.is_string()) {
+      if (!st.get_ref<const std::string&>().empty()) s->stop.push_back(st.get<std::string>());
+    } else if (st.is_array()) {
+      if (st.size() > static_cast<size_t>(kMaxStops)) {
+        return InvalidParam("stop", absl::StrCat("'stop' takes at most ", kMaxStops, " strings"));
+      }
+      for (const json& x : st) {
+        if (!x.is_string()) return InvalidParam("stop", "'stop' must be a string or a list of strings");
+        if (!x.get_ref<const std::string&>().empty()) s->stop.push_back(x.get<std::string>());
+      }
+    } else {
+      return InvalidParam("stop", "'stop' must be a string or a list of strings");
+    }
+  }
+  if (!IsNull(body, "stop_token_ids")) {
+    const json& st = body["stop_token_ids"];
+    if (!st.is_array()) return InvalidParam("stop_token_ids", "'stop_token_ids' must be a list");
+    for (const json& x : st) {
+      if (!x.is_number_integer() || x.get<int64_t>() < 0 ||
+          x.get<int64_t>() > std::numeric_limits<int32_t>::max()) {
+        return InvalidParam("stop_token_ids", "'stop_token_ids' must be non-negative integers");
+      }
+      s->stop_token_ids.push_back(static_cast<int32_t>(x.get<int64_t>()));
+    }
+  }
+  if (!IsNull(body, "user") && !body["user"].is_string()) {
+    return InvalidParam("user", "'user' must be a string");
+  }
+  if (!IsNull(body, "logit_bias")) {
+    const json& lb = body["logit_bias"];
+    if (!lb.is_object()) return InvalidParam("logit_bias", "'logit_bias' must be an object");
+    if (!lb.empty()) return InvalidParam("logit_bias", "'logit_bias' is not supported");
+  }
+  v.reset();
+  MOE_GW_RETURN_IF_ERROR(GetInt(body, "min_tokens", 0, 1 << 30, &v));
+  if (v && *v != 0) return InvalidParam("min_tokens", "'min_tokens' is not supported");
+  float rep = 1;
+  MOE_GW_RETURN_IF_ERROR(GetFloat(body, "repetition_penalty", 0, 2, true, &rep));
+  if (rep != 1) return InvalidParam("repetition_penalty", "'repetition_penalty' is not supported");
+  float min_p = 0;
+  MOE_GW_RETURN_IF_ERROR(GetFloat(body, "min_p", 0, 1, false, &min_p));
+  if (min_p != 0) return InvalidParam("min_p", "'min_p' is not supported");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<json> ParseBody(std::string_view text) {
+  json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) return absl::InvalidArgumentError("the request body is not valid JSON");
+  if (!body.is_object()) return absl::InvalidArgumentError("the request body must be a JSON object");
+  return body;
+}
+
+const std::set<std::string>& CommonFields() {
+  static const std::set<std::string> k = {
+      "model", "temperature", "top_p", "top_k", "seed", "n", "presence_penalty",
+      "frequency_penalty", "ignore_eos", "include_stop_str_in_output", "skip_special_tokens",
+      "stream", "stream_options", "stop", "stop_token_ids", "user", "logit_bias", "min_tokens",
+      "repetition_penalty", "min_p", "max_tokens", "logprobs", "metadata", "store",
+      "service_tier", "best_of", "echo"};
+  return k;
 }
 
 // Code points of UTF-8 text (continuation bytes are not counted).
@@ -95,73 +243,165 @@ int64_t CodePoints(std::string_view s) {
   return n;
 }
 
+absl::Status ParseBestOf(const json& body, int n) {
+  std::optional<int64_t> v;
+  MOE_GW_RETURN_IF_ERROR(GetInt(body, "best_of", 1, kMaxN, &v));
+  if (v && *v != n) return InvalidParam("best_of", "'best_of' other than 'n' is not supported");
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<CompletionRequest> ParseCompletionRequest(std::string_view text) {
-  json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) {
-    return absl::InvalidArgumentError("the request body is not valid JSON");
-  }
-  if (!body.is_object()) return absl::InvalidArgumentError("the request body must be a JSON object");
+  absl::StatusOr<json> parsed = ParseBody(text);
+  if (!parsed.ok()) return parsed.status();
+  const json& body = *parsed;
+  std::set<std::string> known = CommonFields();
+  known.insert({"prompt", "suffix", "add_special_tokens"});
+  MOE_GW_RETURN_IF_ERROR(CheckKnownFields(body, known));
   CompletionRequest r;
-  if (!IsNull(body, "model")) {
-    if (!body["model"].is_string()) return InvalidParam("model", "'model' must be a string");
-    r.model = body["model"].get<std::string>();
-  }
-  if (absl::Status s = ParsePrompt(body, &r); !s.ok()) return s;
+  MOE_GW_RETURN_IF_ERROR(ParsePrompt(body, &r));
+  MOE_GW_RETURN_IF_ERROR(ParseCommon(body, &r.sampling, &r.model));
   std::optional<int64_t> v;
-  if (absl::Status s = GetInt(body, "max_tokens", 0, 1 << 30, &v); !s.ok()) return s;
-  if (v) r.max_tokens = static_cast<int>(*v);
-  if (absl::Status s = GetFloat(body, "temperature", 0, 2, false, &r.temperature); !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = GetFloat(body, "top_p", 0, 1, true, &r.top_p); !s.ok()) return s;
+  MOE_GW_RETURN_IF_ERROR(GetInt(body, "max_tokens", 0, 1 << 30, &v));
+  r.sampling.max_tokens = v ? static_cast<int>(*v) : 16;
   v.reset();
-  if (absl::Status s = GetInt(body, "top_k", -1, 1 << 30, &v); !s.ok()) return s;
-  if (v) r.top_k = *v < 0 ? 0 : static_cast<int>(*v);
-  v.reset();
-  if (absl::Status s = GetInt(body, "seed", std::numeric_limits<int64_t>::min(),
-                              std::numeric_limits<int64_t>::max(), &v);
-      !s.ok()) {
-    return s;
-  }
-  if (v) r.seed = static_cast<uint64_t>(*v);
-  v.reset();
-  if (absl::Status s = GetInt(body, "logprobs", 0, kMaxLogprobs, &v); !s.ok()) return s;
-  if (v) r.logprobs = static_cast<int>(*v);
-  if (absl::Status s = GetBool(body, "echo", &r.echo); !s.ok()) return s;
-  if (absl::Status s = GetBool(body, "ignore_eos", &r.ignore_eos); !s.ok()) return s;
-  v.reset();
-  if (absl::Status s = GetInt(body, "n", 1, 128, &v); !s.ok()) return s;
-  if (v && *v != 1) return InvalidParam("n", "'n' > 1 is not supported yet");
-  v.reset();
-  if (absl::Status s = GetInt(body, "best_of", 1, 128, &v); !s.ok()) return s;
-  if (v && *v != 1) return InvalidParam("best_of", "'best_of' > 1 is not supported yet");
-  bool stream = false;
-  if (absl::Status s = GetBool(body, "stream", &stream); !s.ok()) return s;
-  if (stream) return InvalidParam("stream", "'stream': true is not supported yet");
-  if (!IsNull(body, "stop")) {
-    const json& st = body["stop"];
-    const bool empty = (st.is_array() && st.empty()) || (st.is_string() && st.get_ref<const std::string&>().empty());
-    if (!st.is_string() && !st.is_array()) {
-      return InvalidParam("stop", "'stop' must be a string or a list of strings");
+  MOE_GW_RETURN_IF_ERROR(GetInt(body, "logprobs", 0, kMaxLogprobs, &v));
+  if (v) r.sampling.logprobs = static_cast<int>(*v);
+  MOE_GW_RETURN_IF_ERROR(GetBool(body, "echo", &r.echo));
+  MOE_GW_RETURN_IF_ERROR(GetBool(body, "add_special_tokens", &r.add_special_tokens));
+  MOE_GW_RETURN_IF_ERROR(ParseBestOf(body, r.sampling.n));
+  if (!IsNull(body, "suffix")) {
+    if (!body["suffix"].is_string()) return InvalidParam("suffix", "'suffix' must be a string");
+    if (!body["suffix"].get_ref<const std::string&>().empty()) {
+      return InvalidParam("suffix", "'suffix' is not supported");
     }
-    if (!empty) return InvalidParam("stop", "'stop' is not supported yet");
   }
-  if (!IsNull(body, "suffix")) return InvalidParam("suffix", "'suffix' is not supported");
-  for (const char* key : {"presence_penalty", "frequency_penalty"}) {
-    float pen = 0;
-    if (absl::Status s = GetFloat(body, key, -2, 2, false, &pen); !s.ok()) return s;
-    if (pen != 0) return InvalidParam(key, absl::StrCat("'", key, "' is not supported yet"));
-  }
-  if (r.max_tokens == 0 && !r.echo) {
+  if (*r.sampling.max_tokens == 0 && !r.echo) {
     return InvalidParam("max_tokens", "'max_tokens' must be at least 1 (0 only with 'echo')");
   }
   return r;
 }
 
+absl::StatusOr<ChatRequest> ParseChatRequest(std::string_view text) {
+  absl::StatusOr<json> parsed = ParseBody(text);
+  if (!parsed.ok()) return parsed.status();
+  const json& body = *parsed;
+  std::set<std::string> known = CommonFields();
+  known.insert({"messages", "max_completion_tokens", "top_logprobs", "tools", "tool_choice",
+                "parallel_tool_calls", "response_format", "add_generation_prompt",
+                "continue_final_message", "chat_template_kwargs", "modalities",
+                "reasoning_effort", "functions", "function_call"});
+  known.erase("echo");
+  known.erase("best_of");
+  MOE_GW_RETURN_IF_ERROR(CheckKnownFields(body, known));
+  ChatRequest r;
+  MOE_GW_RETURN_IF_ERROR(ParseCommon(body, &r.sampling, &r.model));
+  // messages
+  if (IsNull(body, "messages")) return InvalidParam("messages", "'messages' is required");
+  const json& msgs = body["messages"];
+  if (!msgs.is_array()) return InvalidParam("messages", "'messages' must be a list");
+  if (msgs.empty()) return InvalidParam("messages", "'messages' must not be empty");
+  static const std::set<std::string> roles = {"system", "developer", "user", "assistant", "tool",
+                                              "function"};
+  r.messages = json::array();
+  for (size_t i = 0; i < msgs.size(); ++i) {
+    const json& m = msgs[i];
+    const std::string where = absl::StrCat("messages[", i, "]");
+    if (!m.is_object()) return InvalidParam("messages", where + " must be an object");
+    if (!m.contains("role") || !m["role"].is_string()) {
+      return InvalidParam("messages", where + ".role must be a string");
+    }
+    const std::string role = m["role"].get<std::string>();
+    if (!roles.count(role)) {
+      return InvalidParam("messages",
+                          absl::StrCat(where, ".role '", role,
+                                       "' is not one of system, developer, user, assistant, "
+                                       "tool, function"));
+    }
+    json out = m;
+    auto c = m.find("content");
+    if (c == m.end() || c->is_null()) {
+      if (role != "assistant" || !m.contains("tool_calls")) {
+        return InvalidParam("messages", where + ".content is required");
+      }
+      out["content"] = nullptr;
+    } else if (c->is_string()) {
+      // as is
+    } else if (c->is_array()) {
+      std::vector<std::string> parts;
+      for (const json& p : *c) {
+        if (!p.is_object() || !p.contains("type") || !p["type"].is_string()) {
+          return InvalidParam("messages", where + ".content parts must be objects with a 'type'");
+        }
+        if (p["type"] != "text" || !p.contains("text") || !p["text"].is_string()) {
+          return InvalidParam("messages", where + ": only text content parts are supported");
+        }
+        parts.push_back(p["text"].get<std::string>());
+      }
+      out["content"] = absl::StrJoin(parts, "\n");
+    } else {
+      return InvalidParam("messages", where + ".content must be a string or a list of parts");
+    }
+    if (m.contains("name") && !m["name"].is_string()) {
+      return InvalidParam("messages", where + ".name must be a string");
+    }
+    if (m.contains("tool_calls") && !m["tool_calls"].is_array() && !m["tool_calls"].is_null()) {
+      return InvalidParam("messages", where + ".tool_calls must be a list");
+    }
+    r.messages.push_back(std::move(out));
+  }
+  // max tokens: max_completion_tokens wins over the deprecated max_tokens
+  std::optional<int64_t> v;
+  MOE_GW_RETURN_IF_ERROR(GetInt(body, "max_completion_tokens", 1, 1 << 30, &v));
+  if (!v) MOE_GW_RETURN_IF_ERROR(GetInt(body, "max_tokens", 1, 1 << 30, &v));
+  if (v) r.sampling.max_tokens = static_cast<int>(*v);
+  // logprobs: a boolean, with top_logprobs alternatives
+  MOE_GW_RETURN_IF_ERROR(GetBool(body, "logprobs", &r.logprobs));
+  v.reset();
+  MOE_GW_RETURN_IF_ERROR(GetInt(body, "top_logprobs", 0, kMaxLogprobs, &v));
+  if (v && !r.logprobs) {
+    return InvalidParam("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+  }
+  if (r.logprobs) r.sampling.logprobs = v ? static_cast<int>(*v) : 0;
+  if (!IsNull(body, "tools")) {
+    if (!body["tools"].is_array()) return InvalidParam("tools", "'tools' must be a list");
+    for (const json& t : body["tools"]) {
+      if (!t.is_object()) return InvalidParam("tools", "every tool must be an object");
+    }
+    r.tools = body["tools"];
+  }
+  if (!IsNull(body, "tool_choice")) {
+    const json& tc = body["tool_choice"];
+    if (!(tc.is_string() && (tc == "none" || tc == "auto"))) {
+      return InvalidParam("tool_choice", "only 'none' and 'auto' tool_choice are supported");
+    }
+  }
+  if (!IsNull(body, "response_format")) {
+    const json& rf = body["response_format"];
+    if (!rf.is_object() || !rf.contains("type") || rf["type"] != "text") {
+      return InvalidParam("response_format", "only {\"type\": \"text\"} is supported");
+    }
+  }
+  MOE_GW_RETURN_IF_ERROR(GetBool(body, "add_generation_prompt", &r.add_generation_prompt));
+  MOE_GW_RETURN_IF_ERROR(GetBool(body, "continue_final_message", &r.continue_final_message));
+  if (r.continue_final_message && r.add_generation_prompt && body.contains("add_generation_prompt") &&
+      body["add_generation_prompt"].is_boolean()) {
+    return InvalidParam("continue_final_message",
+                        "'continue_final_message' and 'add_generation_prompt' exclude each other");
+  }
+  if (r.continue_final_message) r.add_generation_prompt = false;
+  if (!IsNull(body, "chat_template_kwargs")) {
+    if (!body["chat_template_kwargs"].is_object()) {
+      return InvalidParam("chat_template_kwargs", "'chat_template_kwargs' must be an object");
+    }
+    r.chat_template_kwargs = body["chat_template_kwargs"];
+  }
+  return r;
+}
+
 json LegacyLogprobs(const std::vector<LogprobEntry>& entries, const TokenText& text,
-                    int64_t offset_start) {
+                    int64_t offset_start, int64_t* offset_end) {
   json tokens = json::array(), token_logprobs = json::array(), top_logprobs = json::array(),
        text_offset = json::array();
   int64_t offset = offset_start;
@@ -184,26 +424,115 @@ json LegacyLogprobs(const std::vector<LogprobEntry>& entries, const TokenText& t
     if (!top.contains(t)) top[t] = e.scored->logprob;
     top_logprobs.push_back(std::move(top));
   }
+  if (offset_end != nullptr) *offset_end = offset;
   return json{{"tokens", std::move(tokens)},
               {"token_logprobs", std::move(token_logprobs)},
               {"top_logprobs", std::move(top_logprobs)},
               {"text_offset", std::move(text_offset)}};
 }
 
-json CompletionReply(const CompletionReplyParts& p) {
-  json choice{{"index", 0},
-              {"text", p.text},
-              {"logprobs", p.logprobs ? *p.logprobs : json(nullptr)},
-              {"finish_reason", p.finish_reason}};
-  return json{{"id", p.id},
+namespace {
+json BytesOf(const std::string& b) {
+  json a = json::array();
+  for (unsigned char c : b) a.push_back(static_cast<int>(c));
+  return a;
+}
+}  // namespace
+
+json ChatLogprobs(const std::vector<ScoredToken>& tokens, int top_n, const TokenText& text,
+                  const TokenBytes& bytes) {
+  json content = json::array();
+  for (const ScoredToken& t : tokens) {
+    json top = json::array();
+    for (size_t i = 0; i < t.top.size() && static_cast<int>(i) < top_n; ++i) {
+      top.push_back(json{{"token", text(t.top[i].first)},
+                         {"logprob", t.top[i].second},
+                         {"bytes", BytesOf(bytes(t.top[i].first))}});
+    }
+    content.push_back(json{{"token", text(t.id)},
+                           {"logprob", t.logprob},
+                           {"bytes", BytesOf(bytes(t.id))},
+                           {"top_logprobs", std::move(top)}});
+  }
+  return json{{"content", std::move(content)}, {"refusal", nullptr}};
+}
+
+json UsageJson(const Usage& u) {
+  return json{{"prompt_tokens", u.prompt_tokens},
+              {"completion_tokens", u.completion_tokens},
+              {"total_tokens", u.prompt_tokens + u.completion_tokens}};
+}
+
+namespace {
+json FinishJson(const std::string& f) { return f.empty() ? json(nullptr) : json(f); }
+}  // namespace
+
+json CompletionReply(const std::string& id, int64_t created, const std::string& model,
+                     const std::vector<ChoiceResult>& choices, const Usage& usage) {
+  json cs = json::array();
+  for (const ChoiceResult& c : choices) {
+    cs.push_back(json{{"index", c.index},
+                      {"text", c.text},
+                      {"logprobs", c.logprobs ? *c.logprobs : json(nullptr)},
+                      {"finish_reason", FinishJson(c.finish_reason)}});
+  }
+  return json{{"id", id},          {"object", "text_completion"}, {"created", created},
+              {"model", model},    {"choices", std::move(cs)},    {"usage", UsageJson(usage)}};
+}
+
+json ChatReply(const std::string& id, int64_t created, const std::string& model,
+               const std::vector<ChoiceResult>& choices, const Usage& usage) {
+  json cs = json::array();
+  for (const ChoiceResult& c : choices) {
+    cs.push_back(json{{"index", c.index},
+                      {"message", {{"role", "assistant"}, {"content", c.text}}},
+                      {"logprobs", c.logprobs ? *c.logprobs : json(nullptr)},
+                      {"finish_reason", FinishJson(c.finish_reason)}});
+  }
+  return json{{"id", id},          {"object", "chat.completion"}, {"created", created},
+              {"model", model},    {"choices", std::move(cs)},    {"usage", UsageJson(usage)}};
+}
+
+json CompletionChunk(const std::string& id, int64_t created, const std::string& model, int index,
+                     const std::string& text, const std::optional<json>& logprobs,
+                     const std::string& finish_reason) {
+  json choice{{"index", index},
+              {"text", text},
+              {"logprobs", logprobs ? *logprobs : json(nullptr)},
+              {"finish_reason", FinishJson(finish_reason)}};
+  return json{{"id", id},
               {"object", "text_completion"},
-              {"created", p.created},
-              {"model", p.model},
-              {"choices", json::array({std::move(choice)})},
-              {"usage",
-               {{"prompt_tokens", p.prompt_tokens},
-                {"completion_tokens", p.completion_tokens},
-                {"total_tokens", p.prompt_tokens + p.completion_tokens}}}};
+              {"created", created},
+              {"model", model},
+              {"choices", json::array({std::move(choice)})}};
+}
+
+json ChatChunk(const std::string& id, int64_t created, const std::string& model, int index,
+               const json& delta, const std::optional<json>& logprobs,
+               const std::string& finish_reason) {
+  json choice{{"index", index},
+              {"delta", delta},
+              {"logprobs", logprobs ? *logprobs : json(nullptr)},
+              {"finish_reason", FinishJson(finish_reason)}};
+  return json{{"id", id},
+              {"object", "chat.completion.chunk"},
+              {"created", created},
+              {"model", model},
+              {"choices", json::array({std::move(choice)})}};
+}
+
+json UsageChunk(const std::string& id, int64_t created, const std::string& model, bool chat,
+                const Usage& usage) {
+  return json{{"id", id},
+              {"object", chat ? "chat.completion.chunk" : "text_completion"},
+              {"created", created},
+              {"model", model},
+              {"choices", json::array()},
+              {"usage", UsageJson(usage)}};
+}
+
+std::string SseEvent(const json& j) {
+  return absl::StrCat("data: ", j.dump(-1, ' ', false, json::error_handler_t::replace), "\n\n");
 }
 
 }  // namespace moe::gateway

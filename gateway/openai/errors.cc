@@ -50,7 +50,7 @@ std::string ErrorTypeFor(int http_status) {
     case 503:
       return "service_unavailable_error";
     default:
-      return "server_error";
+      return http_status < 500 ? "invalid_request_error" : "server_error";
   }
 }
 

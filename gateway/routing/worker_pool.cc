@@ -1,127 +1,352 @@
 #include "gateway/routing/worker_pool.h"
 
 #include <algorithm>
+#include <deque>
+#include <utility>
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
+#include "common/metrics.h"
 
 namespace moe::gateway {
 
 namespace v1 = ::moe::attention::v1;
 
-size_t PickLeastLoaded(absl::Span<const int> in_flight) {
-  return static_cast<size_t>(std::min_element(in_flight.begin(), in_flight.end()) -
-                             in_flight.begin());
+std::optional<Placement> PickWorker(absl::Span<const WorkerLoad> loads, int max_running,
+                                    int max_queue) {
+  std::optional<size_t> best;
+  for (size_t i = 0; i < loads.size(); ++i) {
+    if (loads[i].running >= max_running) continue;
+    if (!best || loads[i].outstanding_tokens < loads[*best].outstanding_tokens) best = i;
+  }
+  if (best) return Placement{*best, false};
+  for (size_t i = 0; i < loads.size(); ++i) {
+    if (loads[i].queued >= max_queue) continue;
+    if (!best || loads[i].outstanding_tokens < loads[*best].outstanding_tokens) best = i;
+  }
+  if (best) return Placement{*best, true};
+  return std::nullopt;
 }
 
-// One Generate call: reads the whole stream, then reports and deletes itself (OnDone).
-class WorkerPool::GenerateCall : public grpc::ClientReadReactor<v1::GenerateResponse> {
+namespace {
+class Reactor;
+}  // namespace
+
+// One submitted call; also its handle.
+class CallState : public GenerateHandle, public std::enable_shared_from_this<CallState> {
  public:
-  GenerateCall(WorkerPool* pool, Worker* worker, v1::GenerateRequest request,
-               absl::Duration timeout, GenerateDone done)
-      : pool_(pool), worker_(worker), request_(std::move(request)), done_(std::move(done)) {
-    context_.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  enum class Phase { kQueued, kRunning, kDone };
+  void Cancel() override;
+
+  std::shared_ptr<WorkerPool::Core> core;
+  v1::GenerateRequest request;
+  GenerateCallbacks callbacks;
+  absl::Time submitted;
+  absl::Time deadline;
+  size_t worker = 0;
+  // Guarded by core->mu.
+  Phase phase = Phase::kQueued;
+  int64_t remaining = 0;  // of cost_tokens, not yet streamed
+  Reactor* reactor = nullptr;
+  // A running call is cancelled only after StartCall (a cancel before it is remembered here).
+  bool started = false;
+  bool cancel_requested = false;
+};
+
+struct WorkerPool::Core {
+  struct Worker {
+    std::string address;
+    std::unique_ptr<v1::AttentionService::Stub> stub;
+    int running = 0;
+    std::deque<std::shared_ptr<CallState>> queue;
+    int64_t outstanding = 0;
+  };
+  WorkerPoolOptions options;
+  std::vector<Worker> workers;
+  absl::Mutex mu;
+  int live ABSL_GUARDED_BY(mu) = 0;  // reactors and GetLoad calls not yet finished
+  std::vector<Reactor*> reactors ABSL_GUARDED_BY(mu);
+  bool closing ABSL_GUARDED_BY(mu) = false;
+
+  prometheus::Gauge* running_gauge = nullptr;
+  prometheus::Gauge* waiting_gauge = nullptr;
+  prometheus::Histogram* queue_time = nullptr;
+
+  void UpdateGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    int r = 0, q = 0;
+    for (const Worker& w : workers) {
+      r += w.running;
+      q += static_cast<int>(w.queue.size());
+    }
+    running_gauge->Set(r);
+    waiting_gauge->Set(q);
   }
-  grpc::ClientContext* context() { return &context_; }
+  // Moves queued calls of worker `i` into free running slots (creating their reactors) or,
+  // past their deadline, out as expired.
+  void DispatchLocked(size_t i, std::vector<std::shared_ptr<CallState>>* start,
+                      std::vector<std::shared_ptr<CallState>>* expired)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  Reactor* NewReactorLocked(const std::shared_ptr<CallState>& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Outside the lock: reports expired calls and starts the others.
+  void Launch(std::vector<std::shared_ptr<CallState>>& start,
+              std::vector<std::shared_ptr<CallState>>& expired);
+  // Outside the lock: starts the reactor of `s` and applies a cancel that came before.
+  void StartCall(const std::shared_ptr<CallState>& s);
+};
+
+namespace {
+
+// One running Generate call: streams each message to the caller; deletes itself in OnDone.
+class Reactor : public grpc::ClientReadReactor<v1::GenerateResponse> {
+ public:
+  explicit Reactor(std::shared_ptr<CallState> state) : state_(std::move(state)) {
+    context_.set_deadline(absl::ToChronoTime(state_->deadline));
+  }
+  void TryCancel() { context_.TryCancel(); }
+  CallState* state() const { return state_.get(); }
   void Start() {
-    worker_->stub->async()->Generate(&context_, &request_, this);
+    WorkerPool::Core::Worker& w = state_->core->workers[state_->worker];
+    w.stub->async()->Generate(&context_, &state_->request, this);
     StartRead(&response_);
     StartCall();
   }
   void OnReadDone(bool ok) override {
     if (!ok) return;
-    stream_.messages.push_back(std::move(response_));
+    WorkerPool::Core* core = state_->core.get();
+    {
+      absl::MutexLock lock(&core->mu);
+      const int64_t take = std::min<int64_t>(response_.tokens_size(), state_->remaining);
+      state_->remaining -= take;
+      core->workers[state_->worker].outstanding -= take;
+    }
+    if (state_->callbacks.on_message) state_->callbacks.on_message(std::move(response_));
     response_.Clear();
     StartRead(&response_);
   }
   void OnDone(const grpc::Status& status) override {
-    worker_->in_flight.fetch_sub(1);
-    if (status.ok()) {
-      done_(std::move(stream_));
-    } else {
-      done_(FromGrpcStatus(status));
-    }
-    WorkerPool* pool = pool_;
+    std::shared_ptr<WorkerPool::Core> core = state_->core;
+    std::vector<std::shared_ptr<CallState>> start, expired;
     {
-      absl::MutexLock lock(&pool->mu_);
-      auto& v = pool->live_contexts_;
-      v.erase(std::remove(v.begin(), v.end(), &context_), v.end());
+      absl::MutexLock lock(&core->mu);
+      WorkerPool::Core::Worker& w = core->workers[state_->worker];
+      state_->phase = CallState::Phase::kDone;
+      state_->reactor = nullptr;
+      --w.running;
+      w.outstanding -= state_->remaining;
+      state_->remaining = 0;
+      auto& v = core->reactors;
+      v.erase(std::remove(v.begin(), v.end(), this), v.end());
+      if (!core->closing) core->DispatchLocked(state_->worker, &start, &expired);
+      core->UpdateGaugesLocked();
     }
+    if (state_->callbacks.on_done) {
+      state_->callbacks.on_done(status.ok() ? absl::OkStatus() : FromGrpcStatus(status));
+    }
+    core->Launch(start, expired);
     delete this;
-    pool->CallEnded();
+    absl::MutexLock lock(&core->mu);
+    --core->live;
   }
 
  private:
-  WorkerPool* pool_;
-  Worker* worker_;
+  std::shared_ptr<CallState> state_;
   grpc::ClientContext context_;
-  v1::GenerateRequest request_;
   v1::GenerateResponse response_;
-  GenerateStream stream_;
-  GenerateDone done_;
 };
 
-WorkerPool::WorkerPool(const std::vector<std::string>& addresses) {
-  for (const std::string& a : addresses) {
-    auto w = std::make_unique<Worker>();
-    w->address = a;
-    w->stub = v1::AttentionService::NewStub(
-        grpc::CreateChannel(a, grpc::InsecureChannelCredentials()));
-    workers_.push_back(std::move(w));
+}  // namespace
+
+Reactor* WorkerPool::Core::NewReactorLocked(const std::shared_ptr<CallState>& s) {
+  auto* r = new Reactor(s);
+  s->phase = CallState::Phase::kRunning;
+  s->reactor = r;
+  ++workers[s->worker].running;
+  ++live;
+  reactors.push_back(r);
+  return r;
+}
+
+void WorkerPool::Core::DispatchLocked(size_t i, std::vector<std::shared_ptr<CallState>>* start,
+                                      std::vector<std::shared_ptr<CallState>>* expired) {
+  Worker& w = workers[i];
+  const absl::Time now = absl::Now();
+  while (w.running < options.max_running && !w.queue.empty()) {
+    std::shared_ptr<CallState> s = std::move(w.queue.front());
+    w.queue.pop_front();
+    if (s->deadline <= now) {
+      s->phase = CallState::Phase::kDone;
+      w.outstanding -= s->remaining;
+      s->remaining = 0;
+      expired->push_back(std::move(s));
+      continue;
+    }
+    NewReactorLocked(s);
+    start->push_back(std::move(s));
   }
+}
+
+void WorkerPool::Core::Launch(std::vector<std::shared_ptr<CallState>>& start,
+                              std::vector<std::shared_ptr<CallState>>& expired) {
+  for (auto& s : expired) {
+    if (s->callbacks.on_done) {
+      s->callbacks.on_done(absl::DeadlineExceededError("the request timed out in the queue"));
+    }
+  }
+  for (auto& s : start) {
+    const absl::Duration waited = absl::Now() - s->submitted;
+    queue_time->Observe(absl::ToDoubleSeconds(waited));
+    if (s->callbacks.on_start) s->callbacks.on_start(waited);
+    StartCall(s);
+  }
+}
+
+void WorkerPool::Core::StartCall(const std::shared_ptr<CallState>& s) {
+  Reactor* r;
+  {
+    absl::MutexLock lock(&mu);
+    r = s->reactor;  // a call cannot end before Start: it is non-null here
+  }
+  r->Start();
+  absl::MutexLock lock(&mu);
+  s->started = true;
+  if (s->cancel_requested && s->reactor != nullptr) s->reactor->TryCancel();
+}
+
+void CallState::Cancel() {
+  bool report = false;
+  {
+    absl::MutexLock lock(&core->mu);
+    if (phase == Phase::kDone) return;
+    if (phase == Phase::kQueued) {
+      auto& q = core->workers[worker].queue;
+      q.erase(std::remove(q.begin(), q.end(), shared_from_this()), q.end());
+      phase = Phase::kDone;
+      core->workers[worker].outstanding -= remaining;
+      remaining = 0;
+      core->UpdateGaugesLocked();
+      report = true;
+    } else if (reactor != nullptr) {
+      cancel_requested = true;
+      if (started) reactor->TryCancel();
+    }
+  }
+  if (report && callbacks.on_done) callbacks.on_done(absl::CancelledError("cancelled"));
+}
+
+WorkerPool::WorkerPool(const std::vector<std::string>& addresses, WorkerPoolOptions options)
+    : core_(std::make_shared<Core>()) {
+  core_->options = options;
+  core_->options.max_running = std::max(1, core_->options.max_running);
+  core_->options.max_queue = std::max(0, core_->options.max_queue);
+  for (const std::string& a : addresses) {
+    Core::Worker& w = core_->workers.emplace_back();
+    w.address = a;
+    w.stub = v1::AttentionService::NewStub(
+        grpc::CreateChannel(a, grpc::InsecureChannelCredentials()));
+  }
+  prometheus::Registry& r = MetricsRegistry();
+  core_->running_gauge = &prometheus::BuildGauge()
+                              .Name("moe_num_requests_running")
+                              .Help("Generate calls the gateway has in flight to attention workers")
+                              .Register(r)
+                              .Add({});
+  core_->waiting_gauge = &prometheus::BuildGauge()
+                              .Name("moe_num_requests_waiting")
+                              .Help("Generate calls waiting in the gateway's per-worker queues")
+                              .Register(r)
+                              .Add({});
+  core_->queue_time = &prometheus::BuildHistogram()
+                           .Name("moe_request_queue_time_seconds")
+                           .Help("Time from admission to dispatch to an attention worker")
+                           .Register(r)
+                           .Add({}, ExponentialBuckets(0.001, 2, 16));
 }
 
 WorkerPool::~WorkerPool() {
-  absl::MutexLock lock(&mu_);
-  closing_ = true;
-  for (grpc::ClientContext* c : live_contexts_) c->TryCancel();
-  mu_.Await(absl::Condition(
-      +[](int* live) { return *live == 0; }, &live_calls_));
+  std::vector<std::shared_ptr<CallState>> queued;
+  {
+    absl::MutexLock lock(&core_->mu);
+    core_->closing = true;
+    for (Core::Worker& w : core_->workers) {
+      for (auto& s : w.queue) {
+        s->phase = CallState::Phase::kDone;
+        queued.push_back(std::move(s));
+      }
+      w.queue.clear();
+    }
+    for (Reactor* r : core_->reactors) {
+      r->state()->cancel_requested = true;
+      if (r->state()->started) r->TryCancel();
+    }
+    core_->UpdateGaugesLocked();
+  }
+  for (auto& s : queued) {
+    if (s->callbacks.on_done) s->callbacks.on_done(absl::CancelledError("the gateway is shutting down"));
+  }
+  absl::MutexLock lock(&core_->mu);
+  core_->mu.Await(absl::Condition(+[](int* live) { return *live == 0; }, &core_->live));
 }
 
-std::vector<int> WorkerPool::InFlight() const {
-  std::vector<int> v;
-  for (const auto& w : workers_) v.push_back(w->in_flight.load());
+size_t WorkerPool::size() const { return core_->workers.size(); }
+const std::string& WorkerPool::address(size_t i) const { return core_->workers[i].address; }
+const WorkerPoolOptions& WorkerPool::options() const { return core_->options; }
+
+std::vector<WorkerLoad> WorkerPool::Loads() const {
+  absl::MutexLock lock(&core_->mu);
+  std::vector<WorkerLoad> v;
+  for (const Core::Worker& w : core_->workers) {
+    v.push_back(WorkerLoad{w.running, static_cast<int>(w.queue.size()), w.outstanding});
+  }
   return v;
 }
 
-void WorkerPool::CallStarted() {
-  absl::MutexLock lock(&mu_);
-  ++live_calls_;
-}
-
-void WorkerPool::CallEnded() {
-  absl::MutexLock lock(&mu_);
-  --live_calls_;
-}
-
-void WorkerPool::Generate(v1::GenerateRequest request, absl::Duration timeout,
-                          GenerateDone done) {
-  if (workers_.empty()) {
-    done(absl::UnavailableError("no attention worker configured"));
-    return;
-  }
-  Worker* w;
+absl::StatusOr<std::shared_ptr<GenerateHandle>> WorkerPool::Submit(v1::GenerateRequest request,
+                                                                   int64_t cost_tokens,
+                                                                   absl::Time deadline,
+                                                                   GenerateCallbacks callbacks) {
+  auto s = std::make_shared<CallState>();
+  s->core = core_;
+  s->request = std::move(request);
+  s->callbacks = std::move(callbacks);
+  s->submitted = absl::Now();
+  s->deadline = deadline;
+  s->remaining = std::max<int64_t>(0, cost_tokens);
+  Reactor* start = nullptr;
   {
-    // Pick and count under the lock so concurrent requests spread out.
-    absl::MutexLock lock(&mu_);
-    if (closing_) {
-      done(absl::UnavailableError("the gateway is shutting down"));
-      return;
+    absl::MutexLock lock(&core_->mu);
+    if (core_->workers.empty()) return absl::UnavailableError("no attention worker configured");
+    if (core_->closing) return absl::UnavailableError("the gateway is shutting down");
+    std::vector<WorkerLoad> loads;
+    for (const Core::Worker& w : core_->workers) {
+      loads.push_back(WorkerLoad{w.running, static_cast<int>(w.queue.size()), w.outstanding});
     }
-    std::vector<int> load;
-    for (const auto& x : workers_) load.push_back(x->in_flight.load());
-    w = workers_[PickLeastLoaded(load)].get();
-    w->in_flight.fetch_add(1);
-    ++live_calls_;
+    std::optional<Placement> p =
+        PickWorker(loads, core_->options.max_running, core_->options.max_queue);
+    if (!p) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the server is overloaded: every attention worker's queue is full (",
+          core_->options.max_running, " running and ", core_->options.max_queue,
+          " queued per worker); retry later"));
+    }
+    s->worker = p->worker;
+    core_->workers[p->worker].outstanding += s->remaining;
+    if (p->queued) {
+      s->phase = CallState::Phase::kQueued;
+      core_->workers[p->worker].queue.push_back(s);
+    } else {
+      start = core_->NewReactorLocked(s);
+    }
+    core_->UpdateGaugesLocked();
   }
-  auto* call = new GenerateCall(this, w, std::move(request), timeout, std::move(done));
-  {
-    absl::MutexLock lock(&mu_);
-    live_contexts_.push_back(call->context());
+  if (start != nullptr) {
+    core_->queue_time->Observe(0);
+    if (s->callbacks.on_start) s->callbacks.on_start(absl::ZeroDuration());
+    core_->StartCall(s);
   }
-  call->Start();
+  return std::shared_ptr<GenerateHandle>(s);
 }
 
 void WorkerPool::GetLoad(size_t i, absl::Duration timeout, LoadDone done) {
@@ -132,16 +357,21 @@ void WorkerPool::GetLoad(size_t i, absl::Duration timeout, LoadDone done) {
   };
   auto state = std::make_shared<State>();
   state->context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  CallStarted();
-  workers_[i]->stub->async()->GetLoad(
+  std::shared_ptr<Core> core = core_;
+  {
+    absl::MutexLock lock(&core->mu);
+    ++core->live;
+  }
+  core->workers[i].stub->async()->GetLoad(
       &state->context, &state->request, &state->response,
-      [this, state, done = std::move(done)](grpc::Status s) {
+      [core, state, done = std::move(done)](grpc::Status s) {
         if (s.ok()) {
           done(state->response);
         } else {
           done(FromGrpcStatus(s));
         }
-        CallEnded();
+        absl::MutexLock lock(&core->mu);
+        --core->live;
       });
 }
 

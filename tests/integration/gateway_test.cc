@@ -147,7 +147,7 @@ TEST_F(GatewayTest, MalformedRequestsGetJsonErrorsAndServingContinues) {
   const std::vector<std::string> bad_bodies = {
       "", "{", "not json", "[1,2]", R"({"prompt": 5})", R"({"prompt": []})",
       R"({"prompt": "x", "max_tokens": -1})", R"({"prompt": "x", "max_tokens": "8"})",
-      R"({"prompt": "x", "n": 2})", R"({"prompt": "x", "temperature": -1})",
+      R"({"prompt": "x", "n": 0})", R"({"prompt": "x", "temperature": -1})",
       R"({"prompt": "x", "logprobs": 99})", R"({"prompt": [1, 100000]})",
       R"({"prompt": "x", "echo": "yes"})", "{\"prompt\": \"\xff\xfe\""};
   for (const std::string& b : bad_bodies) {

@@ -1,0 +1,49 @@
+// End to end: `moe up` (scheduler, an expert service, an attention worker, the gateway) on a
+// copy of the golden tiny-mixtral F32 model with a ChatML chat template, driven by the official
+// `openai` npm client (tests/npm, openai@6) from openai_client.mjs: models.list, completions and
+// chat completions streamed and not, n = 2, stop strings, logprobs, seed reproducibility,
+// include_usage, error classes for invalid requests, and golden texts and echo log-probabilities.
+// Skips if node or the npm packages are missing. Every process is stopped by pid.
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "tests/integration/gateway_fixture.h"
+#include "tests/testing/child_process.h"
+
+namespace moe {
+namespace {
+
+TEST(OpenAiClientE2eTest, OfficialClientAgainstMoeUp) {
+  const std::string npm = std::string(MOE_SOURCE_DIR) + "/tests/npm/node_modules";
+  const std::string openai = npm + "/openai/index.mjs";
+  if (std::system("command -v node > /dev/null 2>&1") != 0 || !std::filesystem::exists(openai)) {
+    GTEST_SKIP() << "node or tests/npm/node_modules/openai is missing";
+  }
+  test_util::ChatModelDir model;
+  test_util::ChildProcess up({test_util::MoeBin(), "up", "--model", model.dir(), "--port", "0",
+                              "--experts", "1", "--log-level", "warn"});
+  const std::string addr = up.WaitForLine("listening on ", std::chrono::seconds(120));
+  ASSERT_FALSE(addr.empty()) << "moe up did not start";
+  const std::string cmd =
+      "MOE_BASE_URL=http://" + addr + "/v1 MOE_MODEL=hf-f32 MOE_GOLDEN=" +
+      test_util::GoldenMixtral() + "/expected-f32.json OPENAI_MODULE=" + openai +
+      " timeout 150 node " + std::string(MOE_SOURCE_DIR) + "/tests/e2e/openai_client.mjs 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[1024];
+  while (fgets(buf, sizeof buf, p) != nullptr) out += buf;
+  const int rc = pclose(p);
+  std::printf("%s", out.c_str());
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("ALL OK"), std::string::npos) << out;
+  EXPECT_EQ(out.find("FAIL"), std::string::npos) << out;
+  EXPECT_EQ(up.Stop(), 0);
+}
+
+}  // namespace
+}  // namespace moe
