@@ -20,6 +20,11 @@ Subprocess::Subprocess(const std::vector<std::string>& argv) {
   if (pipe(fds) != 0) return;
   pid_ = fork();
   if (pid_ == 0) {
+    // A clean signal mask: the mask survives fork and exec, and a parent that blocks SIGTERM
+    // for sigwait (moe scheduler) would otherwise start children that cannot be stopped.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
     dup2(fds[1], STDOUT_FILENO);
     close(fds[0]);
     close(fds[1]);

@@ -133,6 +133,43 @@ TEST_F(LocalProcessProviderTest, ChildIgnoringSigtermIsKilledAfterTheGrace) {
   EXPECT_TRUE(GoneWithin(p, pid, std::chrono::seconds(2)));
 }
 
+// `moe scheduler` blocks SIGTERM in every thread (it sigwaits); its children must not inherit
+// that mask, or SIGTERM would never stop them. The stand-in (python3: it keeps the mask it was
+// started with, unlike sh) records its blocked-signal mask and sleeps.
+TEST_F(LocalProcessProviderTest, ChildrenOfAThreadBlockingSigtermStillStopOnSigterm) {
+  if (std::system("command -v python3 >/dev/null 2>&1") != 0) GTEST_SKIP() << "no python3";
+  const std::string script = dir_ / "mask.py";
+  std::ofstream(script) << "#!/usr/bin/env python3\n"
+                           "import os, sys, time\n"
+                           "name = sys.argv[sys.argv.index('--instance-id') + 1]\n"
+                           "blk = [l.split()[1] for l in open('/proc/self/status')\n"
+                           "       if l.startswith('SigBlk:')][0]\n"
+                           "open('" << dir_.string() << "/' + name + '.tmp', 'w').write(\n"
+                           "    '%d %s\\n' % (os.getpid(), blk))\n"
+                           "os.rename('" << dir_.string() << "/' + name + '.tmp', '"
+                        << dir_.string() << "/' + name)\n"
+                           "while True: time.sleep(0.05)\n";
+  chmod(script.c_str(), 0755);
+  sigset_t term, old;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &term, &old);
+  LocalProcessProviderOptions o = Options();
+  o.binary = script;
+  {
+    LocalProcessProvider p(o);  // 5 s grace before SIGKILL
+    ASSERT_TRUE(p.ScaleTo(1).ok());
+    const std::string rec = Record("exp-0");
+    ASSERT_FALSE(rec.empty());
+    const pid_t pid = std::atoi(rec.c_str());
+    const unsigned long long blocked = std::stoull(rec.substr(rec.find(' ') + 1), nullptr, 16);
+    EXPECT_EQ(blocked & (1ull << (SIGTERM - 1)), 0u) << "child mask " << rec;
+    ASSERT_TRUE(p.ScaleTo(0).ok());
+    EXPECT_TRUE(GoneWithin(p, pid, std::chrono::seconds(2)));
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
 TEST_F(LocalProcessProviderTest, ReportsAChildThatDied) {
   LocalProcessProvider p(Options());
   ASSERT_TRUE(p.ScaleTo(2).ok());
