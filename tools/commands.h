@@ -16,6 +16,7 @@ int RunExpert(int argc, const char* const* argv);    // tools/cmd_expert.cc
 int RunGateway(int argc, const char* const* argv);   // tools/cmd_gateway.cc
 int RunScheduler(int argc, const char* const* argv);  // tools/cmd_scheduler.cc
 int RunLoadgen(int argc, const char* const* argv);    // tools/cmd_loadgen.cc
+int RunPlace(int argc, const char* const* argv);      // tools/cmd_place.cc
 
 }  // namespace moe::tools
 

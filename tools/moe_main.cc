@@ -27,6 +27,8 @@ constexpr Command kCommands[] = {
     {"gateway", "serve the OpenAI-compatible HTTP API", moe::tools::RunGateway},
     {"loadgen", "benchmark client: concurrent Generate calls to an attention worker",
      moe::tools::RunLoadgen},
+    {"place", "plan expert placement offline from a load trace (greedy vs ILP)",
+     moe::tools::RunPlace},
     {"version", "print the version", moe::tools::RunVersion},
 };
 

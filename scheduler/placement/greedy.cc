@@ -100,8 +100,11 @@ absl::StatusOr<PlacementPlan> GreedyPlacement(const PlacementProblem& p,
           if (free[i] <= 0) continue;
           if (std::any_of(rs.begin(), rs.end(), [i](const Replica& r) { return r.instance == i; }))
             continue;
-          if (best < 0 || layer_load[i] < layer_load[best] ||
-              (layer_load[i] == layer_load[best] && total_load[i] < total_load[best])) {
+          // Speed-weighted (p.Speed is 1 unless the problem says otherwise).
+          const double li = layer_load[i] / p.Speed(i),
+                       lb = best < 0 ? 0 : layer_load[best] / p.Speed(best);
+          if (best < 0 || li < lb ||
+              (li == lb && total_load[i] / p.Speed(i) < total_load[best] / p.Speed(best))) {
             best = i;
           }
         }
@@ -188,7 +191,7 @@ absl::StatusOr<PlacementPlan> RepairPlacement(const PlacementProblem& p,
           if (free[i] <= 0) continue;
           if (std::any_of(rs.begin(), rs.end(), [i](const Replica& r) { return r.instance == i; }))
             continue;
-          if (best < 0 || layer_load[i] < layer_load[best]) best = i;
+          if (best < 0 || layer_load[i] / p.Speed(i) < layer_load[best] / p.Speed(best)) best = i;
         }
         if (best < 0) {
           if (rs.empty()) {

@@ -1,0 +1,117 @@
+#include "scheduler/placement/objective.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace moe::scheduler {
+
+double ResolvedMu(const PlacementProblem& p) {
+  if (p.weights.mu >= 0) return p.weights.mu;
+  const int64_t n = static_cast<int64_t>(p.layers) * p.experts;
+  if (n <= 0) return 0;
+  double total = 0;
+  for (int l = 0; l < p.layers; ++l) {
+    for (int e = 0; e < p.experts; ++e) total += p.Load(l, e);
+  }
+  return total / static_cast<double>(n);
+}
+
+PlanObjective EvaluatePlan(const PlacementProblem& p, const PlacementPlan& plan) {
+  PlanObjective o;
+  const int n = plan.instances;
+  double live_speed = 0;
+  for (int i = 0; i < n; ++i) live_speed += p.Live(i) ? p.Speed(i) : 0.0;
+  if (live_speed <= 0) live_speed = 1;
+  std::vector<double> load(n);
+  for (int l = 0; l < plan.layers; ++l) {
+    std::fill(load.begin(), load.end(), 0.0);
+    double total = 0;
+    for (int e = 0; e < plan.experts; ++e) {
+      total += p.Load(l, e);
+      for (const Replica& r : plan.At(l, e)) load[r.instance] += p.Load(l, e) * r.share;
+    }
+    double worst = 0;
+    for (int i = 0; i < n; ++i) worst = std::max(worst, load[i] / p.Speed(i));
+    const double mean = total / live_speed;
+    o.layer_max_load.push_back(worst);
+    o.layer_mean_load.push_back(mean);
+    o.layer_balancedness.push_back(worst > 0 ? mean / worst : 1.0);
+    o.load_term += worst;
+    o.mean_load += mean;
+  }
+  if (plan.layers > 0) {
+    o.max_load = o.load_term / plan.layers;
+    o.mean_load /= plan.layers;
+    o.balancedness = o.max_load > 0 ? o.mean_load / o.max_load : 1.0;
+    o.min_balancedness =
+        *std::min_element(o.layer_balancedness.begin(), o.layer_balancedness.end());
+  }
+  // Cross-instance transitions: share vectors of the two experts, dotted on common instances.
+  std::vector<double> share(n);
+  for (const CoActivation& c : p.coact) {
+    if (c.layer < 0 || c.layer + 1 >= plan.layers || c.a < 0 || c.a >= plan.experts || c.b < 0 ||
+        c.b >= plan.experts || c.count <= 0) {
+      continue;
+    }
+    const auto& ra = plan.At(c.layer, c.a);
+    for (const Replica& r : ra) share[r.instance] = r.share;
+    double same = 0;
+    for (const Replica& r : plan.At(c.layer + 1, c.b)) same += share[r.instance] * r.share;
+    for (const Replica& r : ra) share[r.instance] = 0;
+    o.transitions += static_cast<double>(c.count);
+    o.cross_transitions += static_cast<double>(c.count) * std::max(0.0, 1.0 - same);
+  }
+  double tokens = 0;
+  for (int e = 0; e < plan.experts && plan.layers > 0; ++e) tokens += p.Load(0, e);
+  tokens /= std::max(1, p.top_k);
+  o.cross_per_token = tokens > 0 ? o.cross_transitions / tokens : 0;
+  // Moves.
+  const bool same_shape = p.current.has_value() && p.current->layers == plan.layers &&
+                          p.current->experts == plan.experts &&
+                          p.current->replicas.size() == plan.replicas.size();
+  for (size_t g = 0; g < plan.replicas.size(); ++g) {
+    for (const Replica& r : plan.replicas[g]) {
+      ++o.copies;
+      if (!p.current.has_value()) continue;
+      bool had = false;
+      if (same_shape) {
+        for (const Replica& c : p.current->replicas[g]) had |= c.instance == r.instance;
+      }
+      if (!had) ++o.copies_moved;
+    }
+  }
+  o.bytes_moved = o.copies_moved * p.bytes_per_expert;
+  o.lambda = p.weights.lambda;
+  o.mu = ResolvedMu(p);
+  o.cost =
+      o.load_term + o.lambda * o.cross_transitions + o.mu * static_cast<double>(o.copies_moved);
+  return o;
+}
+
+absl::Status CheckCapacity(const PlacementProblem& p, const PlacementPlan& plan) {
+  std::vector<int> used(plan.instances, 0);
+  for (const auto& rs : plan.replicas) {
+    for (const Replica& r : rs) {
+      if (r.instance >= 0 && r.instance < plan.instances) ++used[r.instance];
+    }
+  }
+  for (int i = 0; i < plan.instances; ++i) {
+    if (used[i] > p.Capacity(i)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("instance ", i, " holds ", used[i], " copies, capacity ", p.Capacity(i)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string ObjectiveSummary(const PlanObjective& o) {
+  return absl::StrFormat(
+      "max_load=%.1f mean_load=%.1f balancedness=%.3f cross_per_token=%.3f copies_moved=%d "
+      "bytes_moved=%d cost=%.1f",
+      o.max_load, o.mean_load, o.balancedness, o.cross_per_token, o.copies_moved, o.bytes_moved,
+      o.cost);
+}
+
+}  // namespace moe::scheduler

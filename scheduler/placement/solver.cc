@@ -1,0 +1,61 @@
+#include "scheduler/placement/solver.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+
+namespace moe::scheduler {
+
+absl::StatusOr<SolverKind> ParseSolverKind(std::string_view name) {
+  if (name == "greedy") return SolverKind::kGreedy;
+  if (name == "ilp" || name == "ilp-cbc" || name == "cbc") return SolverKind::kIlpCbc;
+  if (name == "ilp-glpk" || name == "glpk") return SolverKind::kIlpGlpk;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown solver \"", std::string(name), "\" (greedy, ilp, ilp-cbc, ilp-glpk)"));
+}
+
+std::string SolverKindName(SolverKind kind) {
+  switch (kind) {
+    case SolverKind::kGreedy:
+      return "greedy";
+    case SolverKind::kIlpCbc:
+      return "ilp-cbc";
+    case SolverKind::kIlpGlpk:
+      return "ilp-glpk";
+  }
+  return "?";
+}
+
+absl::StatusOr<SolveReport> SolvePlacementWithReport(const PlacementProblem& problem,
+                                                     const SolverParams& params) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point t0 = Clock::now();
+  SolveReport report;
+  MOE_ASSIGN_OR_RETURN(report.greedy, GreedyPlacement(problem, params.replication));
+  report.greedy_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  report.greedy_objective = EvaluatePlan(problem, report.greedy);
+  if (params.solver == SolverKind::kGreedy) {
+    report.plan = report.greedy;
+    report.objective = report.greedy_objective;
+  } else {
+    IlpParams ilp;
+    ilp.engine = params.solver == SolverKind::kIlpGlpk ? MipEngine::kGlpk : MipEngine::kCbc;
+    double limit =
+        params.time_limit_seconds > 0 ? params.time_limit_seconds : problem.time_limit_seconds;
+    ilp.time_limit_seconds = limit > 0 ? limit : 10.0;
+    ilp.max_load_slack = params.max_load_slack;
+    MOE_ASSIGN_OR_RETURN(report.plan, IlpPlacement(problem, report.greedy, ilp, &report.ilp));
+    report.objective = EvaluatePlan(problem, report.plan);
+  }
+  report.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return report;
+}
+
+absl::StatusOr<PlacementPlan> SolvePlacement(const PlacementProblem& problem,
+                                             const SolverParams& params) {
+  MOE_ASSIGN_OR_RETURN(SolveReport report, SolvePlacementWithReport(problem, params));
+  return std::move(report.plan);
+}
+
+}  // namespace moe::scheduler
