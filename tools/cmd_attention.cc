@@ -6,13 +6,26 @@
 // registers with `moe scheduler`, routes with its newest committed placement plan (the
 // --expert-addrs table, if given, until the first plan), waits up to --placement-wait-ms for a
 // newer plan when an expert has no live replica, and reports routed load every second.
+//
+// Shutdown (Kubernetes sends SIGTERM, then SIGKILL after the grace period):
+//   SIGTERM  drain: /ready answers 503 and gRPC health NOT_SERVING, new Generate calls get
+//            UNAVAILABLE, every accepted call runs to its last token (bounded by
+//            --drain-timeout-s), then the server stops and the scheduler registration ends;
+//   SIGINT   (or a second signal during a drain) stop now: live calls end with UNAVAILABLE.
+// Exit codes: 0 stopped and no accepted request was cut short; 3 stopped with requests aborted
+// (SIGINT with calls in flight, or the drain timed out); 2 bad flags; 1 failed to start.
+#include <signal.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
+#include <thread>
 #include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "attention_service/control/placement_follower.h"
 #include "attention_service/dispatch/grpc_transport.h"
 #include "attention_service/dispatch/placement.h"
@@ -50,8 +63,11 @@ struct AttentionConfig {
   int micro_batches = 1;
   int micro_batch_min_tokens = 1;
   int threads = 0;
+  int64_t drain_timeout_s = 30;
   std::string log_level = "info";
 };
+
+constexpr int kExitAborted = 3;  // stopped, but some accepted requests were cut short
 
 // The dense part of the model plus the remote data plane to the expert services.
 struct RemoteParts {
@@ -143,8 +159,15 @@ int RunAttention(int argc, const char* const* argv) {
   flags.AddInt("micro-batch-min-tokens", &c.micro_batch_min_tokens,
                "split a step only into micro-batches of about this many tokens or more");
   flags.AddInt("threads", &c.threads, "compute threads (0 = all cores)");
+  flags.AddInt("drain-timeout-s", &c.drain_timeout_s,
+               "on SIGTERM: let accepted requests finish for at most this long (keep it under "
+               "Kubernetes' terminationGracePeriodSeconds)");
   flags.AddString("log-level", &c.log_level, "trace, debug, info, warn, error");
   if (std::optional<int> exit = flags.ParseCommandLine(argc, argv)) return *exit;
+  if (c.drain_timeout_s < 0) {
+    std::fprintf(stderr, "moe attention: --drain-timeout-s must be >= 0\n");
+    return 2;
+  }
   const bool remote = c.experts == "remote";
   if (c.model.empty() || (c.experts != "local" && !remote) || (remote && c.expert_addrs.empty() && c.scheduler.empty())) {
     std::fprintf(stderr,
@@ -197,9 +220,11 @@ int RunAttention(int argc, const char* const* argv) {
   if (!engine.ok()) return Fail(engine.status());
   attention::EngineLoop loop(std::move(*engine));
 
+  std::atomic<bool> draining{false};
   AdminServerOptions ao;
   ao.host = c.host;
   ao.port = c.admin_port;
+  ao.ready = [&draining] { return !draining.load(); };
   auto admin = AdminServer::Start(ao);
   if (!admin.ok()) return Fail(admin.status());
   attention::AttentionServerOptions so;
@@ -227,13 +252,48 @@ int RunAttention(int argc, const char* const* argv) {
   std::printf("admin on %s:%d\n", c.host.c_str(), (*admin)->port());
   std::fflush(stdout);
 
-  int sig = stop_signals.Wait();
-  MOE_LOG_INFO("signal {}: shutting down", sig);
-  if (follower != nullptr) follower->Stop();
-  loop.Stop();  // answers every live sequence (UNAVAILABLE) so the calls can finish
-  (*server)->Shutdown();
+  const int sig = stop_signals.Wait();
+  draining = true;  // /ready 503: Kubernetes takes the pod out of its Services
+  (*server)->SetServing(false);
+  bool drained = true;
+  if (sig == SIGTERM) {
+    MOE_LOG_INFO("SIGTERM: draining {} live requests (at most {} s)", loop.live(),
+                 c.drain_timeout_s);
+    // A second stop signal during the drain stops at once. The watcher outlives this scope
+    // (it blocks on the signal pipe), so it reaches the loop only through `hard_stop`.
+    struct HardStop {
+      absl::Mutex mu;
+      attention::EngineLoop* loop ABSL_GUARDED_BY(mu) = nullptr;
+    };
+    auto hard_stop = std::make_shared<HardStop>();
+    {
+      absl::MutexLock lock(&hard_stop->mu);
+      hard_stop->loop = &loop;
+    }
+    std::thread([hard_stop, &stop_signals] {
+      const int again = stop_signals.Wait();
+      absl::MutexLock lock(&hard_stop->mu);
+      if (hard_stop->loop == nullptr) return;
+      MOE_LOG_WARN("signal {} during the drain: stopping now", again);
+      hard_stop->loop->Stop();
+    }).detach();
+    drained = loop.Drain(absl::Seconds(c.drain_timeout_s));
+    absl::MutexLock lock(&hard_stop->mu);
+    hard_stop->loop = nullptr;
+  } else {
+    MOE_LOG_INFO("signal {}: stopping now ({} live requests end with UNAVAILABLE)", sig,
+                 loop.live());
+  }
+  loop.Stop();  // aborts whatever is still live (UNAVAILABLE) so the calls can finish
+  (*server)->Shutdown();  // the last messages are written, then the listener closes
+  if (follower != nullptr) follower->Stop();  // routes with the plans until here
   (*admin)->Stop();
-  MOE_LOG_INFO("stopped");
+  const int aborted = loop.aborted();
+  if (!drained || aborted > 0) {
+    MOE_LOG_WARN("stopped; {} requests aborted", aborted);
+    return kExitAborted;
+  }
+  MOE_LOG_INFO("stopped; every accepted request finished");
   return 0;
 }
 

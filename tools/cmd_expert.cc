@@ -2,6 +2,13 @@
 // weights, serves ExpertService over gRPC, /metrics /health /ready on the admin port, and
 // stops gracefully on SIGTERM / SIGINT.
 //
+// Shutdown: SIGTERM drains: /ready 503 and gRPC health NOT_SERVING, heartbeats to the scheduler
+// stop (it declares the instance gone after its heartbeat timeout and publishes a plan without
+// it), and Forward calls are still served until none arrived for --drain-idle-ms (the attention
+// workers moved to the new plan), at most --drain-timeout-s; then queued calls finish and it
+// exits. SIGINT stops at once (queued calls still finish). Exit codes: 0 stopped; 3 the drain
+// timed out while calls were still arriving; 2 bad flags; 1 failed to start.
+//
 // With --scheduler ADDR it registers with `moe scheduler` (ROLE_EXPERT, its host:port) and
 // holds whatever the committed placement plans give it (expert_service/control/plan_follower.h):
 // it starts empty (not ready) unless --experts was given explicitly (then that set is served
@@ -10,12 +17,15 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <signal.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -75,8 +85,12 @@ struct ExpertConfig {
   int64_t scheduler_timeout_ms = 60000;
   int64_t drop_grace_ms = 5000;
   std::string instance_id;
+  int64_t drain_idle_ms = 500;
+  int64_t drain_timeout_s = 20;
   std::string log_level = "info";
 };
+
+constexpr int kExitDrainTimeout = 3;
 
 int Fail(const absl::Status& s) {
   std::fprintf(stderr, "moe expert: %s\n", s.ToString().c_str());
@@ -111,11 +125,17 @@ int RunExpert(int argc, const char* const* argv) {
   flags.AddInt("drop-grace-ms", &c.drop_grace_ms,
                "with --scheduler: keep experts no longer placed here this long");
   flags.AddString("instance-id", &c.instance_id, "name reported by Describe; default host:port");
+  flags.AddInt("drain-idle-ms", &c.drain_idle_ms,
+               "on SIGTERM: stop once no Forward call arrived for this long");
+  flags.AddInt("drain-timeout-s", &c.drain_timeout_s,
+               "on SIGTERM: stop after this long even if calls still arrive (keep it under "
+               "Kubernetes' terminationGracePeriodSeconds)");
   flags.AddString("log-level", &c.log_level, "trace, debug, info, warn, error");
   if (std::optional<int> exit = flags.ParseCommandLine(argc, argv)) return *exit;
   InitLogging("expert", c.log_level);
   if (c.model.empty() || !flags.positional().empty() || c.port < 0 || c.max_queue < 1 ||
-      c.max_tokens < 1 || c.max_message_mb < 1 || c.threads < 0) {
+      c.max_tokens < 1 || c.max_message_mb < 1 || c.threads < 0 || c.drain_idle_ms < 0 ||
+      c.drain_timeout_s < 0) {
     std::fprintf(stderr, "moe expert: need --model; ports >= 0, limits >= 1\n\n%s",
                  flags.Usage().c_str());
     return 2;
@@ -159,7 +179,9 @@ int RunExpert(int argc, const char* const* argv) {
   ao.port = c.admin_port;
   std::unique_ptr<expert::PlanFollower> follower;  // with --scheduler
   std::atomic<bool> follower_ready{false};
-  ao.ready = [&executor, follow, &follower_ready, initial_set] {
+  std::atomic<bool> draining{false};
+  ao.ready = [&executor, follow, &follower_ready, initial_set, &draining] {
+    if (draining.load()) return false;
     if (follow) return follower_ready.load() || (initial_set && !executor.Loaded().empty());
     return !executor.Loaded().empty();
   };
@@ -233,14 +255,42 @@ int RunExpert(int argc, const char* const* argv) {
   std::printf("admin on %s:%d\n", c.host.c_str(), (*admin)->port());
   std::fflush(stdout);
 
-  int sig = stop_signals.Wait();
-  MOE_LOG_INFO("signal {}: shutting down", sig);
-  if (sched != nullptr) sched->Stop();
+  const int sig = stop_signals.Wait();
+  draining = true;
+  (*server)->SetServing(false);
+  if (sched != nullptr) sched->Stop();  // no more heartbeats: the scheduler re-places
   if (follower != nullptr) follower->Stop();
-  (*server)->Shutdown();
+  int code = 0;
+  if (sig == SIGTERM) {
+    // Serve while the attention workers still route here; stop once idle.
+    MOE_LOG_INFO("SIGTERM: draining (until {} ms without calls, at most {} s)", c.drain_idle_ms,
+                 c.drain_timeout_s);
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(c.drain_timeout_s);
+    int64_t seen = (*server)->tokens_computed();
+    auto quiet_since = std::chrono::steady_clock::now();
+    for (;;) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now - quiet_since >= std::chrono::milliseconds(c.drain_idle_ms)) break;
+      if (now >= deadline) {
+        MOE_LOG_WARN("drain timed out with calls still arriving");
+        code = kExitDrainTimeout;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      const int64_t tokens = (*server)->tokens_computed();
+      if (tokens != seen) {
+        seen = tokens;
+        quiet_since = std::chrono::steady_clock::now();
+      }
+    }
+  } else {
+    MOE_LOG_INFO("signal {}: stopping now", sig);
+  }
+  (*server)->Shutdown();  // queued calls finish (bounded), then the threads end
   (*admin)->Stop();
   MOE_LOG_INFO("stopped");
-  return 0;
+  return code;
 }
 
 }  // namespace moe::tools

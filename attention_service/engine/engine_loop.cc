@@ -18,7 +18,9 @@ EngineLoop::~EngineLoop() { Stop(); }
 absl::Status EngineLoop::Submit(SeqId id, SequenceRequest request, Callback callback) {
   absl::MutexLock lock(&mu_);
   if (stopping_) return absl::UnavailableError("engine is shutting down");
+  if (draining_) return absl::UnavailableError("attention worker is draining (shutting down)");
   inbox_.push_back(Pending{id, std::move(request), std::move(callback)});
+  ++live_;
   return absl::OkStatus();
 }
 
@@ -27,10 +29,22 @@ void EngineLoop::Cancel(SeqId id) {
   cancels_.push_back(id);
 }
 
+bool EngineLoop::Drain(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  draining_ = true;
+  auto idle = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return live_ == 0; };
+  return mu_.AwaitWithTimeout(absl::Condition(&idle), timeout);
+}
+
+int EngineLoop::live() const {
+  absl::MutexLock lock(&mu_);
+  return live_;
+}
+
 void EngineLoop::Stop() {
+  absl::MutexLock stop_lock(&stop_mu_);
   {
     absl::MutexLock lock(&mu_);
-    if (stopping_ && !thread_.joinable()) return;
     stopping_ = true;
   }
   if (thread_.joinable()) thread_.join();
@@ -53,9 +67,10 @@ void EngineLoop::Run() {
       cancels.swap(cancels_);
       stopping = stopping_;
     }
+    int finished = 0;  // sequences whose last update went out (or were cancelled) this round
     for (SeqId id : cancels) {
       engine_->Cancel(id);
-      callbacks_.erase(id);
+      finished += static_cast<int>(callbacks_.erase(id));
     }
     for (Pending& p : inbox) {
       absl::Status st = stopping ? absl::UnavailableError("engine is shutting down")
@@ -66,6 +81,7 @@ void EngineLoop::Run() {
         u.finish = FinishReason::kAbort;
         u.error = st;
         p.callback(u);
+        ++finished;
         continue;
       }
       callbacks_[p.id] = std::move(p.callback);
@@ -78,8 +94,12 @@ void EngineLoop::Run() {
         u.finish = FinishReason::kAbort;
         u.error = absl::UnavailableError("engine is shutting down");
         cb(u);
+        ++finished;
+        aborted_.fetch_add(1);
       }
       callbacks_.clear();
+      absl::MutexLock lock(&mu_);
+      live_ -= finished;
       return;
     }
     if (engine_->HasWork()) {
@@ -89,13 +109,20 @@ void EngineLoop::Run() {
           auto it = callbacks_.find(u.id);
           if (it == callbacks_.end()) continue;
           it->second(u);
-          if (u.finish != FinishReason::kNone) callbacks_.erase(it);
+          if (u.finish != FinishReason::kNone) {
+            callbacks_.erase(it);
+            ++finished;
+          }
         }
       }
     }
     running_ = engine_->num_running();
     waiting_ = engine_->num_waiting();
     kv_usage_ = engine_->kv_cache_usage();
+    if (finished > 0) {
+      absl::MutexLock lock(&mu_);
+      live_ -= finished;
+    }
   }
 }
 

@@ -225,7 +225,16 @@ absl::StatusOr<std::unique_ptr<AttentionServer>> AttentionServer::Start(
     return absl::UnavailableError(
         absl::StrCat("attention server cannot listen on ", options.host, ":", options.port));
   }
+  s->SetServing(true);
   return s;
+}
+
+void AttentionServer::SetServing(bool serving) {
+  if (server_ == nullptr) return;
+  if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
+    health->SetServingStatus(serving);
+    health->SetServingStatus(v1::AttentionService::service_full_name(), serving);
+  }
 }
 
 void AttentionServer::Shutdown(absl::Duration deadline) {

@@ -32,7 +32,10 @@ class AttentionServer {
       const AttentionServerOptions& options, EngineLoop* loop);
   ~AttentionServer();
   int port() const { return port_; }
-  // Stops accepting calls and cancels the ones in flight (bounded by `deadline`).
+  // gRPC health (grpc.health.v1.Health) of the whole server ("") and of
+  // "moe.attention.v1.AttentionService": SERVING from Start; NOT_SERVING once draining.
+  void SetServing(bool serving);
+  // Stops accepting calls; calls in flight may finish until `deadline`, then are cancelled.
   void Shutdown(absl::Duration deadline = absl::Seconds(5));
 
  private:

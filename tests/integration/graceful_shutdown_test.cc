@@ -1,0 +1,207 @@
+// Integration: graceful shutdown of a busy attention worker (Kubernetes sends SIGTERM, then
+// SIGKILL after the grace period). The real `moe attention --experts local` on the golden
+// tiny-mixtral model, several streaming Generate calls in flight:
+//   - SIGTERM: /ready turns 503, a call arriving during the drain gets UNAVAILABLE, every call
+//     accepted before the signal streams all its tokens (finish "length") and ends OK, and the
+//     process exits 0;
+//   - SIGINT: stops at once; the calls in flight end with UNAVAILABLE and the exit code is 3
+//     (requests aborted).
+// Every wait is bounded; the process is stopped by pid in every path.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "moe/attention/v1/attention.grpc.pb.h"
+#include "tests/testing/child_process.h"
+#include "tests/testing/http_client.h"
+
+namespace moe {
+namespace {
+
+namespace v1 = ::moe::attention::v1;
+using test_util::ChildProcess;
+using test_util::MoeBin;
+using test_util::PortOf;
+
+constexpr int kCalls = 6;
+constexpr int kMaxTokens = 400;  // the model's context is 512 positions
+
+// One streaming Generate call read on its own thread.
+struct Call {
+  std::atomic<int> tokens{0};
+  std::atomic<bool> started{false};  // the first message arrived: the worker accepted it
+  std::atomic<bool> done{false};
+  grpc::Status status;
+  std::string finish_reason;
+  int completion_tokens = 0;
+  std::thread reader;
+};
+
+class GracefulShutdownTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string model = std::string(MOE_GOLDEN_DIR) + "/tiny-mixtral/hf-f32";
+    process_ = std::make_unique<ChildProcess>(std::vector<std::string>{
+        MoeBin(), "attention", "--model", model, "--experts", "local", "--host", "127.0.0.1",
+        "--port", "0", "--admin-port", "0", "--threads", "1", "--drain-timeout-s", "60",
+        "--log-level", "warn"});
+    const std::string listen = process_->WaitForLine("listening on ", std::chrono::seconds(60));
+    ASSERT_FALSE(listen.empty()) << "moe attention did not start";
+    const std::string admin = process_->WaitForLine("admin on ", std::chrono::seconds(10));
+    ASSERT_FALSE(admin.empty());
+    admin_port_ = PortOf(admin);
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(PortOf(listen)),
+                                   grpc::InsecureChannelCredentials());
+    stub_ = v1::AttentionService::NewStub(channel_);
+    ASSERT_EQ(test_util::TryRequest(admin_port_, test_util::http::verb::get, "/ready").status, 200);
+  }
+
+  void TearDown() override {
+    for (auto& c : calls_) {
+      if (c->reader.joinable()) c->reader.join();
+    }
+    stub_.reset();
+    channel_.reset();
+    process_->Stop(std::chrono::seconds(10));  // no-op once it exited
+  }
+
+  static v1::GenerateRequest Request(int i) {
+    v1::GenerateRequest req;
+    for (int t = 0; t < 8; ++t) req.add_prompt_ids(3 + (i * 7 + t * 13) % 500);
+    req.mutable_sampling()->set_temperature(0);
+    req.mutable_sampling()->set_max_tokens(kMaxTokens);
+    req.mutable_sampling()->set_ignore_eos(true);
+    return req;
+  }
+
+  void StartCalls() {
+    for (int i = 0; i < kCalls; ++i) {
+      calls_.push_back(std::make_unique<Call>());
+      Call* c = calls_.back().get();
+      c->reader = std::thread([this, c, i] {
+        grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+        auto reader = stub_->Generate(&ctx, Request(i));
+        v1::GenerateResponse resp;
+        while (reader->Read(&resp)) {
+          c->tokens += resp.tokens_size();
+          c->started = true;
+          if (!resp.finish_reason().empty()) {
+            c->finish_reason = resp.finish_reason();
+            c->completion_tokens = resp.completion_tokens();
+          }
+        }
+        c->status = reader->Finish();
+        c->done = true;
+      });
+    }
+  }
+
+  // Waits (bounded) until every call streamed its first tokens: all are accepted and running.
+  bool WaitAllStarted() {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      int started = 0;
+      for (auto& c : calls_) started += c->started ? 1 : 0;
+      if (started == kCalls) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    return false;
+  }
+
+  int TokensSoFar() const {
+    int n = 0;
+    for (auto& c : calls_) n += c->tokens;
+    return n;
+  }
+
+  // The exit code once the process ended by itself (bounded), or -2.
+  int WaitExit(std::chrono::seconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    int code = -2;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (process_->Exited(&code)) return code;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return -2;
+  }
+
+  std::unique_ptr<ChildProcess> process_;
+  int admin_port_ = 0;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::AttentionService::Stub> stub_;
+  std::vector<std::unique_ptr<Call>> calls_;
+};
+
+TEST_F(GracefulShutdownTest, SigtermDrainsEveryAcceptedRequest) {
+  StartCalls();
+  ASSERT_TRUE(WaitAllStarted()) << "the calls did not start";
+  const int at_signal = TokensSoFar();
+  ASSERT_EQ(kill(process_->pid(), SIGTERM), 0);
+
+  // The drain has begun once /ready answers 503; a new call is then refused.
+  bool not_ready = false;
+  for (int i = 0; i < 500 && !not_ready; ++i) {
+    not_ready =
+        test_util::TryRequest(admin_port_, test_util::http::verb::get, "/ready").status == 503;
+    if (!not_ready) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(not_ready) << "/ready did not turn 503 after SIGTERM";
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    auto reader = stub_->Generate(&ctx, Request(99));
+    v1::GenerateResponse resp;
+    int late_tokens = 0;
+    while (reader->Read(&resp)) late_tokens += resp.tokens_size();
+    const grpc::Status st = reader->Finish();
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
+    EXPECT_EQ(late_tokens, 0);
+  }
+
+  for (auto& c : calls_) c->reader.join();
+  // Work was really in flight when the signal came...
+  EXPECT_LT(at_signal, kCalls * kMaxTokens);
+  // ...and none of it was lost.
+  for (int i = 0; i < kCalls; ++i) {
+    const Call& c = *calls_[i];
+    EXPECT_TRUE(c.status.ok()) << "call " << i << ": " << c.status.error_message();
+    EXPECT_EQ(c.tokens.load(), kMaxTokens) << "call " << i;
+    EXPECT_EQ(c.completion_tokens, kMaxTokens) << "call " << i;
+    EXPECT_EQ(c.finish_reason, "length") << "call " << i;
+  }
+  stub_.reset();
+  channel_.reset();  // an idle client connection would hold the server's shutdown (5 s)
+  EXPECT_EQ(WaitExit(std::chrono::seconds(30)), 0);
+}
+
+TEST_F(GracefulShutdownTest, SigintStopsAtOnceAndSaysRequestsWereAborted) {
+  StartCalls();
+  ASSERT_TRUE(WaitAllStarted()) << "the calls did not start";
+  ASSERT_EQ(kill(process_->pid(), SIGINT), 0);
+  for (auto& c : calls_) c->reader.join();
+  int aborted = 0;
+  for (const auto& c : calls_) {
+    if (c->status.ok()) {
+      EXPECT_EQ(c->tokens.load(), kMaxTokens);  // finished just before the signal
+    } else {
+      EXPECT_EQ(c->status.error_code(), grpc::StatusCode::UNAVAILABLE) << c->status.error_message();
+      EXPECT_LT(c->tokens.load(), kMaxTokens);
+      ++aborted;
+    }
+  }
+  EXPECT_GT(aborted, 0) << "every call finished before SIGINT: the test needs longer calls";
+  stub_.reset();
+  channel_.reset();
+  EXPECT_EQ(WaitExit(std::chrono::seconds(30)), aborted > 0 ? 3 : 0);
+}
+
+}  // namespace
+}  // namespace moe
