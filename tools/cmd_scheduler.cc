@@ -6,12 +6,15 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/clock.h"
 #include "common/flags.h"
 #include "common/logging.h"
@@ -20,6 +23,10 @@
 #include "scheduler/core/scheduler_core.h"
 #include "scheduler/core/scheduler_loop.h"
 #include "scheduler/grpc/scheduler_server.h"
+#include "scheduler/scaling/core_target.h"
+#include "scheduler/scaling/kubernetes_provider.h"
+#include "scheduler/scaling/local_process_provider.h"
+#include "scheduler/scaling/scale_controller.h"
 #include "tools/commands.h"
 
 namespace moe::tools {
@@ -84,6 +91,169 @@ struct SchedulerMetrics {
   }
 };
 
+// Elastic scaling of the expert pool (--elastic; scheduler/scaling/).
+struct ElasticFlags {
+  bool elastic = false;
+  std::string provider = "local";
+  int max_experts = 0;  // 0: = --min-experts
+  int scale_interval_ms = 1000;
+  int scale_up_cooldown_ms = 30000;
+  int scale_down_cooldown_ms = 120000;
+  double expert_capacity_tps = 2000;
+  double scale_target = 0.6;
+  double scale_high_water = 0.8;
+  double scale_low_water = 0.3;
+  int scale_step_up = 2;
+  int scale_step_down = 1;
+  int drain_timeout_ms = 60000;
+  std::string expert_args;
+  std::string expert_binary;
+  std::string k8s_statefulset = "moe-expert";
+  std::string k8s_namespace;
+  std::string k8s_api_server;
+  std::string k8s_token_file = std::string(scheduler::kServiceAccountDir) + "/token";
+  std::string k8s_ca_file = std::string(scheduler::kServiceAccountDir) + "/ca.crt";
+};
+
+void AddElasticFlags(FlagSet* flags, ElasticFlags* e) {
+  flags->AddBool("elastic", &e->elastic,
+                 "scale the expert pool between --min-experts and --max-experts with the load");
+  flags->AddString("provider", &e->provider,
+                   "with --elastic: local (start `moe expert` children) or kubernetes (scale the "
+                   "expert StatefulSet)");
+  flags->AddInt("max-experts", &e->max_experts, "with --elastic: most expert instances");
+  flags->AddInt("scale-interval-ms", &e->scale_interval_ms, "with --elastic: decision period");
+  flags->AddInt("scale-up-cooldown-ms", &e->scale_up_cooldown_ms,
+                "with --elastic: no growth sooner than this after a scale action");
+  flags->AddInt("scale-down-cooldown-ms", &e->scale_down_cooldown_ms,
+                "with --elastic: no shrink sooner than this after a scale action");
+  flags->AddDouble("expert-capacity-tps", &e->expert_capacity_tps,
+                   "with --elastic: expert-token rows/s one instance serves (a measured rate "
+                   "above it wins)");
+  flags->AddDouble("scale-target", &e->scale_target,
+                   "with --elastic: utilisation a scale action aims at");
+  flags->AddDouble("scale-high-water", &e->scale_high_water,
+                   "with --elastic: grow above this utilisation");
+  flags->AddDouble("scale-low-water", &e->scale_low_water,
+                   "with --elastic: shrink below this utilisation");
+  flags->AddInt("scale-step-up", &e->scale_step_up, "with --elastic: most instances added at once");
+  flags->AddInt("scale-step-down", &e->scale_step_down,
+                "with --elastic: most instances removed by one decision (drained one by one)");
+  flags->AddInt("drain-timeout-ms", &e->drain_timeout_ms,
+                "with --elastic: stop a draining instance after this even if not drained");
+  flags->AddString("expert-args", &e->expert_args,
+                   "with --provider local: extra `moe expert` arguments (space-separated)");
+  flags->AddString("expert-binary", &e->expert_binary,
+                   "with --provider local: the moe binary for the children (default: this one)");
+  flags->AddString("k8s-statefulset", &e->k8s_statefulset,
+                   "with --provider kubernetes: the expert StatefulSet");
+  flags->AddString("k8s-namespace", &e->k8s_namespace,
+                   "with --provider kubernetes: its namespace (default: the pod's)");
+  flags->AddString("k8s-api-server", &e->k8s_api_server,
+                   "with --provider kubernetes: https://host:port (default: "
+                   "KUBERNETES_SERVICE_HOST/PORT)");
+  flags->AddString("k8s-token-file", &e->k8s_token_file,
+                   "with --provider kubernetes: service-account token");
+  flags->AddString("k8s-ca-file", &e->k8s_ca_file,
+                   "with --provider kubernetes: CA of the API server");
+}
+
+scheduler::ScaleControllerOptions ScaleOptions(const ElasticFlags& e, int min_experts,
+                                               absl::Duration load_window) {
+  scheduler::ScaleControllerOptions o;
+  o.params.min_instances = min_experts;
+  o.params.max_instances = e.max_experts > 0 ? e.max_experts : min_experts;
+  o.params.instance_capacity_tps = e.expert_capacity_tps;
+  o.params.target_utilisation = e.scale_target;
+  o.params.high_water = e.scale_high_water;
+  o.params.low_water = e.scale_low_water;
+  o.params.up_cooldown = absl::Milliseconds(e.scale_up_cooldown_ms);
+  o.params.down_cooldown = absl::Milliseconds(e.scale_down_cooldown_ms);
+  o.params.max_step_up = e.scale_step_up;
+  o.params.max_step_down = e.scale_step_down;
+  o.interval = absl::Milliseconds(e.scale_interval_ms);
+  o.load_window = load_window;
+  o.drain_timeout = absl::Milliseconds(e.drain_timeout_ms);
+  return o;
+}
+
+// The running elastic scaler: provider, controller on "sched-scale", its metrics.
+class Elastic {
+ public:
+  static absl::StatusOr<std::unique_ptr<Elastic>> Start(
+      const ElasticFlags& e, scheduler::ScaleControllerOptions options,
+      scheduler::SchedulerCore* core, const std::string& model, const std::string& host,
+      int port, const std::string& log_level) {
+    auto el = std::unique_ptr<Elastic>(new Elastic(core));
+    if (e.provider == "local") {
+      scheduler::LocalProcessProviderOptions lo;
+      lo.binary = e.expert_binary;
+      lo.model = model;
+      // Children reach the scheduler on loopback when it listens on every address.
+      lo.host = host == "0.0.0.0" || host == "::" ? "127.0.0.1" : host;
+      lo.scheduler = absl::StrCat(lo.host, ":", port);
+      lo.extra_args = {"--log-level", log_level};
+      for (absl::string_view a : absl::StrSplit(e.expert_args, ' ', absl::SkipEmpty())) {
+        lo.extra_args.emplace_back(a);
+      }
+      lo.stop_grace = absl::Seconds(5);  // within moe up's 10 s for the scheduler itself
+      el->local_ = new scheduler::LocalProcessProvider(lo);
+      el->provider_.reset(el->local_);
+    } else {
+      scheduler::KubernetesProviderOptions ko;
+      ko.statefulset = e.k8s_statefulset;
+      ko.namespace_name = e.k8s_namespace;
+      ko.api_server = e.k8s_api_server;
+      ko.token_file = e.k8s_token_file;
+      ko.ca_file = e.k8s_ca_file;
+      auto k = scheduler::KubernetesProvider::Create(ko);
+      if (!k.ok()) return k.status();
+      el->provider_ = std::move(*k);
+    }
+    MOE_LOG_INFO("elastic scaling: {} to {} expert instances through {}",
+                 options.params.min_instances, options.params.max_instances,
+                 el->provider_->Describe());
+    prometheus::Registry& r = MetricsRegistry();
+    auto& events = prometheus::BuildCounter()
+                       .Name("moe_scale_events_total")
+                       .Help("Elastic scaling actions: up = instances asked for, down = an "
+                             "instance drained and removed")
+                       .Register(r);
+    Elastic* raw = el.get();
+    raw->ups_ = &events.Add({{"direction", "up"}});
+    raw->downs_ = &events.Add({{"direction", "down"}});
+    raw->desired_ = &prometheus::BuildGauge()
+                         .Name("moe_desired_expert_instances")
+                         .Help("Expert instances the elastic scaler wants")
+                         .Register(r)
+                         .Add({});
+    raw->controller_ = std::make_unique<scheduler::ScaleController>(
+        &raw->target_, raw->provider_.get(), Clock::Real(), std::move(options),
+        [raw](const scheduler::ScaleStatus& s) {
+          raw->desired_->Set(s.decision.desired);
+          raw->ups_->Increment(static_cast<double>(s.scale_ups) - raw->ups_->Value());
+          raw->downs_->Increment(static_cast<double>(s.scale_downs) - raw->downs_->Value());
+        });
+    raw->controller_->Start();
+    return el;
+  }
+  // Stops deciding; local children are stopped (in parallel, bounded), a Kubernetes pool stays.
+  void Stop() {
+    controller_->Stop();
+    if (local_ != nullptr) local_->StopAll(absl::Seconds(5));
+  }
+
+ private:
+  explicit Elastic(scheduler::SchedulerCore* core) : target_(core) {}
+  scheduler::SchedulerCoreTarget target_;
+  std::unique_ptr<scheduler::InstanceProvider> provider_;
+  scheduler::LocalProcessProvider* local_ = nullptr;  // provider_, when local
+  std::unique_ptr<scheduler::ScaleController> controller_;
+  prometheus::Counter* ups_ = nullptr;
+  prometheus::Counter* downs_ = nullptr;
+  prometheus::Gauge* desired_ = nullptr;
+};
+
 }  // namespace
 
 int RunScheduler(int argc, const char* const* argv) {
@@ -108,6 +278,8 @@ int RunScheduler(int argc, const char* const* argv) {
   flags.AddInt("heartbeat-timeout-ms", &f.heartbeat_timeout_ms,
                "silence after which an instance is dead");
   flags.AddInt("load-window-s", &f.load_window_s, "sliding window of load reports, seconds");
+  ElasticFlags elastic_flags;
+  AddElasticFlags(&flags, &elastic_flags);
   flags.AddString("log-level", &f.log_level, "trace, debug, info, warn, error");
   if (std::optional<int> exit = flags.ParseCommandLine(argc, argv)) return *exit;
   InitLogging("scheduler", f.log_level);
@@ -149,6 +321,21 @@ int RunScheduler(int argc, const char* const* argv) {
     return 2;
   }
   MOE_LOG_INFO("config: {}", flags.Describe());
+  const scheduler::ScaleControllerOptions scale_options =
+      ScaleOptions(elastic_flags, f.min_experts, config.load_window);
+  if (elastic_flags.elastic) {
+    absl::Status s = scheduler::ValidateScaleControllerOptions(scale_options);
+    if (s.ok() && elastic_flags.provider != "local" && elastic_flags.provider != "kubernetes") {
+      s = absl::InvalidArgumentError("--provider must be local or kubernetes");
+    }
+    if (s.ok() && elastic_flags.provider == "local" && f.model.empty()) {
+      s = absl::InvalidArgumentError("--provider local needs --model (the children serve it)");
+    }
+    if (!s.ok()) {
+      std::fprintf(stderr, "moe scheduler: --elastic: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
+  }
 
   // Block the stop signals before any thread starts, so only sigwait below sees them.
   sigset_t stop_signals;
@@ -192,6 +379,18 @@ int RunScheduler(int argc, const char* const* argv) {
         metrics.Update(s);
       });
 
+  std::unique_ptr<Elastic> elastic;
+  if (elastic_flags.elastic) {
+    auto started = Elastic::Start(elastic_flags, scale_options, &core, f.model, f.host,
+                                  (*server)->port(), f.log_level);
+    if (!started.ok()) {
+      loop.Stop();
+      (*server)->Shutdown();
+      (*admin)->Stop();
+      return Fail(started.status());
+    }
+    elastic = std::move(*started);
+  }
   std::printf("listening on %s:%d\n", f.host.c_str(), (*server)->port());
   std::printf("admin on %s:%d\n", f.host.c_str(), (*admin)->port());
   std::fflush(stdout);
@@ -199,6 +398,7 @@ int RunScheduler(int argc, const char* const* argv) {
   int sig = 0;
   sigwait(&stop_signals, &sig);
   MOE_LOG_INFO("signal {}: shutting down", sig);
+  if (elastic != nullptr) elastic->Stop();  // local children stop first
   loop.Stop();
   (*server)->Shutdown();
   (*admin)->Stop();
