@@ -772,10 +772,12 @@ HttpResponse ApiHandler::Tokenize(const HttpRequest& request) const {
   }
   std::string text;
   if (chat) {
-    json c = json::object();
+    // Only the chat fields, in the request's key order.
+    const nlohmann::ordered_json ob = nlohmann::ordered_json::parse(request.body(), nullptr, false);
+    nlohmann::ordered_json c = nlohmann::ordered_json::object();
     for (const char* k : {"messages", "add_generation_prompt", "continue_final_message",
                           "chat_template_kwargs", "tools"}) {
-      if (body.contains(k)) c[k] = body[k];
+      if (ob.contains(k)) c[k] = ob.at(k);
     }
     absl::StatusOr<ChatRequest> req = ParseChatRequest(c.dump());
     if (!req.ok()) return ErrorResponse(ErrorFromStatus(req.status()));

@@ -45,7 +45,7 @@ ChatRenderer::~ChatRenderer() = default;
 absl::StatusOr<std::string> ChatRenderer::Render(const ChatRequest& request) const {
   if (!status_.ok()) return WithParam(status_, "messages");
 #ifdef MOE_HAVE_JINJA
-  nlohmann::json context = request.chat_template_kwargs;
+  nlohmann::ordered_json context = request.chat_template_kwargs;
   context["messages"] = request.messages;
   context["add_generation_prompt"] = request.add_generation_prompt;
   context["bos_token"] = bos_token_;
@@ -58,7 +58,7 @@ absl::StatusOr<std::string> ChatRenderer::Render(const ChatRequest& request) con
   }
   if (request.continue_final_message) {
     // Cut what the template put after the final message's text, so generation continues it.
-    const nlohmann::json& last = request.messages.back();
+    const nlohmann::ordered_json& last = request.messages.back();
     if (last.contains("content") && last["content"].is_string()) {
       const std::string& c = last["content"].get_ref<const std::string&>();
       const size_t pos = c.empty() ? std::string::npos : text->rfind(c);

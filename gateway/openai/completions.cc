@@ -304,7 +304,9 @@ absl::StatusOr<ChatRequest> ParseChatRequest(std::string_view text) {
   if (msgs.empty()) return InvalidParam("messages", "'messages' must not be empty");
   static const std::set<std::string> roles = {"system", "developer", "user", "assistant", "tool",
                                               "function"};
-  r.messages = json::array();
+  // Validated here on `body`; kept in the request's key order from `ordered`.
+  const nlohmann::ordered_json ordered = nlohmann::ordered_json::parse(text, nullptr, false);
+  r.messages = nlohmann::ordered_json::array();
   for (size_t i = 0; i < msgs.size(); ++i) {
     const json& m = msgs[i];
     const std::string where = absl::StrCat("messages[", i, "]");
@@ -319,7 +321,7 @@ absl::StatusOr<ChatRequest> ParseChatRequest(std::string_view text) {
                                        "' is not one of system, developer, user, assistant, "
                                        "tool, function"));
     }
-    json out = m;
+    nlohmann::ordered_json out = ordered.at("messages").at(i);
     auto c = m.find("content");
     if (c == m.end() || c->is_null()) {
       if (role != "assistant" || !m.contains("tool_calls")) {
@@ -369,7 +371,7 @@ absl::StatusOr<ChatRequest> ParseChatRequest(std::string_view text) {
     for (const json& t : body["tools"]) {
       if (!t.is_object()) return InvalidParam("tools", "every tool must be an object");
     }
-    r.tools = body["tools"];
+    r.tools = ordered.at("tools");
   }
   if (!IsNull(body, "tool_choice")) {
     const json& tc = body["tool_choice"];
@@ -395,7 +397,7 @@ absl::StatusOr<ChatRequest> ParseChatRequest(std::string_view text) {
     if (!body["chat_template_kwargs"].is_object()) {
       return InvalidParam("chat_template_kwargs", "'chat_template_kwargs' must be an object");
     }
-    r.chat_template_kwargs = body["chat_template_kwargs"];
+    r.chat_template_kwargs = ordered.at("chat_template_kwargs");
   }
   return r;
 }

@@ -60,12 +60,13 @@ struct CompletionRequest {
 
 struct ChatRequest {
   std::optional<std::string> model;
-  // The messages with text content as strings (parts joined), other fields as given.
-  nlohmann::json messages;
-  nlohmann::json tools;  // null if absent
+  // The messages with text content as strings (parts joined), other fields as given; object
+  // keys keep the request's order (templates that `tojson` them render what the client sent).
+  nlohmann::ordered_json messages;
+  nlohmann::ordered_json tools;  // null if absent
   bool add_generation_prompt = true;
   bool continue_final_message = false;
-  nlohmann::json chat_template_kwargs = nlohmann::json::object();
+  nlohmann::ordered_json chat_template_kwargs = nlohmann::ordered_json::object();
   SamplingOptions sampling;
   bool logprobs = false;  // chat's boolean; sampling.logprobs = top_logprobs when true
 };
