@@ -54,6 +54,8 @@ void ScaleController::Run() {
 
 ScaleStatus ScaleController::Step(absl::Time now) {
   ScaleStatus st;
+  const int64_t actions = ups_ + downs_;
+  int known = -1;  // the provider's count read in this step (each read may be an API call)
   for (const InstanceExit& e : provider_->TakeExited()) {
     MOE_LOG_WARN("elastic: expert instance {} ended on its own (code {})", e.name, e.code);
     ++exits_;
@@ -63,46 +65,55 @@ ScaleStatus ScaleController::Step(absl::Time now) {
     ContinueDrain(now, &st);
   } else if (absl::StatusOr<int> current = provider_->Current(); !current.ok()) {
     st.error = current.status();
-  } else if (down_target_ >= 0 && down_target_ < *current) {
-    StartDrain(now, &st);  // the next instance of a shrink by more than one
   } else {
-    down_target_ = -1;
-    ScaleInput in;
-    in.current = *current;
-    in.last_action = last_action_;
-    in.demand_tps = static_cast<double>(target_->Load(now).total_tokens) /
-                    absl::ToDoubleSeconds(options_.load_window);
-    for (const Member& m : target_->Members()) {
-      if (m.info.role == Role::kExpert) in.measured_tps.push_back(m.tokens_per_second);
-    }
-    decision_ = DecideScale(in, now, options_.params);
-    if (decision_.desired > *current) {
-      MOE_LOG_INFO("elastic: {} -> {} expert instances: {} (demand {:.0f} tokens/s)", *current,
-                   decision_.desired, decision_.Describe(), in.demand_tps);
-      if (absl::Status s = provider_->ScaleTo(decision_.desired); s.ok()) {
-        ++ups_;
-        last_action_ = now;
-      } else {
-        st.error = s;
-      }
-    } else if (decision_.desired < *current) {
-      MOE_LOG_INFO("elastic: {} -> {} expert instances: {} (demand {:.0f} tokens/s)", *current,
-                   decision_.desired, decision_.Describe(), in.demand_tps);
-      down_target_ = decision_.desired;
-      StartDrain(now, &st);
-    } else {
-      MOE_LOG_DEBUG("elastic: {} expert instances: {} (demand {:.0f} tokens/s)", *current,
-                    decision_.Describe(), in.demand_tps);
-    }
+    known = *current;
+    Decide(now, *current, &st);
   }
   if (!st.error.ok()) MOE_LOG_WARN("elastic: {}", st.error.ToString());
   st.decision = decision_;
-  if (absl::StatusOr<int> current = provider_->Current(); current.ok()) st.current = *current;
+  if (known >= 0 && ups_ + downs_ == actions) {
+    st.current = known;
+  } else if (absl::StatusOr<int> current = provider_->Current(); current.ok()) {
+    st.current = *current;
+  }
   st.scale_ups = ups_;
   st.scale_downs = downs_;
   st.instance_exits = exits_;
   st.draining = draining_name_;
   return st;
+}
+
+void ScaleController::Decide(absl::Time now, int current, ScaleStatus* st) {
+  if (down_target_ >= 0 && down_target_ < current) {
+    StartDrain(now, st);  // the next instance of a shrink by more than one
+    return;
+  }
+  down_target_ = -1;
+  ScaleInput in;
+  in.current = current;
+  in.last_action = last_action_;
+  in.demand_tps = static_cast<double>(target_->Load(now).total_tokens) /
+                  absl::ToDoubleSeconds(options_.load_window);
+  for (const Member& m : target_->Members()) {
+    if (m.info.role == Role::kExpert) in.measured_tps.push_back(m.tokens_per_second);
+  }
+  decision_ = DecideScale(in, now, options_.params);
+  if (decision_.desired == current) {
+    MOE_LOG_DEBUG("elastic: {} expert instances: {} (demand {:.0f} tokens/s)", current,
+                  decision_.Describe(), in.demand_tps);
+    return;
+  }
+  MOE_LOG_INFO("elastic: {} -> {} expert instances: {} (demand {:.0f} tokens/s)", current,
+               decision_.desired, decision_.Describe(), in.demand_tps);
+  if (decision_.desired < current) {
+    down_target_ = decision_.desired;
+    StartDrain(now, st);
+  } else if (absl::Status s = provider_->ScaleTo(decision_.desired); s.ok()) {
+    ++ups_;
+    last_action_ = now;
+  } else {
+    st->error = s;
+  }
 }
 
 void ScaleController::StartDrain(absl::Time now, ScaleStatus* st) {

@@ -73,6 +73,8 @@ class ScaleController {
 
  private:
   void Run();
+  // Not draining: continues a shrink, or decides with `current` instances and acts.
+  void Decide(absl::Time now, int current, ScaleStatus* st);
   // Drains (or directly removes) NextToRemove. Step's thread.
   void StartDrain(absl::Time now, ScaleStatus* st);
   void ContinueDrain(absl::Time now, ScaleStatus* st);

@@ -60,7 +60,10 @@ class FakeTarget : public ScalingTarget {
 // Instances named "e-<k>", removed highest first; records every ScaleTo.
 class FakeProvider : public InstanceProvider {
  public:
-  absl::StatusOr<int> Current() override { return static_cast<int>(names.size()); }
+  absl::StatusOr<int> Current() override {
+    ++current_calls;  // a Kubernetes GET each
+    return static_cast<int>(names.size());
+  }
   absl::Status ScaleTo(int n) override {
     scale_calls.push_back(n);
     while (static_cast<int>(names.size()) > n) names.pop_back();
@@ -78,6 +81,7 @@ class FakeProvider : public InstanceProvider {
   std::vector<int> scale_calls;
   std::vector<InstanceExit> exited;
   int next = 0;
+  int current_calls = 0;
 };
 
 class ScaleControllerTest : public ::testing::Test {
@@ -256,6 +260,18 @@ TEST_F(ScaleControllerTest, UsesMeasuredThroughputAndOnlyExpertMembers) {
   EXPECT_DOUBLE_EQ(st.decision.utilisation, 0.5);
   EXPECT_EQ(st.decision.reason, ScaleReason::kSteady);
   EXPECT_EQ(provider_.names.size(), 1u);
+}
+
+TEST_F(ScaleControllerTest, ASteadyStepReadsTheCountOnce) {
+  ScaleController c(&target_, &provider_, &clock_, Options());
+  ASSERT_TRUE(provider_.ScaleTo(1).ok());
+  target_.AddExpert("e-0");
+  SetDemand(50);
+  provider_.current_calls = 0;
+  ScaleStatus st = c.Step(clock_.Now());
+  EXPECT_EQ(st.decision.reason, ScaleReason::kSteady);
+  EXPECT_EQ(st.current, 1);
+  EXPECT_EQ(provider_.current_calls, 1);
 }
 
 TEST_F(ScaleControllerTest, ThreadStepsAndStops) {
