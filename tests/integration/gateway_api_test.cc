@@ -6,7 +6,8 @@
 // prompts (index order), seed reproducibility, stop strings (across token boundaries, excluded,
 // finish_reason stop), penalties; /tokenize and /detokenize against the golden ids; a client
 // that disconnects while queued is cancelled (never generated, never counted); admission
-// control answers 429 with Retry-After; /metrics passes `promtool check metrics`.
+// control answers 429 with Retry-After; a streaming client that hangs up mid-stream is
+// cancelled; /metrics passes `promtool check metrics`.
 #include <utility>  // before Asio (DESIGN.md section 9)
 
 #include <cstdio>
@@ -325,6 +326,43 @@ TEST_F(GatewayApiTest, QueuedClientThatDisconnectsIsCancelledAnd429WhenFull) {
   EXPECT_EQ(test_util::MetricValue(m, "moe_num_requests_running"), 0);
   EXPECT_EQ(test_util::MetricValue(m, "moe_num_requests_waiting"), 0);
   EXPECT_EQ(test_util::MetricValue(m, "moe_http_requests_total{status=\"499\"}"), 2) << m;
+}
+
+TEST_F(GatewayApiTest, StreamingClientThatHangsUpMidStreamIsCancelled) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  const int port = cluster_.port();
+  // 480 tokens take far longer than noticing the hang-up.
+  const std::string body = json{{"prompt", "The quick brown fox"}, {"max_tokens", 480},
+                                {"ignore_eos", true}, {"stream", true}}.dump();
+  const std::string raw = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                          std::to_string(body.size()) + "\r\n\r\n" + body;
+  {
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::socket socket(io);
+    socket.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)});
+    boost::asio::write(socket, boost::asio::buffer(raw));
+    std::string got;
+    char buf[256];
+    while (got.find("data: ") == std::string::npos) {  // the first chunk (bounded: 120 s test)
+      const size_t n = socket.read_some(boost::asio::buffer(buf));
+      got.append(buf, n);
+    }
+    EXPECT_EQ(got.rfind("HTTP/1.1 200", 0), 0u) << got;
+    socket.close();
+  }
+  // The call ends without finishing: nothing generated is counted, the gauge returns to 0.
+  bool idle = false;
+  std::string m;
+  for (int i = 0; i < 500 && !idle; ++i) {
+    m = Request(port, http::verb::get, "/metrics").body;
+    idle = test_util::MetricValue(m, "moe_num_requests_running") == 0;
+    if (!idle) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(idle) << m;
+  EXPECT_LE(test_util::MetricValue(m, "moe_generation_tokens_total"), 0) << m;
+  EXPECT_EQ(m.find("moe_request_success_total{"), std::string::npos) << m;
+  // And the gateway still serves.
+  EXPECT_EQ(Post("/v1/completions", json{{"prompt", "hi"}, {"max_tokens", 2}}).status, 200);
 }
 
 TEST_F(GatewayApiTest, MetricsPassPromtool) {
