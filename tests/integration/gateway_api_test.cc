@@ -7,7 +7,8 @@
 // finish_reason stop), penalties; /tokenize and /detokenize against the golden ids; a client
 // that disconnects while queued is cancelled (never generated, never counted); admission
 // control answers 429 with Retry-After; a streaming client that hangs up mid-stream is
-// cancelled; /metrics passes `promtool check metrics`.
+// cancelled; a request past --request-timeout-s is a 504; /metrics passes
+// `promtool check metrics`.
 #include <utility>  // before Asio (DESIGN.md section 9)
 
 #include <cstdio>
@@ -362,6 +363,31 @@ TEST_F(GatewayApiTest, StreamingClientThatHangsUpMidStreamIsCancelled) {
   EXPECT_LE(test_util::MetricValue(m, "moe_generation_tokens_total"), 0) << m;
   EXPECT_EQ(m.find("moe_request_success_total{"), std::string::npos) << m;
   // And the gateway still serves.
+  EXPECT_EQ(Post("/v1/completions", json{{"prompt", "hi"}, {"max_tokens", 2}}).status, 200);
+}
+
+TEST_F(GatewayApiTest, RequestTimeoutIs504AndServingContinues) {
+  // One call at a time and a 1 s deadline per request: 24 choices of 480 tokens cannot finish.
+  ASSERT_NO_FATAL_FAILURE(Start({"--request-timeout-s", "1", "--max-running-per-worker", "1",
+                                 "--max-queue-per-worker", "64"}));
+  std::vector<std::string> prompts(24, "The quick brown fox");
+  const auto t0 = std::chrono::steady_clock::now();
+  Reply r = Post("/v1/completions",
+                 json{{"prompt", prompts}, {"max_tokens", 480}, {"ignore_eos", true}});
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(r.status, 504) << r.body.substr(0, 300);
+  EXPECT_EQ(json::parse(r.body)["error"]["type"], "server_error");
+  EXPECT_LT(seconds, 10.0);
+  // Queued calls of the timed-out request are gone; the next request is served.
+  bool idle = false;
+  for (int i = 0; i < 500 && !idle; ++i) {
+    std::string m = Request(cluster_.port(), http::verb::get, "/metrics").body;
+    idle = test_util::MetricValue(m, "moe_num_requests_running") == 0 &&
+           test_util::MetricValue(m, "moe_num_requests_waiting") == 0;
+    if (!idle) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(idle);
   EXPECT_EQ(Post("/v1/completions", json{{"prompt", "hi"}, {"max_tokens", 2}}).status, 200);
 }
 
