@@ -27,6 +27,7 @@ APT_PACKAGES=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   # tools used by tests
   curl python3 prometheus
+  yamllint  # deploy/ manifests (tests/deploy)
 )
 
 missing=()
