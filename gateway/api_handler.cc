@@ -39,7 +39,7 @@ HttpResponse JsonResponse(const json& body) {
 }
 
 asio::awaitable<absl::StatusOr<v1::GetLoadResponse>> AwaitGetLoad(WorkerPool* pool, size_t i,
-                                                                   absl::Duration timeout) {
+                                                                  absl::Duration timeout) {
   auto ex = co_await asio::this_coro::executor;
   auto init = [pool, ex, i, timeout](auto handler) {
     auto h = std::make_shared<decltype(handler)>(std::move(handler));
@@ -49,8 +49,8 @@ asio::awaitable<absl::StatusOr<v1::GetLoadResponse>> AwaitGetLoad(WorkerPool* po
   };
   absl::StatusOr<v1::GetLoadResponse> result =
       co_await asio::async_initiate<const asio::use_awaitable_t<>&,
-                                    void(absl::StatusOr<v1::GetLoadResponse>)>(
-          init, asio::use_awaitable);
+                                    void(absl::StatusOr<v1::GetLoadResponse>)>(init,
+                                                                               asio::use_awaitable);
   co_return result;
 }
 
@@ -88,9 +88,8 @@ class EventChannel : public std::enable_shared_from_this<EventChannel> {
  public:
   explicit EventChannel(asio::any_io_executor ex) : ex_(std::move(ex)) {}
   void Post(Event e) {
-    asio::post(ex_, [self = shared_from_this(), e = std::move(e)]() mutable {
-      self->Push(std::move(e));
-    });
+    asio::post(
+        ex_, [self = shared_from_this(), e = std::move(e)]() mutable { self->Push(std::move(e)); });
   }
   // On the strand only.
   void Push(Event e) {
@@ -108,7 +107,7 @@ class EventChannel : public std::enable_shared_from_this<EventChannel> {
         wake_ = [h]() { (*h)(); };
       };
       co_await asio::async_initiate<const asio::use_awaitable_t<>&, void()>(init,
-                                                                          asio::use_awaitable);
+                                                                            asio::use_awaitable);
     }
     std::deque<Event> out;
     out.swap(events_);
@@ -335,8 +334,8 @@ asio::awaitable<HttpResponse> ApiHandler::Ready() {
 
 std::optional<HttpResponse> ApiHandler::CheckModel(const std::optional<std::string>& model) const {
   if (!model || *model == options_.model_id) return std::nullopt;
-  ApiError e = MakeError(404, absl::StrCat("The model `", *model, "` does not exist."),
-                         "model_not_found");
+  ApiError e =
+      MakeError(404, absl::StrCat("The model `", *model, "` does not exist."), "model_not_found");
   e.param = "model";
   return ErrorResponse(e);
 }
@@ -351,9 +350,9 @@ absl::Status ApiHandler::CheckLengths(const std::vector<int32_t>& prompt,
   }
   const int64_t n = static_cast<int64_t>(prompt.size());
   if (n > max_model_len_) {
-    return InvalidParam("prompt", absl::StrCat("This model's maximum context length is ",
-                                               max_model_len_, " tokens. However, your prompt has ",
-                                               n, " tokens."));
+    return InvalidParam("prompt",
+                        absl::StrCat("This model's maximum context length is ", max_model_len_,
+                                     " tokens. However, your prompt has ", n, " tokens."));
   }
   const int64_t want = max_tokens ? *max_tokens : max_model_len_ - n;
   if (n + want > max_model_len_) {
@@ -398,8 +397,7 @@ asio::awaitable<HttpResponse> ApiHandler::Completions(const HttpRequest& request
   co_return co_await Run(std::move(job), stream);
 }
 
-asio::awaitable<HttpResponse> ApiHandler::Chat(const HttpRequest& request,
-                                               ResponseStream& stream) {
+asio::awaitable<HttpResponse> ApiHandler::Chat(const HttpRequest& request, ResponseStream& stream) {
   const absl::Time arrival = absl::Now();
   absl::StatusOr<ChatRequest> parsed = ParseChatRequest(request.body());
   if (!parsed.ok()) co_return ErrorResponse(ErrorFromStatus(parsed.status()));
@@ -417,11 +415,11 @@ asio::awaitable<HttpResponse> ApiHandler::Chat(const HttpRequest& request,
   // The template writes the special tokens itself.
   jp.ids = model::EncodeWithConfig(*tokenizer_, tokenizer_config_, *text, false);
   if (absl::Status s = CheckLengths(jp.ids, req.sampling.max_tokens, &jp.max_tokens); !s.ok()) {
-    co_return ErrorResponse(ErrorFromStatus(WithParam(
-        s, s.GetPayload("moe.gateway/param") && std::string(*s.GetPayload("moe.gateway/param")) ==
-                                                    "prompt"
-               ? "messages"
-               : "max_completion_tokens")));
+    co_return ErrorResponse(ErrorFromStatus(
+        WithParam(s, s.GetPayload("moe.gateway/param") &&
+                             std::string(*s.GetPayload("moe.gateway/param")) == "prompt"
+                         ? "messages"
+                         : "max_completion_tokens")));
   }
   job->prompts.push_back(std::move(jp));
   co_return co_await Run(std::move(job), stream);
@@ -535,9 +533,9 @@ asio::awaitable<HttpResponse> ApiHandler::Run(std::shared_ptr<Job> job, Response
         e.status = std::move(st);
         chan->Post(std::move(e));
       };
-      absl::StatusOr<std::shared_ptr<GenerateHandle>> h = pool_->Submit(
-          std::move(g), static_cast<int64_t>(prompt.ids.size()) + prompt.max_tokens, deadline,
-          std::move(cb));
+      absl::StatusOr<std::shared_ptr<GenerateHandle>> h =
+          pool_->Submit(std::move(g), static_cast<int64_t>(prompt.ids.size()) + prompt.max_tokens,
+                        deadline, std::move(cb));
       if (!h.ok()) {
         cancel_all();
         co_return ErrorResponse(ErrorFromStatus(h.status()));
@@ -562,8 +560,7 @@ asio::awaitable<HttpResponse> ApiHandler::Run(std::shared_ptr<Job> job, Response
   auto stream_chunks = [&]() {
     std::string buf;
     for (auto& c : choices) {
-      buf += ChunkFor(*job, *c, options_.model_id, job->prompts[c->prompt].ids, text_of,
-                      bytes_of);
+      buf += ChunkFor(*job, *c, options_.model_id, job->prompts[c->prompt].ids, text_of, bytes_of);
     }
     return buf;
   };
@@ -617,8 +614,8 @@ asio::awaitable<HttpResponse> ApiHandler::Run(std::shared_ptr<Job> job, Response
             c.ended = true;
           }
           if (so.stream) {
-            pending_chunks += ChunkFor(*job, c, options_.model_id, job->prompts[c.prompt].ids,
-                                       text_of, bytes_of);
+            pending_chunks +=
+                ChunkFor(*job, c, options_.model_id, job->prompts[c.prompt].ids, text_of, bytes_of);
           }
         } else {  // kDone
           c.done = true;
@@ -647,8 +644,8 @@ asio::awaitable<HttpResponse> ApiHandler::Run(std::shared_ptr<Job> job, Response
     if (failure) {
       cancel_all();
       if (!so.stream || !out.started()) co_return ErrorResponse(ErrorFromStatus(*failure));
-      const std::string err = SseEvent(json::parse(ErrorBody(ErrorFromStatus(*failure)))) +
-                              "data: [DONE]\n\n";
+      const std::string err =
+          SseEvent(json::parse(ErrorBody(ErrorFromStatus(*failure)))) + "data: [DONE]\n\n";
       const bool wrote = co_await out.Write(err);
       if (wrote) co_await out.End();
       co_return HttpResponse();
@@ -733,17 +730,17 @@ asio::awaitable<HttpResponse> ApiHandler::Run(std::shared_ptr<Job> job, Response
     }
     results.push_back(std::move(r));
   }
-  const json reply = job->chat ? ChatReply(job->id, job->created, options_.model_id, results, usage)
-                               : CompletionReply(job->id, job->created, options_.model_id,
-                                                 results, usage);
+  const json reply =
+      job->chat ? ChatReply(job->id, job->created, options_.model_id, results, usage)
+                : CompletionReply(job->id, job->created, options_.model_id, results, usage);
   co_return JsonResponse(reply);
 }
 
 HttpResponse ApiHandler::Tokenize(const HttpRequest& request) const {
   json body = json::parse(request.body(), nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded() || !body.is_object()) {
-    return ErrorResponse(ErrorFromStatus(
-        absl::InvalidArgumentError("the request body must be a JSON object")));
+    return ErrorResponse(
+        ErrorFromStatus(absl::InvalidArgumentError("the request body must be a JSON object")));
   }
   std::optional<std::string> model;
   if (body.contains("model") && !body["model"].is_null()) {
@@ -791,8 +788,8 @@ HttpResponse ApiHandler::Tokenize(const HttpRequest& request) const {
     }
     text = body["prompt"].get<std::string>();
   }
-  std::vector<int32_t> ids = model::EncodeWithConfig(*tokenizer_, tokenizer_config_, text,
-                                                     add_special);
+  std::vector<int32_t> ids =
+      model::EncodeWithConfig(*tokenizer_, tokenizer_config_, text, add_special);
   json reply{{"count", ids.size()},
              {"max_model_len", max_model_len_},
              {"tokens", ids},
@@ -808,8 +805,8 @@ HttpResponse ApiHandler::Tokenize(const HttpRequest& request) const {
 HttpResponse ApiHandler::Detokenize(const HttpRequest& request) const {
   json body = json::parse(request.body(), nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded() || !body.is_object()) {
-    return ErrorResponse(ErrorFromStatus(
-        absl::InvalidArgumentError("the request body must be a JSON object")));
+    return ErrorResponse(
+        ErrorFromStatus(absl::InvalidArgumentError("the request body must be a JSON object")));
   }
   std::optional<std::string> model;
   if (body.contains("model") && body["model"].is_string()) model = body["model"].get<std::string>();

@@ -42,7 +42,8 @@ struct GatewayConfig {
 
 int RunGateway(int argc, const char* const* argv) {
   GatewayConfig c;
-  FlagSet flags("moe gateway", "Serve the OpenAI-compatible HTTP API in front of attention workers.");
+  FlagSet flags("moe gateway",
+                "Serve the OpenAI-compatible HTTP API in front of attention workers.");
   flags.AddString("model", &c.model, "model folder (tokenizer, configs; its name is the model id)");
   flags.AddString("attention", &c.attention, "attention worker addresses host:port,...");
   flags.AddString("host", &c.host, "address to listen on");
@@ -116,7 +117,7 @@ int RunGateway(int argc, const char* const* argv) {
   int sig = stop_signals.Wait();
   MOE_LOG_INFO("signal {}: shutting down", sig);
   (*server)->Stop();  // no handler runs after this
-  pool.reset();       // cancels and waits for live calls (their completions post to the stopped loop)
+  pool.reset();  // cancels and waits for live calls (their completions post to the stopped loop)
   server->reset();
   MOE_LOG_INFO("stopped");
   return 0;

@@ -104,28 +104,27 @@ class StreamImpl final : public ResponseStream {
     tcp::socket& socket = stream_.socket();
     socket.async_wait(
         tcp::socket::wait_read,
-        asio::bind_executor(stream_.get_executor(),
-                            [this, active, on_gone](const beast::error_code& ec) {
-                              if (!*active) return;  // `this` may be gone: touch nothing
-                              if (ec == asio::error::operation_aborted) return;
-                              bool gone = static_cast<bool>(ec);
-                              if (!gone) {
-                                char c;
-                                const ssize_t n = ::recv(stream_.socket().native_handle(), &c, 1,
-                                                         MSG_PEEK | MSG_DONTWAIT);
-                                if (n == 0) gone = true;
-                                if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
-                                    errno != EINTR) {
-                                  gone = true;
-                                }
-                                if (n < 0 && !gone) {
-                                  Arm(on_gone);  // spurious wake-up
-                                  return;
-                                }
-                              }
-                              // n > 0: the client sent its next request already; still there.
-                              if (gone) (*on_gone)();
-                            }));
+        asio::bind_executor(
+            stream_.get_executor(), [this, active, on_gone](const beast::error_code& ec) {
+              if (!*active) return;  // `this` may be gone: touch nothing
+              if (ec == asio::error::operation_aborted) return;
+              bool gone = static_cast<bool>(ec);
+              if (!gone) {
+                char c;
+                const ssize_t n =
+                    ::recv(stream_.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+                if (n == 0) gone = true;
+                if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                  gone = true;
+                }
+                if (n < 0 && !gone) {
+                  Arm(on_gone);  // spurious wake-up
+                  return;
+                }
+              }
+              // n > 0: the client sent its next request already; still there.
+              if (gone) (*on_gone)();
+            }));
   }
 
   beast::tcp_stream& stream_;

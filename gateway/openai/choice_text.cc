@@ -43,8 +43,7 @@ std::string StopMatcher::Finish() {
 }
 
 ChoiceText::ChoiceText(const model::Tokenizer* tokenizer, std::vector<int32_t> eos_ids,
-                       std::vector<std::string> stops, bool include_stop,
-                       bool skip_special_tokens)
+                       std::vector<std::string> stops, bool include_stop, bool skip_special_tokens)
     : decoder_(tokenizer, skip_special_tokens),
       eos_ids_(std::move(eos_ids)),
       stop_(std::move(stops), include_stop) {}

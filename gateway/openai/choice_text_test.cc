@@ -7,7 +7,7 @@ namespace {
 
 // Feeds pieces; returns everything shown (and whether it stopped).
 std::string Feed(std::vector<std::string> stops, bool include, std::vector<std::string> pieces,
-                bool* stopped = nullptr, std::vector<std::string>* shown = nullptr) {
+                 bool* stopped = nullptr, std::vector<std::string>* shown = nullptr) {
   StopMatcher m(std::move(stops), include);
   std::string out;
   for (const std::string& p : pieces) {
@@ -29,7 +29,8 @@ TEST(StopMatcherTest, NoStopsPassEverythingThrough) {
 TEST(StopMatcherTest, MatchAcrossPiecesIsExcludedAndEndsTheText) {
   bool stopped = false;
   std::vector<std::string> shown;
-  EXPECT_EQ(Feed({"STOP"}, false, {"hello S", "TO", "P and more", "x"}, &stopped, &shown), "hello ");
+  EXPECT_EQ(Feed({"STOP"}, false, {"hello S", "TO", "P and more", "x"}, &stopped, &shown),
+            "hello ");
   EXPECT_TRUE(stopped);
   // "S" and "TO" are held back while they may start the stop string.
   EXPECT_EQ(shown, (std::vector<std::string>{"hello ", "", "", ""}));
@@ -52,7 +53,8 @@ TEST(StopMatcherTest, EarliestOfSeveralStopsWins) {
   // Multi-byte stop strings: held text never splits a character.
   std::vector<std::string> shown;
   EXPECT_EQ(Feed({"\xe6\x9d\xb1\xe4\xba\xac"}, false, {"a\xe6\x9d\xb1", "b"}, &stopped, &shown),
-            "a\xe6\x9d\xb1" "b");
+            "a\xe6\x9d\xb1"
+            "b");
   EXPECT_EQ(shown[0], "a");
 }
 

@@ -48,8 +48,8 @@ absl::Status GetFloat(const json& body, const char* key, double lo, double hi, b
   if (!v.is_number()) return InvalidParam(key, absl::StrCat("'", key, "' must be a number"));
   const double x = v.get<double>();
   if (!(x <= hi) || (lo_open ? !(x > lo) : !(x >= lo))) {
-    return InvalidParam(key, absl::StrCat("'", key, "' must be in ", lo_open ? "(" : "[", lo,
-                                          ", ", hi, "], got ", x));
+    return InvalidParam(key, absl::StrCat("'", key, "' must be in ", lo_open ? "(" : "[", lo, ", ",
+                                          hi, "], got ", x));
   }
   *out = static_cast<float>(x);
   return absl::OkStatus();
@@ -63,10 +63,9 @@ absl::Status GetBool(const json& body, const char* key, bool* out) {
   return absl::OkStatus();
 }
 
-#define MOE_GW_RETURN_IF_ERROR(expr)        \
-  do {                                      \
-    if (absl::Status _s = (expr); !_s.ok()) \
-      return _s;                            \
+#define MOE_GW_RETURN_IF_ERROR(expr)                   \
+  do {                                                 \
+    if (absl::Status _s = (expr); !_s.ok()) return _s; \
   } while (0)
 
 absl::Status CheckKnownFields(const json& body, const std::set<std::string>& known) {
@@ -115,7 +114,8 @@ absl::Status ParsePrompt(const json& body, CompletionRequest* r) {
   }
   if (p[0].is_array()) {
     for (const json& l : p) {
-      if (!l.is_array()) return InvalidParam("prompt", "a list of token-id lists must be all lists");
+      if (!l.is_array())
+        return InvalidParam("prompt", "a list of token-id lists must be all lists");
       PromptInput in;
       MOE_GW_RETURN_IF_ERROR(ParseIdList(l, "every token-id list", &in.ids));
       r->prompts.push_back(std::move(in));
@@ -147,15 +147,16 @@ absl::Status ParseCommon(const json& body, SamplingOptions* s, std::optional<std
   MOE_GW_RETURN_IF_ERROR(GetInt(body, "n", 1, kMaxN, &v));
   if (v) s->n = static_cast<int>(*v);
   MOE_GW_RETURN_IF_ERROR(GetFloat(body, "presence_penalty", -2, 2, false, &s->presence_penalty));
-  MOE_GW_RETURN_IF_ERROR(
-      GetFloat(body, "frequency_penalty", -2, 2, false, &s->frequency_penalty));
+  MOE_GW_RETURN_IF_ERROR(GetFloat(body, "frequency_penalty", -2, 2, false, &s->frequency_penalty));
   MOE_GW_RETURN_IF_ERROR(GetBool(body, "ignore_eos", &s->ignore_eos));
-  MOE_GW_RETURN_IF_ERROR(GetBool(body, "include_stop_str_in_output", &s->include_stop_str_in_output));
+  MOE_GW_RETURN_IF_ERROR(
+      GetBool(body, "include_stop_str_in_output", &s->include_stop_str_in_output));
   MOE_GW_RETURN_IF_ERROR(GetBool(body, "skip_special_tokens", &s->skip_special_tokens));
   MOE_GW_RETURN_IF_ERROR(GetBool(body, "stream", &s->stream));
   if (!IsNull(body, "stream_options")) {
     const json& so = body["stream_options"];
-    if (!so.is_object()) return InvalidParam("stream_options", "'stream_options' must be an object");
+    if (!so.is_object())
+      return InvalidParam("stream_options", "'stream_options' must be an object");
     if (!s->stream) {
       return InvalidParam("stream_options", "'stream_options' is only allowed with 'stream': true");
     }
@@ -181,7 +182,8 @@ absl::Status ParseCommon(const json& body, SamplingOptions* s, std::optional<std
         return InvalidParam("stop", absl::StrCat("'stop' takes at most ", kMaxStops, " strings"));
       }
       for (const json& x : st) {
-        if (!x.is_string()) return InvalidParam("stop", "'stop' must be a string or a list of strings");
+        if (!x.is_string())
+          return InvalidParam("stop", "'stop' must be a string or a list of strings");
         if (!x.get_ref<const std::string&>().empty()) s->stop.push_back(x.get<std::string>());
       }
     } else {
@@ -222,17 +224,39 @@ absl::Status ParseCommon(const json& body, SamplingOptions* s, std::optional<std
 absl::StatusOr<json> ParseBody(std::string_view text) {
   json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) return absl::InvalidArgumentError("the request body is not valid JSON");
-  if (!body.is_object()) return absl::InvalidArgumentError("the request body must be a JSON object");
+  if (!body.is_object())
+    return absl::InvalidArgumentError("the request body must be a JSON object");
   return body;
 }
 
 const std::set<std::string>& CommonFields() {
-  static const std::set<std::string> k = {
-      "model", "temperature", "top_p", "top_k", "seed", "n", "presence_penalty",
-      "frequency_penalty", "ignore_eos", "include_stop_str_in_output", "skip_special_tokens",
-      "stream", "stream_options", "stop", "stop_token_ids", "user", "logit_bias", "min_tokens",
-      "repetition_penalty", "min_p", "max_tokens", "logprobs", "metadata", "store",
-      "service_tier", "best_of", "echo"};
+  static const std::set<std::string> k = {"model",
+                                          "temperature",
+                                          "top_p",
+                                          "top_k",
+                                          "seed",
+                                          "n",
+                                          "presence_penalty",
+                                          "frequency_penalty",
+                                          "ignore_eos",
+                                          "include_stop_str_in_output",
+                                          "skip_special_tokens",
+                                          "stream",
+                                          "stream_options",
+                                          "stop",
+                                          "stop_token_ids",
+                                          "user",
+                                          "logit_bias",
+                                          "min_tokens",
+                                          "repetition_penalty",
+                                          "min_p",
+                                          "max_tokens",
+                                          "logprobs",
+                                          "metadata",
+                                          "store",
+                                          "service_tier",
+                                          "best_of",
+                                          "echo"};
   return k;
 }
 
@@ -290,8 +314,8 @@ absl::StatusOr<ChatRequest> ParseChatRequest(std::string_view text) {
   std::set<std::string> known = CommonFields();
   known.insert({"messages", "max_completion_tokens", "top_logprobs", "tools", "tool_choice",
                 "parallel_tool_calls", "response_format", "add_generation_prompt",
-                "continue_final_message", "chat_template_kwargs", "modalities",
-                "reasoning_effort", "functions", "function_call"});
+                "continue_final_message", "chat_template_kwargs", "modalities", "reasoning_effort",
+                "functions", "function_call"});
   known.erase("echo");
   known.erase("best_of");
   MOE_GW_RETURN_IF_ERROR(CheckKnownFields(body, known));
@@ -302,8 +326,8 @@ absl::StatusOr<ChatRequest> ParseChatRequest(std::string_view text) {
   const json& msgs = body["messages"];
   if (!msgs.is_array()) return InvalidParam("messages", "'messages' must be a list");
   if (msgs.empty()) return InvalidParam("messages", "'messages' must not be empty");
-  static const std::set<std::string> roles = {"system", "developer", "user", "assistant", "tool",
-                                              "function"};
+  static const std::set<std::string> roles = {"system",    "developer", "user",
+                                              "assistant", "tool",      "function"};
   // Validated here on `body`; kept in the request's key order from `ordered`.
   const nlohmann::ordered_json ordered = nlohmann::ordered_json::parse(text, nullptr, false);
   r.messages = nlohmann::ordered_json::array();
@@ -387,8 +411,8 @@ absl::StatusOr<ChatRequest> ParseChatRequest(std::string_view text) {
   }
   MOE_GW_RETURN_IF_ERROR(GetBool(body, "add_generation_prompt", &r.add_generation_prompt));
   MOE_GW_RETURN_IF_ERROR(GetBool(body, "continue_final_message", &r.continue_final_message));
-  if (r.continue_final_message && r.add_generation_prompt && body.contains("add_generation_prompt") &&
-      body["add_generation_prompt"].is_boolean()) {
+  if (r.continue_final_message && r.add_generation_prompt &&
+      body.contains("add_generation_prompt") && body["add_generation_prompt"].is_boolean()) {
     return InvalidParam("continue_final_message",
                         "'continue_final_message' and 'add_generation_prompt' exclude each other");
   }
@@ -478,8 +502,8 @@ json CompletionReply(const std::string& id, int64_t created, const std::string& 
                       {"logprobs", c.logprobs ? *c.logprobs : json(nullptr)},
                       {"finish_reason", FinishJson(c.finish_reason)}});
   }
-  return json{{"id", id},          {"object", "text_completion"}, {"created", created},
-              {"model", model},    {"choices", std::move(cs)},    {"usage", UsageJson(usage)}};
+  return json{{"id", id},       {"object", "text_completion"}, {"created", created},
+              {"model", model}, {"choices", std::move(cs)},    {"usage", UsageJson(usage)}};
 }
 
 json ChatReply(const std::string& id, int64_t created, const std::string& model,
@@ -491,8 +515,8 @@ json ChatReply(const std::string& id, int64_t created, const std::string& model,
                       {"logprobs", c.logprobs ? *c.logprobs : json(nullptr)},
                       {"finish_reason", FinishJson(c.finish_reason)}});
   }
-  return json{{"id", id},          {"object", "chat.completion"}, {"created", created},
-              {"model", model},    {"choices", std::move(cs)},    {"usage", UsageJson(usage)}};
+  return json{{"id", id},       {"object", "chat.completion"}, {"created", created},
+              {"model", model}, {"choices", std::move(cs)},    {"usage", UsageJson(usage)}};
 }
 
 json CompletionChunk(const std::string& id, int64_t created, const std::string& model, int index,

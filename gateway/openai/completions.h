@@ -34,14 +34,14 @@ struct SamplingOptions {
   float presence_penalty = 0.0f;   // [-2, 2]
   float frequency_penalty = 0.0f;  // [-2, 2]
   bool ignore_eos = false;
-  int n = 1;                       // choices per prompt, [1, kMaxN]
-  std::vector<std::string> stop;   // non-empty strings, at most kMaxStops
+  int n = 1;                      // choices per prompt, [1, kMaxN]
+  std::vector<std::string> stop;  // non-empty strings, at most kMaxStops
   std::vector<int32_t> stop_token_ids;
   bool include_stop_str_in_output = false;
   bool skip_special_tokens = true;
   bool stream = false;
-  bool include_usage = false;     // stream_options.include_usage
-  std::optional<int> logprobs;    // alternatives per token; nullopt: no logprobs
+  bool include_usage = false;   // stream_options.include_usage
+  std::optional<int> logprobs;  // alternatives per token; nullopt: no logprobs
 };
 
 // One prompt: text (tokenized by the gateway) or token ids.

@@ -239,8 +239,8 @@ TEST(CompletionReplyTest, OpenAiShape) {
   EXPECT_EQ(j["choices"][0]["text"], "abc");
   EXPECT_TRUE(j["choices"][0]["logprobs"].is_null());
   EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
-  EXPECT_EQ(j["usage"], json({{"prompt_tokens", 4}, {"completion_tokens", 3},
-                              {"total_tokens", 7}}));
+  EXPECT_EQ(j["usage"],
+            json({{"prompt_tokens", 4}, {"completion_tokens", 3}, {"total_tokens", 7}}));
 }
 
 TEST(ChatReplyTest, OpenAiShapesIncludingChunks) {

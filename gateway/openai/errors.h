@@ -14,7 +14,7 @@ namespace moe::gateway {
 // An error as the HTTP layer sends it.
 struct ApiError {
   int http_status = 500;
-  std::string type;     // "invalid_request_error", "authentication_error", ...
+  std::string type;  // "invalid_request_error", "authentication_error", ...
   std::string message;
   std::optional<std::string> param;  // the offending request field, if one is to blame
   std::optional<std::string> code;

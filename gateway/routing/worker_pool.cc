@@ -244,8 +244,8 @@ WorkerPool::WorkerPool(const std::vector<std::string>& addresses, WorkerPoolOpti
   for (const std::string& a : addresses) {
     Core::Worker& w = core_->workers.emplace_back();
     w.address = a;
-    w.stub = v1::AttentionService::NewStub(
-        grpc::CreateChannel(a, grpc::InsecureChannelCredentials()));
+    w.stub =
+        v1::AttentionService::NewStub(grpc::CreateChannel(a, grpc::InsecureChannelCredentials()));
   }
   prometheus::Registry& r = MetricsRegistry();
   core_->running_gauge = &prometheus::BuildGauge()
@@ -284,10 +284,12 @@ WorkerPool::~WorkerPool() {
     core_->UpdateGaugesLocked();
   }
   for (auto& s : queued) {
-    if (s->callbacks.on_done) s->callbacks.on_done(absl::CancelledError("the gateway is shutting down"));
+    if (s->callbacks.on_done)
+      s->callbacks.on_done(absl::CancelledError("the gateway is shutting down"));
   }
   absl::MutexLock lock(&core_->mu);
-  core_->mu.Await(absl::Condition(+[](int* live) { return *live == 0; }, &core_->live));
+  core_->mu.Await(absl::Condition(
+      +[](int* live) { return *live == 0; }, &core_->live));
 }
 
 size_t WorkerPool::size() const { return core_->workers.size(); }
@@ -326,10 +328,10 @@ absl::StatusOr<std::shared_ptr<GenerateHandle>> WorkerPool::Submit(v1::GenerateR
     std::optional<Placement> p =
         PickWorker(loads, core_->options.max_running, core_->options.max_queue);
     if (!p) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "the server is overloaded: every attention worker's queue is full (",
-          core_->options.max_running, " running and ", core_->options.max_queue,
-          " queued per worker); retry later"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the server is overloaded: every attention worker's queue is full (",
+                       core_->options.max_running, " running and ", core_->options.max_queue,
+                       " queued per worker); retry later"));
     }
     s->worker = p->worker;
     core_->workers[p->worker].outstanding += s->remaining;
@@ -362,17 +364,16 @@ void WorkerPool::GetLoad(size_t i, absl::Duration timeout, LoadDone done) {
     absl::MutexLock lock(&core->mu);
     ++core->live;
   }
-  core->workers[i].stub->async()->GetLoad(
-      &state->context, &state->request, &state->response,
-      [core, state, done = std::move(done)](grpc::Status s) {
-        if (s.ok()) {
-          done(state->response);
-        } else {
-          done(FromGrpcStatus(s));
-        }
-        absl::MutexLock lock(&core->mu);
-        --core->live;
-      });
+  core->workers[i].stub->async()->GetLoad(&state->context, &state->request, &state->response,
+                                          [core, state, done = std::move(done)](grpc::Status s) {
+                                            if (s.ok()) {
+                                              done(state->response);
+                                            } else {
+                                              done(FromGrpcStatus(s));
+                                            }
+                                            absl::MutexLock lock(&core->mu);
+                                            --core->live;
+                                          });
 }
 
 }  // namespace moe::gateway

@@ -28,10 +28,10 @@ TEST(OpenAiClientE2eTest, OfficialClientAgainstMoeUp) {
                               "--experts", "1", "--log-level", "warn"});
   const std::string addr = up.WaitForLine("listening on ", std::chrono::seconds(120));
   ASSERT_FALSE(addr.empty()) << "moe up did not start";
-  const std::string cmd =
-      "MOE_BASE_URL=http://" + addr + "/v1 MOE_MODEL=hf-f32 MOE_GOLDEN=" +
-      test_util::GoldenMixtral() + "/expected-f32.json OPENAI_MODULE=" + openai +
-      " timeout 150 node " + std::string(MOE_SOURCE_DIR) + "/tests/e2e/openai_client.mjs 2>&1";
+  const std::string cmd = "MOE_BASE_URL=http://" + addr +
+                          "/v1 MOE_MODEL=hf-f32 MOE_GOLDEN=" + test_util::GoldenMixtral() +
+                          "/expected-f32.json OPENAI_MODULE=" + openai + " timeout 150 node " +
+                          std::string(MOE_SOURCE_DIR) + "/tests/e2e/openai_client.mjs 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   ASSERT_NE(p, nullptr);
   std::string out;

@@ -84,8 +84,12 @@ class GatewayApiTest : public ::testing::Test {
 TEST_F(GatewayApiTest, StreamedCompletionMatchesGoldenWithFinishInLastChunkAndUsage) {
   ASSERT_NO_FATAL_FAILURE(Start());
   for (const json& c : golden_["cases"]) {
-    json req{{"prompt", c["prompt"]}, {"max_tokens", golden_["n_gen"]}, {"temperature", 0},
-             {"stream", true}, {"stream_options", {{"include_usage", true}}}, {"logprobs", 1}};
+    json req{{"prompt", c["prompt"]},
+             {"max_tokens", golden_["n_gen"]},
+             {"temperature", 0},
+             {"stream", true},
+             {"stream_options", {{"include_usage", true}}},
+             {"logprobs", 1}};
     std::vector<json> ev = Stream("/v1/completions", req, false);
     ASSERT_GE(ev.size(), 2u);
     std::string text;
@@ -118,9 +122,11 @@ TEST_F(GatewayApiTest, ChatCompletionsStreamedAndNotAgree) {
   ASSERT_NO_FATAL_FAILURE(Start());
   json msgs = json::array({{{"role", "system"}, {"content", "You are terse."}},
                            {{"role", "user"}, {"content", "Hello there"}}});
-  Reply r = Post("/v1/chat/completions",
-                 json{{"messages", msgs}, {"max_completion_tokens", 12}, {"temperature", 0},
-                      {"logprobs", true}, {"top_logprobs", 2}});
+  Reply r = Post("/v1/chat/completions", json{{"messages", msgs},
+                                              {"max_completion_tokens", 12},
+                                              {"temperature", 0},
+                                              {"logprobs", true},
+                                              {"top_logprobs", 2}});
   ASSERT_EQ(r.status, 200) << r.body;
   json j = json::parse(r.body);
   EXPECT_EQ(j["object"], "chat.completion");
@@ -139,8 +145,10 @@ TEST_F(GatewayApiTest, ChatCompletionsStreamedAndNotAgree) {
   EXPECT_EQ(j["usage"]["prompt_tokens"], json::parse(tok.body)["count"]);
   // Streamed: the role first, then content, the finish in the last content chunk, usage.
   std::vector<json> ev = Stream("/v1/chat/completions",
-                                json{{"messages", msgs}, {"max_completion_tokens", 12},
-                                     {"temperature", 0}, {"stream", true},
+                                json{{"messages", msgs},
+                                     {"max_completion_tokens", 12},
+                                     {"temperature", 0},
+                                     {"stream", true},
                                      {"stream_options", {{"include_usage", true}}}},
                                 true);
   ASSERT_GE(ev.size(), 3u);
@@ -176,7 +184,9 @@ TEST_F(GatewayApiTest, SeveralPromptsAndNInIndexOrderSeedsReproduce) {
   const json& c0 = golden_["cases"][0];
   const json& c1 = golden_["cases"][1];
   // Greedy: every choice of a prompt is that prompt's golden text.
-  json req{{"prompt", {c0["prompt_ids"], c1["prompt_ids"]}}, {"n", 2}, {"max_tokens", 8},
+  json req{{"prompt", {c0["prompt_ids"], c1["prompt_ids"]}},
+           {"n", 2},
+           {"max_tokens", 8},
            {"temperature", 0}};
   Reply r = Post("/v1/completions", req);
   ASSERT_EQ(r.status, 200) << r.body;
@@ -192,8 +202,8 @@ TEST_F(GatewayApiTest, SeveralPromptsAndNInIndexOrderSeedsReproduce) {
   EXPECT_EQ(j["usage"]["prompt_tokens"], c0["prompt_ids"].size() + c1["prompt_ids"].size());
   EXPECT_EQ(j["usage"]["completion_tokens"], 32);
   // Sampled with a seed: the same request gives the same texts; choice 0 of n = 3 is n = 1.
-  json sreq{{"prompt", c0["prompt"]}, {"n", 3}, {"max_tokens", 12}, {"temperature", 1.0},
-            {"seed", 1234}};
+  json sreq{
+      {"prompt", c0["prompt"]}, {"n", 3}, {"max_tokens", 12}, {"temperature", 1.0}, {"seed", 1234}};
   json a = json::parse(Post("/v1/completions", sreq).body);
   json b = json::parse(Post("/v1/completions", sreq).body);
   ASSERT_EQ(a["choices"].size(), 3u);
@@ -203,10 +213,10 @@ TEST_F(GatewayApiTest, SeveralPromptsAndNInIndexOrderSeedsReproduce) {
   json one = json::parse(Post("/v1/completions", sreq).body);
   EXPECT_EQ(one["choices"][0]["text"], a["choices"][0]["text"]);
   // A list of strings works too, streamed: each index has its own finish chunk.
-  std::vector<json> ev = Stream("/v1/completions",
-                                json{{"prompt", {"abc", "def"}}, {"max_tokens", 3},
-                                     {"temperature", 0}, {"stream", true}},
-                                false);
+  std::vector<json> ev = Stream(
+      "/v1/completions",
+      json{{"prompt", {"abc", "def"}}, {"max_tokens", 3}, {"temperature", 0}, {"stream", true}},
+      false);
   int finishes[2] = {0, 0};
   for (const json& e : ev) {
     const json& ch = e["choices"][0];
@@ -225,7 +235,9 @@ TEST_F(GatewayApiTest, StopStringsCutTheTextAcrossTokens) {
   std::string stop = full.substr(full.size() / 2, 3);
   const std::string want = StopsAt(full, stop);
   ASSERT_LT(want.size(), full.size());
-  json req{{"prompt", c["prompt"]}, {"max_tokens", 32}, {"temperature", 0},
+  json req{{"prompt", c["prompt"]},
+           {"max_tokens", 32},
+           {"temperature", 0},
            {"stop", {"never-there", stop}}};
   Reply r = Post("/v1/completions", req);
   ASSERT_EQ(r.status, 200) << r.body;
@@ -249,16 +261,16 @@ TEST_F(GatewayApiTest, StopStringsCutTheTextAcrossTokens) {
 TEST_F(GatewayApiTest, PenaltiesChangeGreedyOutputAndEchoStreams) {
   ASSERT_NO_FATAL_FAILURE(Start());
   const json& c = golden_["cases"][0];  // its golden text repeats tokens
-  json req{{"prompt", c["prompt"]}, {"max_tokens", 32}, {"temperature", 0},
-           {"frequency_penalty", 2.0}, {"presence_penalty", 1.0}, {"top_k", 5}, {"user", "u1"}};
+  json req{
+      {"prompt", c["prompt"]},   {"max_tokens", 32}, {"temperature", 0}, {"frequency_penalty", 2.0},
+      {"presence_penalty", 1.0}, {"top_k", 5},       {"user", "u1"}};
   Reply r = Post("/v1/completions", req);
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_NE(json::parse(r.body)["choices"][0]["text"], c["completion_text"]);
   // Echo, streamed: the prompt text comes first.
   std::vector<json> ev =
       Stream("/v1/completions",
-             json{{"prompt", "Hello"}, {"max_tokens", 2}, {"echo", true}, {"stream", true}},
-             false);
+             json{{"prompt", "Hello"}, {"max_tokens", 2}, {"echo", true}, {"stream", true}}, false);
   ASSERT_FALSE(ev.empty());
   EXPECT_EQ(ev[0]["choices"][0]["text"].get<std::string>().rfind("Hello", 0), 0u);
 }
@@ -283,8 +295,7 @@ TEST_F(GatewayApiTest, TokenizeAndDetokenizeMatchGoldenIds) {
 
 TEST_F(GatewayApiTest, QueuedClientThatDisconnectsIsCancelledAnd429WhenFull) {
   // One call runs per worker and two wait: a request with 6 choices fills it up.
-  ASSERT_NO_FATAL_FAILURE(
-      Start({"--max-running-per-worker", "1", "--max-queue-per-worker", "8"}));
+  ASSERT_NO_FATAL_FAILURE(Start({"--max-running-per-worker", "1", "--max-queue-per-worker", "8"}));
   const int port = cluster_.port();
   // A: 6 prompts x 480 tokens, one after another on the worker.
   std::vector<std::string> prompts(6, "The quick brown fox");
@@ -304,9 +315,10 @@ TEST_F(GatewayApiTest, QueuedClientThatDisconnectsIsCancelledAnd429WhenFull) {
   json cs{{"prompt", "hello"}, {"max_tokens", 100}, {"stream", true}};
   for (const json& x : {b, cs}) {
     const std::string body = x.dump();
-    const std::string raw = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
-                            "application/json\r\nContent-Length: " +
-                            std::to_string(body.size()) + "\r\n\r\n" + body;
+    const std::string raw =
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+        "application/json\r\nContent-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n" + body;
     test_util::RawExchange(port, {raw}, std::chrono::milliseconds(0), {}, true);
   }
   // D: 4 more choices do not fit (8 queued at most with 5 of A, maybe B/C): 429 + Retry-After.
@@ -322,8 +334,7 @@ TEST_F(GatewayApiTest, QueuedClientThatDisconnectsIsCancelledAnd429WhenFull) {
   // Only A generated and finished: B and C were cancelled before they ran.
   std::string m = Request(port, http::verb::get, "/metrics").body;
   EXPECT_EQ(test_util::MetricValue(m, "moe_generation_tokens_total"), 6 * 480) << m;
-  EXPECT_EQ(test_util::MetricValue(m, "moe_request_success_total{finished_reason=\"length\"}"),
-            6);
+  EXPECT_EQ(test_util::MetricValue(m, "moe_request_success_total{finished_reason=\"length\"}"), 6);
   EXPECT_EQ(test_util::MetricValue(m, "moe_num_requests_running"), 0);
   EXPECT_EQ(test_util::MetricValue(m, "moe_num_requests_waiting"), 0);
   EXPECT_EQ(test_util::MetricValue(m, "moe_http_requests_total{status=\"499\"}"), 2) << m;
@@ -333,10 +344,14 @@ TEST_F(GatewayApiTest, StreamingClientThatHangsUpMidStreamIsCancelled) {
   ASSERT_NO_FATAL_FAILURE(Start());
   const int port = cluster_.port();
   // 480 tokens take far longer than noticing the hang-up.
-  const std::string body = json{{"prompt", "The quick brown fox"}, {"max_tokens", 480},
-                                {"ignore_eos", true}, {"stream", true}}.dump();
-  const std::string raw = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: " +
-                          std::to_string(body.size()) + "\r\n\r\n" + body;
+  const std::string body = json{
+      {"prompt", "The quick brown fox"},
+      {"max_tokens", 480},
+      {"ignore_eos", true},
+      {"stream", true}}.dump();
+  const std::string raw =
+      "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\n\r\n" + body;
   {
     boost::asio::io_context io;
     boost::asio::ip::tcp::socket socket(io);
@@ -372,8 +387,8 @@ TEST_F(GatewayApiTest, RequestTimeoutIs504AndServingContinues) {
                                  "--max-queue-per-worker", "64"}));
   std::vector<std::string> prompts(24, "The quick brown fox");
   const auto t0 = std::chrono::steady_clock::now();
-  Reply r = Post("/v1/completions",
-                 json{{"prompt", prompts}, {"max_tokens", 480}, {"ignore_eos", true}});
+  Reply r =
+      Post("/v1/completions", json{{"prompt", prompts}, {"max_tokens", 480}, {"ignore_eos", true}});
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_EQ(r.status, 504) << r.body.substr(0, 300);

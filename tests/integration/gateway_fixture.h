@@ -67,16 +67,16 @@ class GatewayCluster {
   // Returns "" on success, else what failed.
   std::string Start(const std::string& model_dir, std::vector<std::string> gateway_args = {},
                     std::vector<std::string> worker_args = {}) {
-    std::vector<std::string> w = {MoeBin(),      "attention", "--model",     model_dir,
-                                  "--host",      "127.0.0.1", "--port",      "0",
-                                  "--admin-port", "0",        "--log-level", "warn"};
+    std::vector<std::string> w = {MoeBin(),       "attention", "--model",     model_dir,
+                                  "--host",       "127.0.0.1", "--port",      "0",
+                                  "--admin-port", "0",         "--log-level", "warn"};
     w.insert(w.end(), worker_args.begin(), worker_args.end());
     worker_ = std::make_unique<ChildProcess>(w);
     worker_address_ = worker_->WaitForLine("listening on ", std::chrono::seconds(60));
     if (worker_address_.empty()) return "moe attention did not start";
-    std::vector<std::string> g = {MoeBin(),      "gateway",        "--model",     model_dir,
-                                  "--attention", worker_address_, "--host",      "127.0.0.1",
-                                  "--port",      "0",              "--log-level", "warn"};
+    std::vector<std::string> g = {MoeBin(),        "gateway", "--model",   model_dir, "--attention",
+                                  worker_address_, "--host",  "127.0.0.1", "--port",  "0",
+                                  "--log-level",   "warn"};
     g.insert(g.end(), gateway_args.begin(), gateway_args.end());
     gateway_ = std::make_unique<ChildProcess>(g);
     const std::string addr = gateway_->WaitForLine("listening on ", std::chrono::seconds(60));

@@ -66,24 +66,35 @@ TEST(GatewayMalformedTest, BadRequestsGetErrorsAndTheGatewayKeepsServing) {
     return Case{post, "/v1/chat/completions", std::move(body), 400, inv, std::move(param)};
   };
   std::string many_stops = "[";
-  for (int i = 0; i < 17; ++i) many_stops += std::string(i ? "," : "") + "\"s" + std::to_string(i) + "\"";
+  for (int i = 0; i < 17; ++i)
+    many_stops += std::string(i ? "," : "") + "\"s" + std::to_string(i) + "\"";
   many_stops += "]";
   std::string nested = std::string(2000, '[') + std::string(2000, ']');
   std::vector<Case> cases = {
       // Not JSON / truncated JSON / not an object.
-      comp("", std::nullopt), comp("{", std::nullopt), comp("not json", std::nullopt),
-      comp("[1, 2]", std::nullopt), comp("null", std::nullopt), comp("\"text\"", std::nullopt),
-      comp(R"({"prompt": "x",})", std::nullopt), comp(R"({"prompt": "hel)", std::nullopt),
+      comp("", std::nullopt),
+      comp("{", std::nullopt),
+      comp("not json", std::nullopt),
+      comp("[1, 2]", std::nullopt),
+      comp("null", std::nullopt),
+      comp("\"text\"", std::nullopt),
+      comp(R"({"prompt": "x",})", std::nullopt),
+      comp(R"({"prompt": "hel)", std::nullopt),
       comp(R"({"prompt": "x", "temperature": NaN})", std::nullopt),
       comp("{\"prompt\": \"\xff\xfe\"}", std::nullopt),  // invalid UTF-8
       comp("{\"pr\xc3\x28mpt\": \"x\"}", std::nullopt),
       comp(R"({"prompt": )" + nested + "}", std::nullopt),
       // The prompt.
-      comp(R"({})", "prompt"), comp(R"({"prompt": 5})", "prompt"),
-      comp(R"({"prompt": []})", "prompt"), comp(R"({"prompt": [1, -2]})", "prompt"),
-      comp(R"({"prompt": [1, 2.5]})", "prompt"), comp(R"({"prompt": [1, 99999999999]})", "prompt"),
-      comp(R"({"prompt": [1, 100000]})", "prompt"), comp(R"({"prompt": ["a", 1]})", "prompt"),
-      comp(R"({"prompt": [[1], []]})", "prompt"), comp(R"({"prompt": {"a": 1}})", "prompt"),
+      comp(R"({})", "prompt"),
+      comp(R"({"prompt": 5})", "prompt"),
+      comp(R"({"prompt": []})", "prompt"),
+      comp(R"({"prompt": [1, -2]})", "prompt"),
+      comp(R"({"prompt": [1, 2.5]})", "prompt"),
+      comp(R"({"prompt": [1, 99999999999]})", "prompt"),
+      comp(R"({"prompt": [1, 100000]})", "prompt"),
+      comp(R"({"prompt": ["a", 1]})", "prompt"),
+      comp(R"({"prompt": [[1], []]})", "prompt"),
+      comp(R"({"prompt": {"a": 1}})", "prompt"),
       comp(json{{"prompt", std::string(3000, 'z') + " " + std::string(3000, 'q')}}.dump(),
            std::nullopt),  // longer than the context
       // Numbers: wrong types, negative, huge, out of range.
@@ -96,14 +107,19 @@ TEST(GatewayMalformedTest, BadRequestsGetErrorsAndTheGatewayKeepsServing) {
       comp(R"({"prompt": "x", "temperature": -1})", "temperature"),
       comp(R"({"prompt": "x", "temperature": 3})", "temperature"),
       comp(R"({"prompt": "x", "temperature": "hot"})", "temperature"),
-      comp(R"({"prompt": "x", "top_p": 0})", "top_p"), comp(R"({"prompt": "x", "top_p": 2})", "top_p"),
+      comp(R"({"prompt": "x", "top_p": 0})", "top_p"),
+      comp(R"({"prompt": "x", "top_p": 2})", "top_p"),
       comp(R"({"prompt": "x", "top_k": -5})", "top_k"),
-      comp(R"({"prompt": "x", "seed": "x"})", "seed"), comp(R"({"prompt": "x", "seed": 1.5})", "seed"),
+      comp(R"({"prompt": "x", "seed": "x"})", "seed"),
+      comp(R"({"prompt": "x", "seed": 1.5})", "seed"),
       comp(R"({"prompt": "x", "logprobs": 99})", "logprobs"),
       comp(R"({"prompt": "x", "logprobs": -1})", "logprobs"),
-      comp(R"({"prompt": "x", "echo": "yes"})", "echo"), comp(R"({"prompt": "x", "n": 0})", "n"),
-      comp(R"({"prompt": "x", "n": 1000})", "n"), comp(R"({"prompt": "x", "n": -1})", "n"),
-      comp(R"({"prompt": "x", "stop": 3})", "stop"), comp(R"({"prompt": "x", "stop": [1]})", "stop"),
+      comp(R"({"prompt": "x", "echo": "yes"})", "echo"),
+      comp(R"({"prompt": "x", "n": 0})", "n"),
+      comp(R"({"prompt": "x", "n": 1000})", "n"),
+      comp(R"({"prompt": "x", "n": -1})", "n"),
+      comp(R"({"prompt": "x", "stop": 3})", "stop"),
+      comp(R"({"prompt": "x", "stop": [1]})", "stop"),
       comp(R"({"prompt": "x", "stop": )" + many_stops + "}", "stop"),
       comp(R"({"prompt": "x", "presence_penalty": 5})", "presence_penalty"),
       comp(R"({"prompt": "x", "frequency_penalty": -3})", "frequency_penalty"),
@@ -115,8 +131,10 @@ TEST(GatewayMalformedTest, BadRequestsGetErrorsAndTheGatewayKeepsServing) {
       comp(R"({"prompt": "x", "unknown_field": 1})", "unknown_field"),
       comp(R"({"prompt": "x", "model": 7})", "model"),
       // Chat.
-      chat(R"({})", "messages"), chat(R"({"messages": []})", "messages"),
-      chat(R"({"messages": "hi"})", "messages"), chat(R"({"messages": [1]})", "messages"),
+      chat(R"({})", "messages"),
+      chat(R"({"messages": []})", "messages"),
+      chat(R"({"messages": "hi"})", "messages"),
+      chat(R"({"messages": [1]})", "messages"),
       chat(R"({"messages": [{"role": "robot", "content": "x"}]})", "messages"),
       chat(R"({"messages": [{"role": "user", "content": 5}]})", "messages"),
       chat(R"({"messages": [{"role": "user"}]})", "messages"),
@@ -141,8 +159,8 @@ TEST(GatewayMalformedTest, BadRequestsGetErrorsAndTheGatewayKeepsServing) {
   };
   ASSERT_GE(cases.size(), 50u);
   for (const Case& c : cases) {
-    const std::string what = std::string(http::to_string(c.verb)) + " " + c.path + " " +
-                             c.body.substr(0, 120);
+    const std::string what =
+        std::string(http::to_string(c.verb)) + " " + c.path + " " + c.body.substr(0, 120);
     Reply r = test_util::TryRequest(port, c.verb, c.path, c.body, kKey);
     ExpectErrorBody(r, c, what);
   }
@@ -155,8 +173,8 @@ TEST(GatewayMalformedTest, BadRequestsGetErrorsAndTheGatewayKeepsServing) {
   std::string garbage = test_util::RawExchange(port, {"HELLO\r\n\r\n"}, std::chrono::seconds(5));
   EXPECT_EQ(garbage.rfind("HTTP/1.1 400", 0), 0u) << garbage;
   EXPECT_NE(garbage.find("invalid_request_error"), std::string::npos);
-  std::string big_header = "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20000, 'b') +
-                           "\r\n\r\n";
+  std::string big_header =
+      "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20000, 'b') + "\r\n\r\n";
   std::string big = test_util::RawExchange(port, {big_header}, std::chrono::seconds(5));
   EXPECT_EQ(big.rfind("HTTP/1.1 431", 0), 0u) << big.substr(0, 200);
   // A slow client (a request in 5 pieces, 300 ms apart) is served.
@@ -165,9 +183,10 @@ TEST(GatewayMalformedTest, BadRequestsGetErrorsAndTheGatewayKeepsServing) {
                           std::string(kKey) + "\r\nContent-Type: application/json\r\n" +
                           "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
   std::vector<std::string> pieces;
-  for (size_t i = 0; i < req.size(); i += req.size() / 5 + 1) pieces.push_back(req.substr(i, req.size() / 5 + 1));
-  std::string slow = test_util::RawExchange(port, pieces, std::chrono::seconds(3),
-                                            std::chrono::milliseconds(300));
+  for (size_t i = 0; i < req.size(); i += req.size() / 5 + 1)
+    pieces.push_back(req.substr(i, req.size() / 5 + 1));
+  std::string slow =
+      test_util::RawExchange(port, pieces, std::chrono::seconds(3), std::chrono::milliseconds(300));
   EXPECT_EQ(slow.rfind("HTTP/1.1 200", 0), 0u) << slow;
   // A stalled client (half a request, then nothing) is disconnected after the read timeout.
   const auto t0 = std::chrono::steady_clock::now();

@@ -42,8 +42,12 @@ TEST(GatewayOverloadTest, TenTimesMoreStreamsThanTheQueuesHoldGetAnswersOr429) {
   const int port = cluster.port();
   constexpr int kClients = 40;  // 10x the 4 calls admission holds
   constexpr int kTokens = 48;
-  const json req{{"prompt", "The quick brown fox"}, {"max_tokens", kTokens}, {"ignore_eos", true},
-                 {"temperature", 0.8}, {"stream", true}, {"stream_options", {{"include_usage", true}}}};
+  const json req{{"prompt", "The quick brown fox"},
+                 {"max_tokens", kTokens},
+                 {"ignore_eos", true},
+                 {"temperature", 0.8},
+                 {"stream", true},
+                 {"stream_options", {{"include_usage", true}}}};
   std::vector<long> rss;
   int total_ok = 0, total_429 = 0;
   for (int wave = 0; wave < 3; ++wave) {

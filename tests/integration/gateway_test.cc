@@ -41,10 +41,10 @@ class GatewayTest : public ::testing::Test {
         "--admin-port", "0", "--log-level", "warn"});
     const std::string worker_addr = worker_->WaitForLine("listening on ", std::chrono::seconds(60));
     ASSERT_FALSE(worker_addr.empty()) << "moe attention did not start";
-    std::vector<std::string> args = {MoeBin(),    "gateway", "--model", dir_ + "/hf-f32",
-                                     "--attention", worker_addr, "--host", "127.0.0.1",
-                                     "--port",      "0",      "--log-level", "warn",
-                                     "--max-body-bytes", "65536"};
+    std::vector<std::string> args = {
+        MoeBin(),      "gateway", "--model",          dir_ + "/hf-f32", "--attention",
+        worker_addr,   "--host",  "127.0.0.1",        "--port",         "0",
+        "--log-level", "warn",    "--max-body-bytes", "65536"};
     if (!api_key.empty()) args.insert(args.end(), {"--api-key", api_key});
     gateway_ = std::make_unique<ChildProcess>(args);
     const std::string gw = gateway_->WaitForLine("listening on ", std::chrono::seconds(60));
@@ -85,8 +85,10 @@ class GatewayTest : public ::testing::Test {
 TEST_F(GatewayTest, GreedyCompletionsMatchGolden) {
   ASSERT_NO_FATAL_FAILURE(Start());
   for (const json& c : expected_["cases"]) {
-    json req{{"model", "hf-f32"}, {"prompt", c["prompt"]},
-             {"max_tokens", expected_["n_gen"]}, {"temperature", 0}};
+    json req{{"model", "hf-f32"},
+             {"prompt", c["prompt"]},
+             {"max_tokens", expected_["n_gen"]},
+             {"temperature", 0}};
     Reply r = Post(req);
     ASSERT_EQ(r.status, 200) << r.body;
     json j = json::parse(r.body);
@@ -107,8 +109,7 @@ TEST_F(GatewayTest, EchoLogprobsMatchGoldenTeacherForced) {
   std::vector<int> ids = c["prompt_ids"].get<std::vector<int>>();
   const size_t n_prompt = ids.size();
   for (int id : c["completion_ids"]) ids.push_back(id);
-  json req{{"prompt", ids}, {"echo", true}, {"logprobs", 5}, {"max_tokens", 0},
-           {"temperature", 0}};
+  json req{{"prompt", ids}, {"echo", true}, {"logprobs", 5}, {"max_tokens", 0}, {"temperature", 0}};
   Reply r = Post(req);
   ASSERT_EQ(r.status, 200) << r.body;
   json lp = json::parse(r.body)["choices"][0]["logprobs"];
@@ -144,12 +145,20 @@ TEST_F(GatewayTest, EchoLogprobsMatchGoldenTeacherForced) {
 
 TEST_F(GatewayTest, MalformedRequestsGetJsonErrorsAndServingContinues) {
   ASSERT_NO_FATAL_FAILURE(Start());
-  const std::vector<std::string> bad_bodies = {
-      "", "{", "not json", "[1,2]", R"({"prompt": 5})", R"({"prompt": []})",
-      R"({"prompt": "x", "max_tokens": -1})", R"({"prompt": "x", "max_tokens": "8"})",
-      R"({"prompt": "x", "n": 0})", R"({"prompt": "x", "temperature": -1})",
-      R"({"prompt": "x", "logprobs": 99})", R"({"prompt": [1, 100000]})",
-      R"({"prompt": "x", "echo": "yes"})", "{\"prompt\": \"\xff\xfe\""};
+  const std::vector<std::string> bad_bodies = {"",
+                                               "{",
+                                               "not json",
+                                               "[1,2]",
+                                               R"({"prompt": 5})",
+                                               R"({"prompt": []})",
+                                               R"({"prompt": "x", "max_tokens": -1})",
+                                               R"({"prompt": "x", "max_tokens": "8"})",
+                                               R"({"prompt": "x", "n": 0})",
+                                               R"({"prompt": "x", "temperature": -1})",
+                                               R"({"prompt": "x", "logprobs": 99})",
+                                               R"({"prompt": [1, 100000]})",
+                                               R"({"prompt": "x", "echo": "yes"})",
+                                               "{\"prompt\": \"\xff\xfe\""};
   for (const std::string& b : bad_bodies) {
     Reply r = Request(port_, http::verb::post, "/v1/completions", b);
     ExpectError(r, 400, "invalid_request_error");
@@ -180,8 +189,7 @@ TEST_F(GatewayTest, ApiKeyReadyAndMetrics) {
   Reply m = Request(port_, http::verb::get, "/metrics");
   ASSERT_EQ(m.status, 200);
   EXPECT_NE(m.body.find("moe_generation_tokens_total 2"), std::string::npos) << m.body;
-  EXPECT_NE(m.body.find("moe_http_requests_total{status=\"401\"} 2"), std::string::npos)
-      << m.body;
+  EXPECT_NE(m.body.find("moe_http_requests_total{status=\"401\"} 2"), std::string::npos) << m.body;
   // With the worker gone, /ready is 503 and completions are 503.
   EXPECT_EQ(worker_->Stop(), 0);
   EXPECT_EQ(Request(port_, http::verb::get, "/ready").status, 503);
