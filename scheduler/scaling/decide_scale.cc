@@ -30,16 +30,26 @@ absl::Status ValidateScaleParams(const ScaleParams& p) {
 
 const char* ScaleReasonName(ScaleReason reason) {
   switch (reason) {
-    case ScaleReason::kSteady: return "steady";
-    case ScaleReason::kBelowMin: return "below-min";
-    case ScaleReason::kAboveMax: return "above-max";
-    case ScaleReason::kHighLoad: return "high-load";
-    case ScaleReason::kLowLoad: return "low-load";
-    case ScaleReason::kUpCoolingDown: return "up-cooling-down";
-    case ScaleReason::kDownCoolingDown: return "down-cooling-down";
-    case ScaleReason::kAtMax: return "at-max";
-    case ScaleReason::kAtMin: return "at-min";
-    case ScaleReason::kNeeded: return "needed";
+    case ScaleReason::kSteady:
+      return "steady";
+    case ScaleReason::kBelowMin:
+      return "below-min";
+    case ScaleReason::kAboveMax:
+      return "above-max";
+    case ScaleReason::kHighLoad:
+      return "high-load";
+    case ScaleReason::kLowLoad:
+      return "low-load";
+    case ScaleReason::kUpCoolingDown:
+      return "up-cooling-down";
+    case ScaleReason::kDownCoolingDown:
+      return "down-cooling-down";
+    case ScaleReason::kAtMax:
+      return "at-max";
+    case ScaleReason::kAtMin:
+      return "at-min";
+    case ScaleReason::kNeeded:
+      return "needed";
   }
   return "?";
 }
@@ -75,8 +85,8 @@ ScaleDecision DecideScale(const ScaleInput& in, absl::Time now, const ScaleParam
   const int needed = static_cast<int>(std::min<double>(std::ceil(ideal), p.max_instances + 1.0));
   const absl::Duration since = now - in.last_action;
   if (d.utilisation > p.high_water) {
-    const int want = std::min({p.max_instances, in.current + p.max_step_up,
-                               std::max(in.current + 1, needed)});
+    const int want =
+        std::min({p.max_instances, in.current + p.max_step_up, std::max(in.current + 1, needed)});
     if (want <= in.current) {
       d.reason = ScaleReason::kAtMax;
     } else if (since < p.up_cooldown) {

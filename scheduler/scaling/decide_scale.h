@@ -58,11 +58,11 @@ struct ScaleInput {
 };
 
 enum class ScaleReason {
-  kSteady,        // utilisation within [low_water, high_water]
-  kBelowMin,      // current < min: grow to min (no cool-down)
-  kAboveMax,      // current > max: shrink to max (no cool-down)
-  kHighLoad,      // grow
-  kLowLoad,       // shrink
+  kSteady,           // utilisation within [low_water, high_water]
+  kBelowMin,         // current < min: grow to min (no cool-down)
+  kAboveMax,         // current > max: shrink to max (no cool-down)
+  kHighLoad,         // grow
+  kLowLoad,          // shrink
   kUpCoolingDown,    // would grow, but the up cool-down has not passed
   kDownCoolingDown,  // would shrink, but the down cool-down has not passed
   kAtMax,            // would grow, already at max
@@ -75,7 +75,7 @@ const char* ScaleReasonName(ScaleReason reason);
 struct ScaleDecision {
   int desired = 0;
   ScaleReason reason = ScaleReason::kSteady;
-  double utilisation = 0;      // demand / (instance_capacity * current); 0 when current == 0
+  double utilisation = 0;        // demand / (instance_capacity * current); 0 when current == 0
   double instance_capacity = 0;  // mean per-instance capacity used, rows/s
   std::string Describe() const;  // for logs
 };

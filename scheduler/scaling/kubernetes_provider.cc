@@ -1,17 +1,15 @@
 #include "scheduler/scaling/kubernetes_provider.h"
 
-#include <utility>  // before Asio
-
-#include <cstdlib>
-#include <fstream>
-#include <sstream>
-
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <cstdlib>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
+#include <utility>  // before Asio
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -30,9 +28,8 @@ namespace ssl = asio::ssl;
 absl::StatusOr<std::string> ReadFile(const std::string& path, const char* what) {
   std::ifstream in(path);
   if (!in) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot read the service-account ", what, " ", path,
-                     " (not running in a Kubernetes pod?)"));
+    return absl::FailedPreconditionError(absl::StrCat("cannot read the service-account ", what, " ",
+                                                      path, " (not running in a Kubernetes pod?)"));
   }
   std::stringstream ss;
   ss << in.rdbuf();
@@ -152,19 +149,18 @@ std::string KubernetesProvider::ScalePath() const {
 }
 
 std::string KubernetesProvider::Describe() const {
-  return absl::StrCat("kubernetes statefulset ", options_.namespace_name, "/",
-                      options_.statefulset, " via ", options_.api_server);
+  return absl::StrCat("kubernetes statefulset ", options_.namespace_name, "/", options_.statefulset,
+                      " via ", options_.api_server);
 }
 
 absl::StatusOr<int> KubernetesProvider::Request(bool patch, int replicas) {
-  const std::string what =
-      absl::StrCat("kubernetes ", patch ? "PATCH " : "GET ", ScalePath());
+  const std::string what = absl::StrCat("kubernetes ", patch ? "PATCH " : "GET ", ScalePath());
   MOE_ASSIGN_OR_RETURN(const std::string token, ReadFile(options_.token_file, "token"));
   http::request<http::string_body> req(patch ? http::verb::patch : http::verb::get, ScalePath(),
                                        11);
   const bool v6 = absl::StrContains(endpoint_.host, ':');
-  req.set(http::field::host, absl::StrCat(v6 ? "[" : "", endpoint_.host, v6 ? "]" : "", ":",
-                                          endpoint_.port));
+  req.set(http::field::host,
+          absl::StrCat(v6 ? "[" : "", endpoint_.host, v6 ? "]" : "", ":", endpoint_.port));
   req.set(http::field::authorization, absl::StrCat("Bearer ", token));
   req.set(http::field::accept, "application/json");
   req.set(http::field::user_agent, "moe-scheduler");
@@ -243,8 +239,8 @@ absl::Status KubernetesProvider::ScaleTo(int n) {
   if (n < 0) return absl::InvalidArgumentError("instance count must be >= 0");
   MOE_ASSIGN_OR_RETURN(const int got, Request(/*patch=*/true, n));
   if (got != n) {
-    return absl::UnavailableError(absl::StrCat("kubernetes PATCH ", ScalePath(), ": asked for ",
-                                               n, " replicas, the answer says ", got));
+    return absl::UnavailableError(absl::StrCat("kubernetes PATCH ", ScalePath(), ": asked for ", n,
+                                               " replicas, the answer says ", got));
   }
   return absl::OkStatus();
 }

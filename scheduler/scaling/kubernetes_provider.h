@@ -28,7 +28,7 @@ namespace moe::scheduler {
 inline constexpr char kServiceAccountDir[] = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 struct KubernetesProviderOptions {
-  std::string statefulset;  // the expert StatefulSet's name (required)
+  std::string statefulset;     // the expert StatefulSet's name (required)
   std::string namespace_name;  // "" = the contents of namespace_file
   // "https://host:port"; "" = https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT.
   std::string api_server;

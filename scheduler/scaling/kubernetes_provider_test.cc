@@ -3,26 +3,24 @@
 // requests and answers like the API server (Scale objects, Status objects on errors).
 #include "scheduler/scaling/kubernetes_provider.h"
 
-#include <utility>  // before Asio
-
+#include <gtest/gtest.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <filesystem>
-#include <fstream>
-#include <functional>
-#include <mutex>
-#include <optional>
-#include <thread>
-
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <gtest/gtest.h>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <thread>
+#include <utility>  // before Asio
 
 namespace moe::scheduler {
 namespace {
@@ -123,18 +121,18 @@ class FakeApiServer {
 std::string ScaleJson(int replicas) {
   nlohmann::json spec = nlohmann::json::object();
   if (replicas > 0) spec["replicas"] = replicas;  // omitempty
-  return nlohmann::json{{"kind", "Scale"},
-                        {"apiVersion", "autoscaling/v1"},
-                        {"metadata",
-                         {{"name", "experts"}, {"namespace", "serving"}, {"resourceVersion", "7"}}},
-                        {"spec", spec},
-                        {"status", {{"replicas", replicas}, {"selector", "app=moe-expert"}}}}
+  return nlohmann::json{
+      {"kind", "Scale"},
+      {"apiVersion", "autoscaling/v1"},
+      {"metadata", {{"name", "experts"}, {"namespace", "serving"}, {"resourceVersion", "7"}}},
+      {"spec", spec},
+      {"status", {{"replicas", replicas}, {"selector", "app=moe-expert"}}}}
       .dump();
 }
 
 std::string StatusJson(int code, const std::string& reason, const std::string& message) {
-  return nlohmann::json{{"kind", "Status"},  {"apiVersion", "v1"},  {"status", "Failure"},
-                        {"message", message}, {"reason", reason}, {"code", code}}
+  return nlohmann::json{{"kind", "Status"},   {"apiVersion", "v1"}, {"status", "Failure"},
+                        {"message", message}, {"reason", reason},   {"code", code}}
       .dump();
 }
 
@@ -212,7 +210,8 @@ TEST_F(KubernetesProviderTest, ReadsAndPatchesTheScaleSubresource) {
   EXPECT_EQ(seen[0].body, "");
   EXPECT_EQ(seen[2].method, "PATCH");
   EXPECT_EQ(seen[2].content_type, "application/merge-patch+json");
-  EXPECT_EQ(nlohmann::json::parse(seen[2].body), nlohmann::json::parse(R"({"spec":{"replicas":5}})"));
+  EXPECT_EQ(nlohmann::json::parse(seen[2].body),
+            nlohmann::json::parse(R"({"spec":{"replicas":5}})"));
   EXPECT_EQ(seen[2].body, R"({"spec":{"replicas":5}})");
 }
 
@@ -246,9 +245,8 @@ TEST_F(KubernetesProviderTest, ErrorAnswersBecomeClearStatuses) {
                         Case{429, "TooManyRequests", absl::StatusCode::kResourceExhausted},
                         Case{500, "InternalError", absl::StatusCode::kUnavailable}}) {
     const std::string message = std::string("statefulsets.apps \"experts\" says ") + c.reason;
-    FakeApiServer server([&](const Seen&) {
-      return std::make_pair(c.http, StatusJson(c.http, c.reason, message));
-    });
+    FakeApiServer server(
+        [&](const Seen&) { return std::make_pair(c.http, StatusJson(c.http, c.reason, message)); });
     auto p = Make(server.port());
     ASSERT_NE(p, nullptr);
     absl::Status get = p->Current().status();
@@ -357,19 +355,24 @@ TEST_F(KubernetesProviderTest, ApiServerFromTheServiceEnvironment) {
   p = KubernetesProvider::Create(o);
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_NE((*p)->Describe().find("https://[fd00::1]:443"), std::string::npos);
-  if (old_host) setenv("KUBERNETES_SERVICE_HOST", saved_host.c_str(), 1);
-  else unsetenv("KUBERNETES_SERVICE_HOST");
-  if (old_port) setenv("KUBERNETES_SERVICE_PORT", saved_port.c_str(), 1);
-  else unsetenv("KUBERNETES_SERVICE_PORT");
+  if (old_host)
+    setenv("KUBERNETES_SERVICE_HOST", saved_host.c_str(), 1);
+  else
+    unsetenv("KUBERNETES_SERVICE_HOST");
+  if (old_port)
+    setenv("KUBERNETES_SERVICE_PORT", saved_port.c_str(), 1);
+  else
+    unsetenv("KUBERNETES_SERVICE_PORT");
 }
 
 // A self-signed certificate for IP 127.0.0.1 in `dir` (cert.pem, key.pem); false without the
 // openssl CLI.
 bool MakeCert(const std::filesystem::path& dir, const std::string& stem) {
-  const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
-                          "-addext subjectAltName=IP:127.0.0.1 -keyout " +
-                          (dir / (stem + "-key.pem")).string() + " -out " +
-                          (dir / (stem + ".pem")).string() + " >/dev/null 2>&1";
+  const std::string cmd =
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+      "-addext subjectAltName=IP:127.0.0.1 -keyout " +
+      (dir / (stem + "-key.pem")).string() + " -out " + (dir / (stem + ".pem")).string() +
+      " >/dev/null 2>&1";
   return std::system(cmd.c_str()) == 0;
 }
 

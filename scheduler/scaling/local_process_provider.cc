@@ -70,10 +70,12 @@ absl::Status LocalProcessProvider::ScaleTo(int n) {
     Child c;
     c.k = next_k_++;
     c.name = absl::StrCat(options_.name_prefix, "-", c.k);
-    std::vector<std::string> argv = {binary_,       "expert",   "--model",
-                                     options_.model, "--scheduler", options_.scheduler,
-                                     "--host",       options_.host, "--port",
-                                     "0",            "--admin-port", "0",
+    std::vector<std::string> argv = {binary_,         "expert",
+                                     "--model",       options_.model,
+                                     "--scheduler",   options_.scheduler,
+                                     "--host",        options_.host,
+                                     "--port",        "0",
+                                     "--admin-port",  "0",
                                      "--instance-id", c.name};
     argv.insert(argv.end(), options_.extra_args.begin(), options_.extra_args.end());
     c.process = std::make_unique<Subprocess>(argv);

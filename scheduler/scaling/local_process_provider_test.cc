@@ -1,5 +1,6 @@
 #include "scheduler/scaling/local_process_provider.h"
 
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,8 +10,6 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 namespace moe::scheduler {
 namespace {
@@ -109,7 +108,7 @@ TEST_F(LocalProcessProviderTest, ScaleDownStopsTheHighestFirstAndNamesAreNotReus
   for (int i = 0; i < 250 && p.Stopping() > 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  EXPECT_EQ(p.Stopping(), 0);  // reaped
+  EXPECT_EQ(p.Stopping(), 0);           // reaped
   EXPECT_TRUE(p.TakeExited().empty());  // asked to stop: not reported as died
   ASSERT_TRUE(p.ScaleTo(2).ok());
   EXPECT_EQ(p.Running(), (std::vector<std::string>{"exp-0", "exp-3"}));
@@ -144,10 +143,13 @@ TEST_F(LocalProcessProviderTest, ChildrenOfAThreadBlockingSigtermStillStopOnSigt
                            "name = sys.argv[sys.argv.index('--instance-id') + 1]\n"
                            "blk = [l.split()[1] for l in open('/proc/self/status')\n"
                            "       if l.startswith('SigBlk:')][0]\n"
-                           "open('" << dir_.string() << "/' + name + '.tmp', 'w').write(\n"
+                           "open('"
+                        << dir_.string()
+                        << "/' + name + '.tmp', 'w').write(\n"
                            "    '%d %s\\n' % (os.getpid(), blk))\n"
-                           "os.rename('" << dir_.string() << "/' + name + '.tmp', '"
-                        << dir_.string() << "/' + name)\n"
+                           "os.rename('"
+                        << dir_.string() << "/' + name + '.tmp', '" << dir_.string()
+                        << "/' + name)\n"
                            "while True: time.sleep(0.05)\n";
   chmod(script.c_str(), 0755);
   sigset_t term, old;

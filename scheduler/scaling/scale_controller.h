@@ -46,13 +46,13 @@ absl::Status ValidateScaleControllerOptions(const ScaleControllerOptions& o);
 
 // What one step saw and did (for metrics and tests).
 struct ScaleStatus {
-  ScaleDecision decision;  // the last decision made (kept while a shrink is in progress)
-  int current = 0;         // provider's count after the step
-  int64_t scale_ups = 0;   // grow actions so far
-  int64_t scale_downs = 0;  // instances removed by scale-down so far
+  ScaleDecision decision;      // the last decision made (kept while a shrink is in progress)
+  int current = 0;             // provider's count after the step
+  int64_t scale_ups = 0;       // grow actions so far
+  int64_t scale_downs = 0;     // instances removed by scale-down so far
   int64_t instance_exits = 0;  // instances that ended on their own so far
-  std::string draining;    // name of the instance being drained, "" if none
-  absl::Status error;      // a provider / target failure in this step
+  std::string draining;        // name of the instance being drained, "" if none
+  absl::Status error;          // a provider / target failure in this step
 };
 
 class ScaleController {

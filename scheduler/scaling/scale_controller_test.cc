@@ -1,9 +1,9 @@
 #include "scheduler/scaling/scale_controller.h"
 
+#include <gtest/gtest.h>
+
 #include <map>
 #include <set>
-
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
