@@ -2,7 +2,8 @@
 // copy of the golden tiny-mixtral F32 model with a ChatML chat template, driven by the official
 // `openai` npm client (tests/npm, openai@6) from openai_client.mjs: models.list, completions and
 // chat completions streamed and not, n = 2, stop strings, logprobs, seed reproducibility,
-// include_usage, error classes for invalid requests, and golden texts and echo log-probabilities.
+// include_usage, error classes for invalid requests, and golden texts and echo log-probabilities;
+// the curl example moe up prints works as printed.
 // Skips if node or the npm packages are missing. Every process is stopped by pid.
 #include <cstdio>
 #include <cstdlib>
@@ -26,8 +27,21 @@ TEST(OpenAiClientE2eTest, OfficialClientAgainstMoeUp) {
   test_util::ChatModelDir model;
   test_util::ChildProcess up({test_util::MoeBin(), "up", "--model", model.dir(), "--port", "0",
                               "--experts", "1", "--log-level", "warn"});
-  const std::string addr = up.WaitForLine("listening on ", std::chrono::seconds(120));
+  // moe up prints a curl example before "listening on": it must work as printed.
+  const std::string curl = up.WaitForLine("  curl http://", std::chrono::seconds(120));
+  ASSERT_FALSE(curl.empty()) << "moe up printed no curl example";
+  const std::string addr = up.WaitForLine("listening on ", std::chrono::seconds(10));
   ASSERT_FALSE(addr.empty()) << "moe up did not start";
+  if (std::system("command -v curl > /dev/null 2>&1") == 0) {
+    FILE* c = popen(("curl -s --max-time 60 http://" + curl + " 2>&1").c_str(), "r");
+    ASSERT_NE(c, nullptr);
+    std::string reply;
+    char line[1024];
+    while (fgets(line, sizeof line, c) != nullptr) reply += line;
+    EXPECT_EQ(pclose(c), 0) << reply;
+    EXPECT_NE(reply.find("\"object\":\"text_completion\""), std::string::npos) << reply;
+    EXPECT_NE(reply.find("\"completion_tokens\":16"), std::string::npos) << reply;
+  }
   const std::string cmd = "MOE_BASE_URL=http://" + addr +
                           "/v1 MOE_MODEL=hf-f32 MOE_GOLDEN=" + test_util::GoldenMixtral() +
                           "/expected-f32.json OPENAI_MODULE=" + openai + " timeout 150 node " +
