@@ -60,3 +60,57 @@ TEST(StopMatcherTest, EarliestOfSeveralStopsWins) {
 
 }  // namespace
 }  // namespace moe::gateway
+
+namespace moe::gateway {
+namespace {
+
+bool ValidUtf8(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    const size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    for (size_t k = 1; k < n; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
+    }
+    i += n;
+  }
+  return true;
+}
+
+TEST(ChoiceTextTest, GoldenTokenizerPiecesAreWholeCharactersAndStopsCut) {
+  auto tok = model::Tokenizer::FromFile(std::string(MOE_GOLDEN_DIR) +
+                                        "/tiny-mixtral/hf-f32/tokenizer.json");
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  const std::string text = "Caf\xc3\xa9 na\xc3\xafve \xe6\x9d\xb1\xe4\xba\xac \xf0\x9f\x9a\x80 end";
+  const std::vector<int32_t> ids = (*tok)->Encode(text, false);
+  ASSERT_GT(ids.size(), 4u);
+  ChoiceText plain(tok->get(), {}, {}, false, true);
+  std::string all;
+  int empty_pieces = 0;
+  for (int32_t id : ids) {
+    const std::string piece = plain.Add(id);
+    EXPECT_TRUE(ValidUtf8(piece)) << "piece of id " << id;
+    empty_pieces += piece.empty();
+    all += piece;
+  }
+  all += plain.Finish();
+  // This small vocabulary splits the CJK characters and the emoji over byte tokens: some ids
+  // complete no character and show nothing.
+  EXPECT_GT(empty_pieces, 0);
+  EXPECT_EQ(all, (*tok)->Decode(ids, true));
+  EXPECT_EQ(all, text);
+  // The stop string is cut out with everything after it.
+  ChoiceText stopped(tok->get(), {}, {"\xe6\x9d\xb1\xe4\xba\xac"}, false, true);
+  std::string shown;
+  for (int32_t id : ids) shown += stopped.Add(id);
+  shown += stopped.Finish();
+  EXPECT_TRUE(stopped.stopped());
+  EXPECT_EQ(shown, "Caf\xc3\xa9 na\xc3\xafve ");
+  // An EOS id never makes text.
+  ChoiceText eos(tok->get(), {ids[0]}, {}, false, false);
+  EXPECT_EQ(eos.Add(ids[0]), "");
+}
+
+}  // namespace
+}  // namespace moe::gateway
