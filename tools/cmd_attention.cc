@@ -253,7 +253,8 @@ int RunAttention(int argc, const char* const* argv) {
   std::fflush(stdout);
 
   const int sig = stop_signals.Wait();
-  draining = true;  // /ready 503: Kubernetes takes the pod out of its Services
+  loop.StopAdmitting();  // before readiness turns: whoever sees 503 is refused from then on
+  draining = true;       // /ready 503: Kubernetes takes the pod out of its Services
   (*server)->SetServing(false);
   bool drained = true;
   if (sig == SIGTERM) {

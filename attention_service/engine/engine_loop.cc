@@ -29,6 +29,11 @@ void EngineLoop::Cancel(SeqId id) {
   cancels_.push_back(id);
 }
 
+void EngineLoop::StopAdmitting() {
+  absl::MutexLock lock(&mu_);
+  draining_ = true;
+}
+
 bool EngineLoop::Drain(absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
   draining_ = true;

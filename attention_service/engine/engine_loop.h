@@ -35,9 +35,11 @@ class EngineLoop {
   absl::Status Submit(SeqId id, SequenceRequest request, Callback callback);
   // Drops the sequence; its callback is not called again. Safe from any thread.
   void Cancel(SeqId id);
-  // Stops admitting new sequences and waits until every accepted one has finished (its last
-  // update delivered, or cancelled) or `timeout` passed. Returns true when none is live. The
-  // loop keeps stepping; call Stop() afterwards. Any thread but the loop's; idempotent.
+  // From now on Submit answers UNAVAILABLE; accepted sequences keep running. Idempotent.
+  void StopAdmitting();
+  // StopAdmitting, then waits until every accepted sequence has finished (its last update
+  // delivered, or cancelled) or `timeout` passed. Returns true when none is live. The loop
+  // keeps stepping; call Stop() afterwards. Any thread but the loop's; idempotent.
   bool Drain(absl::Duration timeout);
   // Finishes every live sequence with kAbort (UNAVAILABLE) and joins the thread. Thread-safe
   // and idempotent (a second caller waits for the first).

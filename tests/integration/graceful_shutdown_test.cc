@@ -6,6 +6,9 @@
 //     process exits 0;
 //   - SIGINT: stops at once; the calls in flight end with UNAVAILABLE and the exit code is 3
 //     (requests aborted).
+// And of a busy expert service (`moe expert --experts all`, Forward calls in a loop): after
+// SIGTERM /ready turns 503 but every Forward call still succeeds while they keep coming; once
+// they stop it exits 0 after --drain-idle-ms.
 // Every wait is bounded; the process is stopped by pid in every path.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -13,12 +16,14 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "moe/attention/v1/attention.grpc.pb.h"
+#include "moe/expert/v1/expert.grpc.pb.h"
 #include "tests/testing/child_process.h"
 #include "tests/testing/http_client.h"
 
@@ -201,6 +206,84 @@ TEST_F(GracefulShutdownTest, SigintStopsAtOnceAndSaysRequestsWereAborted) {
   stub_.reset();
   channel_.reset();
   EXPECT_EQ(WaitExit(std::chrono::seconds(30)), aborted > 0 ? 3 : 0);
+}
+
+TEST(ExpertGracefulShutdownTest, SigtermKeepsServingUntilIdleThenExitsZero) {
+  namespace ev1 = ::moe::expert::v1;
+  namespace cv1 = ::moe::common::v1;
+  const std::string model = std::string(MOE_GOLDEN_DIR) + "/tiny-mixtral/hf-f32";
+  ChildProcess process(
+      {MoeBin(),      "expert",    "--model",         model, "--experts",         "all",
+       "--host",      "127.0.0.1", "--port",          "0",   "--admin-port",      "0",
+       "--threads",   "1",         "--drain-idle-ms", "800", "--drain-timeout-s", "20",
+       "--log-level", "warn"});
+  const std::string listen = process.WaitForLine("listening on ", std::chrono::seconds(60));
+  ASSERT_FALSE(listen.empty()) << "moe expert did not start";
+  const int admin_port = PortOf(process.WaitForLine("admin on ", std::chrono::seconds(10)));
+  ASSERT_GT(admin_port, 0);
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(PortOf(listen)),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = ev1::ExpertService::NewStub(channel);
+  constexpr int kHidden = 64;  // tiny-mixtral
+  ev1::ComputeRequest req;
+  req.set_layer(1);
+  ev1::Shard* shard = req.add_shards();
+  shard->set_expert(3);
+  std::vector<float> x(4 * kHidden, 0.25f);
+  shard->mutable_hidden()->set_dtype(cv1::DTYPE_F32);
+  shard->mutable_hidden()->add_shape(4);
+  shard->mutable_hidden()->add_shape(kHidden);
+  shard->mutable_hidden()->set_data(reinterpret_cast<const char*>(x.data()), x.size() * 4);
+
+  // Forward calls back to back on one thread, counted by outcome.
+  std::atomic<bool> stop_calls{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::string first_error;
+  std::thread caller([&] {
+    while (!stop_calls) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      ev1::ComputeResponse resp;
+      const grpc::Status st = stub->Forward(&ctx, req, &resp);
+      if (st.ok() && resp.outputs_size() == 1) {
+        ++ok;
+      } else {
+        if (failed++ == 0) first_error = st.error_message();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  const auto wait_for = [](const std::function<bool()>& cond, std::chrono::milliseconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (cond()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return cond();
+  };
+  ASSERT_TRUE(wait_for([&] { return ok >= 20; }, std::chrono::seconds(30)));
+  ASSERT_EQ(kill(process.pid(), SIGTERM), 0);
+  EXPECT_TRUE(wait_for(
+      [&] {
+        return test_util::TryRequest(admin_port, test_util::http::verb::get, "/ready").status ==
+               503;
+      },
+      std::chrono::seconds(5)))
+      << "/ready did not turn 503 after SIGTERM";
+  // Draining while busy: calls keep succeeding well past the idle window.
+  const int ok_at_signal = ok;
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+  EXPECT_FALSE(process.Exited()) << "exited while calls were still arriving";
+  stop_calls = true;
+  caller.join();
+  EXPECT_EQ(failed.load(), 0) << first_error;
+  EXPECT_GT(ok.load(), ok_at_signal + 20);
+  // Idle now: it exits by itself, 0.
+  int code = -2;
+  EXPECT_TRUE(wait_for([&] { return process.Exited(&code); }, std::chrono::seconds(15)));
+  EXPECT_EQ(code, 0);
+  stub.reset();
+  channel.reset();
 }
 
 }  // namespace
