@@ -323,13 +323,58 @@ HttpResponse ApiHandler::Models() const {
 }
 
 asio::awaitable<HttpResponse> ApiHandler::Ready() {
-  for (size_t i = 0; i < pool_->size(); ++i) {
+  bool answers = false;
+  for (size_t i = 0; i < pool_->size() && !answers; ++i) {
     absl::StatusOr<v1::GetLoadResponse> load =
         co_await AwaitGetLoad(pool_, i, options_.probe_timeout);
-    if (load.ok()) co_return TextResponse(200, "ready\n", "text/plain; charset=utf-8");
+    answers = load.ok();
   }
-  co_return TextResponse(503, "not ready: no attention worker answers\n",
-                         "text/plain; charset=utf-8");
+  if (!answers) {
+    co_return TextResponse(503, "not ready: no attention worker answers\n",
+                           "text/plain; charset=utf-8");
+  }
+  if (!served_once_.load()) {
+    // Nothing generated yet: one greedy token through a worker (and so through its expert
+    // placement) proves the model can serve. A full queue means it is serving already.
+    v1::GenerateRequest g;
+    g.set_request_id(NewId("ready"));
+    const std::vector<int32_t> probe = model::EncodeWithConfig(*tokenizer_, tokenizer_config_, "a");
+    g.mutable_prompt_ids()->Add(probe.begin(), probe.end());
+    g.mutable_sampling()->set_temperature(0);
+    g.mutable_sampling()->set_max_tokens(1);
+    auto ex = co_await asio::this_coro::executor;
+    auto chan = std::make_shared<EventChannel>(ex);
+    GenerateCallbacks cb;
+    cb.on_done = [chan](absl::Status st) {
+      Event e;
+      e.kind = Event::Kind::kDone;
+      e.status = std::move(st);
+      chan->Post(std::move(e));
+    };
+    absl::StatusOr<std::shared_ptr<GenerateHandle>> h =
+        pool_->Submit(std::move(g), static_cast<int64_t>(probe.size()) + 1,
+                      absl::Now() + options_.ready_probe_timeout, std::move(cb));
+    absl::Status status = h.status();
+    if (h.ok()) {
+      for (bool done = false; !done;) {
+        std::deque<Event> events = co_await chan->Next();
+        for (const Event& e : events) {
+          if (e.kind == Event::Kind::kDone) {
+            done = true;
+            status = e.status;
+          }
+        }
+      }
+    }
+    if (status.ok() || status.code() == absl::StatusCode::kResourceExhausted) {
+      served_once_.store(true);
+    } else {
+      co_return TextResponse(
+          503, absl::StrCat("not ready: a test generation failed: ", status.message(), "\n"),
+          "text/plain; charset=utf-8");
+    }
+  }
+  co_return TextResponse(200, "ready\n", "text/plain; charset=utf-8");
 }
 
 std::optional<HttpResponse> ApiHandler::CheckModel(const std::optional<std::string>& model) const {
@@ -680,6 +725,7 @@ asio::awaitable<HttpResponse> ApiHandler::Run(std::shared_ptr<Job> job, Response
   }
 
   // Every choice is done.
+  served_once_.store(true);
   Usage usage;
   for (const Job::Prompt& p : job->prompts) usage.prompt_tokens += static_cast<int>(p.ids.size());
   for (auto& c : choices) usage.completion_tokens += static_cast<int>(c->tokens.size());

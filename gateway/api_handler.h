@@ -9,6 +9,7 @@
 
 #include <utility>  // before Asio (DESIGN.md section 9)
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,7 +34,8 @@ struct ApiOptions {
   std::string model_id;  // empty: the model folder's name
   std::string api_key;   // empty: no authentication
   absl::Duration request_timeout = absl::Minutes(10);
-  absl::Duration probe_timeout = absl::Seconds(2);
+  absl::Duration probe_timeout = absl::Seconds(2);         // GetLoad on /ready
+  absl::Duration ready_probe_timeout = absl::Seconds(10);  // the first /ready's generation
 };
 
 class ApiHandler {
@@ -83,6 +85,9 @@ class ApiHandler {
   std::vector<int32_t> eos_ids_;
   int max_model_len_ = 4096;
   int64_t created_ = 0;  // unix seconds at start (the model's "created")
+  // Set by the first successful generation (a request or the /ready probe): from then on
+  // /ready only asks the workers for their load.
+  std::atomic<bool> served_once_{false};
 
   prometheus::Family<prometheus::Counter>* http_requests_;
   prometheus::Family<prometheus::Counter>* request_success_;

@@ -7,7 +7,8 @@
 // finish_reason stop), penalties; /tokenize and /detokenize against the golden ids; a client
 // that disconnects while queued is cancelled (never generated, never counted); admission
 // control answers 429 with Retry-After; a streaming client that hangs up mid-stream is
-// cancelled; a request past --request-timeout-s is a 504; /metrics passes
+// cancelled; a request past --request-timeout-s is a 504; /ready needs a generation through
+// the experts; /metrics passes
 // `promtool check metrics`.
 #include <utility>  // before Asio (DESIGN.md section 9)
 
@@ -404,6 +405,23 @@ TEST_F(GatewayApiTest, RequestTimeoutIs504AndServingContinues) {
   }
   EXPECT_TRUE(idle);
   EXPECT_EQ(Post("/v1/completions", json{{"prompt", "hi"}, {"max_tokens", 2}}).status, 200);
+}
+
+TEST_F(GatewayApiTest, ReadyOnlyOnceAGenerationGoesThroughTheExperts) {
+  // A worker whose expert service does not exist answers GetLoad but cannot generate.
+  GatewayCluster broken;
+  ASSERT_EQ(broken.Start(test_util::GoldenMixtral() + "/hf-f32", {},
+                         {"--experts", "remote", "--expert-addrs", "127.0.0.1:1"}),
+            "");
+  EXPECT_EQ(Request(broken.port(), http::verb::get, "/health").status, 200);
+  Reply r = Request(broken.port(), http::verb::get, "/ready");
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_NE(r.body.find("test generation failed"), std::string::npos) << r.body;
+  EXPECT_EQ(broken.Stop(), std::make_pair(0, 0));
+  // A working one is ready before any request.
+  ASSERT_NO_FATAL_FAILURE(Start());
+  EXPECT_EQ(Request(cluster_.port(), http::verb::get, "/ready").status, 200);
+  EXPECT_EQ(Request(cluster_.port(), http::verb::get, "/ready").status, 200);
 }
 
 TEST_F(GatewayApiTest, MetricsPassPromtool) {
