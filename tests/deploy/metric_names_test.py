@@ -90,12 +90,22 @@ def main():
     try:
         ok = up.traffic()
         assert ok >= 6, f"only {ok} requests answered 200"
-        time.sleep(2.5)  # the attention workers report load every second
-        for component, addr in up.metrics_targets():
-            status, text = http(f"http://{addr}/metrics")
-            assert status == 200, (component, addr, status)
-            for n in metric_names(text):
-                exported.setdefault(n, set()).add(component)
+        # Load reports reach the scheduler about every second: read every role's /metrics
+        # until the queried names are there (bounded).
+        deadline = time.monotonic() + 20
+        while True:
+            exported = {}
+            for component, addr in up.metrics_targets():
+                status, text = http(f"http://{addr}/metrics")
+                assert status == 200, (component, addr, status)
+                for n in metric_names(text):
+                    exported.setdefault(n, set()).add(component)
+            elastic_only = {"moe_desired_expert_instances", "moe_scale_events_total"}  # below
+            if all(n in exported for n in used if n not in elastic_only):
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
     finally:
         code = up.stop()
     for n in elastic_scheduler_names(a.moe, a.model):
