@@ -241,6 +241,11 @@ HttpResponse ApiHandler::ErrorResponse(int status, const std::string& message) c
   return ErrorResponse(MakeError(status, message));
 }
 
+HttpResponse ApiHandler::ServerError(int status, const std::string& message) {
+  CountStatus(status);
+  return ErrorResponse(status, message);
+}
+
 void ApiHandler::CountStatus(int status) {
   http_requests_->Add({{"status", std::to_string(status)}}).Increment();
 }

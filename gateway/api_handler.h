@@ -49,6 +49,8 @@ class ApiHandler {
   // An OpenAI error reply (also used by the server for 400/413 it detects itself).
   HttpResponse ErrorResponse(const ApiError& error) const;
   HttpResponse ErrorResponse(int status, const std::string& message) const;
+  // The reply to a request the HTTP server rejected itself (400, 413, 431); counted by status.
+  HttpResponse ServerError(int status, const std::string& message);
 
   const std::string& model_id() const { return options_.model_id; }
   int max_model_len() const { return max_model_len_; }

@@ -104,7 +104,7 @@ int RunGateway(int argc, const char* const* argv) {
         return handler->Handle(r, s);
       },
       [handler](int status, const std::string& message) {
-        return handler->ErrorResponse(status, message);
+        return handler->ServerError(status, message);
       });
   if (!server.ok()) {
     std::fprintf(stderr, "moe gateway: %s\n", server.status().ToString().c_str());

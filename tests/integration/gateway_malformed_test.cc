@@ -213,6 +213,11 @@ TEST(GatewayMalformedTest, BadRequestsGetErrorsAndTheGatewayKeepsServing) {
   EXPECT_EQ(json::parse(ok.body)["usage"]["completion_tokens"], 3);
   EXPECT_EQ(test_util::TryRequest(port, http::verb::get, "/health").status, 200);
   EXPECT_FALSE(cluster.gateway().Exited());
+  // Replies the HTTP layer made itself are counted too.
+  const std::string m = test_util::TryRequest(port, http::verb::get, "/metrics").body;
+  EXPECT_GE(test_util::MetricValue(m, "moe_http_requests_total{status=\"413\"}"), 1) << m;
+  EXPECT_GE(test_util::MetricValue(m, "moe_http_requests_total{status=\"431\"}"), 1) << m;
+  EXPECT_GE(test_util::MetricValue(m, "moe_http_requests_total{status=\"400\"}"), 60) << m;
   auto [g, w] = cluster.Stop();
   EXPECT_EQ(g, 0);
   EXPECT_EQ(w, 0);
