@@ -66,6 +66,17 @@ def main():
         pod = w["spec"]["template"]["spec"]
         labels = w["spec"]["template"]["metadata"]["labels"]
         check(pod.get("securityContext", {}).get("runAsNonRoot") is True, f"{name}: not non-root")
+        # The model folder: a claim that exists, or a hostPath; mounted read-only at /models.
+        vols = {v["name"]: v for v in pod.get("volumes", [])}
+        models = vols.get("models", {})
+        claim = models.get("persistentVolumeClaim", {}).get("claimName")
+        check((claim is not None and claim in by_kind.get("PersistentVolumeClaim", {})) or
+              "hostPath" in models, f"{name}: volume models is neither an existing claim "
+              f"nor a hostPath: {models}")
+        mounts = [m for c in pod["containers"] for m in c.get("volumeMounts", [])
+                  if m["name"] == "models"]
+        check(len(mounts) == 1 and mounts[0]["mountPath"] == "/models" and
+              mounts[0].get("readOnly") is True, f"{name}: models not mounted read-only")
         for c in pod["containers"]:
             where = f"{name}/{c['name']}"
             image = c["image"]

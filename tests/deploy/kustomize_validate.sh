@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Renders deploy/ with `kubectl kustomize` (base, overlays/cpu, overlays/gpu, monitoring,
+# Renders deploy/ with `kubectl kustomize` (base, overlays cpu, gpu and hostpath, monitoring,
 # monitoring/operator), validates every object against the Kubernetes schemas (npm
 # kubernetes-models, tests/npm/k8s_validate.mjs) and checks the serving overlays' wiring
 # (check_manifests.py; with MOE_BIN also every MOE_* key against `moe ROLE --help`).
@@ -22,7 +22,7 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 moe_args=()
 if [ -n "${MOE_BIN:-}" ] && [ -x "$MOE_BIN" ]; then moe_args=(--moe "$MOE_BIN"); fi
-for target in base overlays/cpu overlays/gpu monitoring monitoring/operator; do
+for target in base overlays/cpu overlays/gpu overlays/hostpath monitoring monitoring/operator; do
   out="$tmp/$(echo "$target" | tr / -).yaml"
   render "$repo/deploy/$target" >"$out"
   echo "== $target: $(grep -c '^kind:' "$out") objects"
@@ -35,7 +35,9 @@ for target in base overlays/cpu overlays/gpu monitoring monitoring/operator; do
   node "$repo/tests/npm/k8s_validate.mjs" "${allow[@]}" "$out" >/dev/null
   case "$target" in
     base|overlays/*)
-      python3 "$repo/tests/deploy/check_manifests.py" --variant "${target#overlays/}" \
+      variant="${target#overlays/}"
+      [ "$variant" = hostpath ] && variant=cpu
+      python3 "$repo/tests/deploy/check_manifests.py" --variant "$variant" \
         --rendered "$out" "${moe_args[@]}" ;;
   esac
 done
