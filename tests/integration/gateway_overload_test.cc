@@ -41,7 +41,7 @@ TEST(GatewayOverloadTest, TenTimesMoreStreamsThanTheQueuesHoldGetAnswersOr429) {
             "");
   const int port = cluster.port();
   constexpr int kClients = 40;  // 10x the 4 calls admission holds
-  constexpr int kTokens = 48;
+  constexpr int kTokens = 128;  // long enough that the 40 requests overlap
   const json req{{"prompt", "The quick brown fox"},
                  {"max_tokens", kTokens},
                  {"ignore_eos", true},
