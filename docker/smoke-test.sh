@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Smoke test of the built image: runs `moe up` (demo model, every role) inside a container on
-# the host's loopback, then checks the gateway's /ready answers 200 and a completion comes back.
+# the host's loopback, then checks the gateway's /ready answers 200, a completion comes back, and
+# `docker stop` (SIGTERM) ends it with exit code 0.
 #
 #   bash docker/smoke-test.sh [IMAGE]        # default moe:latest
 #
@@ -66,4 +67,13 @@ if [ "$tokens" != 8 ]; then
   log "expected 8 completion tokens, got $tokens: $body"
   exit 1
 fi
-log "completion from model $model: 8 tokens; PASS ($((SECONDS - start)) s)"
+log "completion from model $model: 8 tokens"
+# `docker stop` sends SIGTERM to moe (PID 1 in the container): every role must stop cleanly.
+"$docker_cli" stop -t 30 "$name" >/dev/null
+code="$("$docker_cli" inspect -f '{{.State.ExitCode}}' "$name")"
+if [ "$code" != 0 ]; then
+  log "the container exited with $code after SIGTERM"
+  "$docker_cli" logs "$name" 2>&1 | tail -20 >&2
+  exit 1
+fi
+log "SIGTERM: exit 0; PASS ($((SECONDS - start)) s)"
