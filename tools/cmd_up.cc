@@ -239,6 +239,17 @@ int Run(const UpConfig& c) {
   if (!c.api_key.empty()) gw.insert(gw.end(), {"--api-key", c.api_key});
   std::string gateway = cluster.Start("gateway", gw);
   if (gateway.empty()) return fail("");
+  // The gateway's /ready passes once a test generation went through a worker and its experts.
+  {
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(c.startup_timeout_s);
+    while (HttpStatus(gateway, "/ready") != 200) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        return fail("the gateway is not ready (/ready on " + gateway + ")");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
   std::printf("moe up: serving %s (transport %s, %d micro-batch%s)\n  OpenAI API   http://%s/v1\n"
               "  scheduler %s\n  expert services %s\n  expert admin %s\n  attention workers %s\n"
               "  attention admin %s\n(Ctrl-C stops everything)\n",
