@@ -224,7 +224,11 @@ int RunAttention(int argc, const char* const* argv) {
   AdminServerOptions ao;
   ao.host = c.host;
   ao.port = c.admin_port;
-  ao.ready = [&draining] { return !draining.load(); };
+  // Ready: the weights are loaded (before this point), remote experts have a placement (the
+  // static table or a scheduler plan) to route with, and no drain has begun.
+  ao.ready = [&draining, remote, &parts] {
+    return !draining.load() && (!remote || parts.placement.Get() != nullptr);
+  };
   auto admin = AdminServer::Start(ao);
   if (!admin.ok()) return Fail(admin.status());
   attention::AttentionServerOptions so;
