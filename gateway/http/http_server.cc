@@ -42,8 +42,10 @@ class StreamImpl final : public ResponseStream {
     http::response<http::empty_body> res{static_cast<http::status>(status), version_};
     res.set(http::field::content_type, content_type);
     res.set(http::field::cache_control, "no-cache");
+    // HTTP/1.0 has no chunked encoding: the body ends when the connection closes.
+    if (version_ < 11) keep_alive_ = false;
     res.keep_alive(keep_alive_);
-    res.chunked(true);
+    if (version_ >= 11) res.chunked(true);
     http::response_serializer<http::empty_body> sr{res};
     beast::error_code ec;
     stream_.expires_after(write_timeout_);
@@ -58,14 +60,23 @@ class StreamImpl final : public ResponseStream {
     if (data.empty()) co_return true;
     beast::error_code ec;
     stream_.expires_after(write_timeout_);
-    co_await asio::async_write(stream_, http::make_chunk(asio::buffer(data)),
-                               asio::redirect_error(asio::use_awaitable, ec));
+    if (version_ >= 11) {
+      co_await asio::async_write(stream_, http::make_chunk(asio::buffer(data)),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    } else {
+      co_await asio::async_write(stream_, asio::buffer(data),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    }
     stream_.expires_never();
     ok_ = !ec;
     co_return ok_;
   }
 
   asio::awaitable<bool> End() override {
+    if (version_ < 11 && started_ && ok_) {  // the connection's close ends the body
+      ended_ = true;
+      co_return true;
+    }
     if (!started_ || !ok_) co_return false;
     beast::error_code ec;
     stream_.expires_after(write_timeout_);
@@ -79,6 +90,7 @@ class StreamImpl final : public ResponseStream {
 
   bool started() const override { return started_; }
   bool ended() const { return ended_; }
+  bool keep_alive() const { return keep_alive_; }
 
   void WatchDisconnect(std::function<void()> on_gone) override {
     if (watching_) return;
@@ -197,7 +209,7 @@ struct HttpServer::Impl {
         res = co_await Handle(req, rs);
         rs.Deactivate();
         streamed = rs.started();
-        stream_ok = rs.ended();
+        stream_ok = rs.ended() && rs.keep_alive();
         res.version(req.version());
       }
       if (streamed) {

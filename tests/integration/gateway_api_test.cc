@@ -259,7 +259,7 @@ TEST_F(GatewayApiTest, StopStringsCutTheTextAcrossTokens) {
   EXPECT_EQ(json::parse(Post("/v1/completions", req).body)["choices"][0]["text"], want + stop);
 }
 
-TEST_F(GatewayApiTest, PenaltiesChangeGreedyOutputAndEchoStreams) {
+TEST_F(GatewayApiTest, PenaltiesChangeGreedyOutputEchoAndHttp10Streams) {
   ASSERT_NO_FATAL_FAILURE(Start());
   const json& c = golden_["cases"][0];  // its golden text repeats tokens
   json req{
@@ -274,6 +274,23 @@ TEST_F(GatewayApiTest, PenaltiesChangeGreedyOutputAndEchoStreams) {
              json{{"prompt", "Hello"}, {"max_tokens", 2}, {"echo", true}, {"stream", true}}, false);
   ASSERT_FALSE(ev.empty());
   EXPECT_EQ(ev[0]["choices"][0]["text"].get<std::string>().rfind("Hello", 0), 0u);
+  // An HTTP/1.0 client gets the stream unchunked, ended by the connection's close.
+  const std::string body = json{{"prompt", "Hello"}, {"max_tokens", 3}, {"stream", true}}.dump();
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string raw = test_util::RawExchange(
+      cluster_.port(),
+      {"POST /v1/completions HTTP/1.0\r\nContent-Length: " + std::to_string(body.size()) +
+       "\r\n\r\n" + body},
+      std::chrono::seconds(20));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10)) << "not closed";
+  EXPECT_EQ(raw.rfind("HTTP/1.0 200", 0), 0u) << raw;
+  EXPECT_EQ(raw.find("chunked"), std::string::npos) << raw;
+  const size_t start = raw.find("\r\n\r\n");
+  ASSERT_NE(start, std::string::npos);
+  std::vector<json> ev10 = SseEvents(raw.substr(start + 4));
+  ASSERT_GE(ev10.size(), 2u) << raw;  // at least one chunk, [DONE]
+  EXPECT_EQ(ev10.back(), "[DONE]");
+  EXPECT_EQ(ev10[ev10.size() - 2]["choices"][0]["finish_reason"], "length") << raw;
 }
 
 TEST_F(GatewayApiTest, TokenizeAndDetokenizeMatchGoldenIds) {
