@@ -75,7 +75,10 @@ void FinishShares(std::vector<Replica>& rs, double delta) {
 
 // Returns true when layer l of `plan` was replaced by a better one; `used` = copies per
 // instance over all layers (kept in step).
-absl::StatusOr<bool> SolveLayer(const Context& c, int l, int pass, double seconds,
+// With `fix_multi`, replicated experts keep their instances (their shares stay free): the MIP is
+// then an assignment of the single-copy experts with load rows, which CBC solves at the root in
+// tens of milliseconds even at 256 x 256; without it every copy may move (slower, weaker LP).
+absl::StatusOr<bool> SolveLayer(const Context& c, int l, int pass, bool fix_multi, double seconds,
                                 PlacementPlan& plan, std::vector<int>& used) {
   const PlacementProblem& p = c.p;
   const int n = c.n, experts = p.experts;
@@ -107,6 +110,8 @@ absl::StatusOr<bool> SolveLayer(const Context& c, int l, int pass, double second
   }
   // Candidates.
   const bool all = static_cast<int64_t>(experts) * n <= c.params.all_candidates_below;
+  const int k_aff = c.params.affinity_candidates, k_load = c.params.load_candidates,
+            k_rand = c.params.random_candidates;
   std::vector<int> by_load;
   for (int i = 0; i < n; ++i) {
     if (p.Capacity(i) > 0) by_load.push_back(i);
@@ -132,14 +137,14 @@ absl::StatusOr<bool> SolveLayer(const Context& c, int l, int pass, double second
       const double* we = &w[static_cast<size_t>(e) * n];
       std::vector<int> order(n);
       std::iota(order.begin(), order.end(), 0);
-      const int k = std::min(n, c.params.affinity_candidates);
+      const int k = std::min(n, k_aff);
       std::partial_sort(order.begin(), order.begin() + k, order.end(),
                         [&](int a, int b) { return we[a] > we[b]; });
       for (int j = 0; j < k && we[order[j]] > 0; ++j) add(order[j]);
-      for (int j = 0; j < c.params.load_candidates && j < static_cast<int>(by_load.size()); ++j) {
+      for (int j = 0; j < k_load && j < static_cast<int>(by_load.size()); ++j) {
         add(by_load[j]);
       }
-      for (int j = 0; j < c.params.random_candidates; ++j) {
+      for (int j = 0; j < k_rand; ++j) {
         add(static_cast<int>(Mix((g * 131 + j) * 977 + pass) % static_cast<uint64_t>(n)));
       }
     }
@@ -156,17 +161,26 @@ absl::StatusOr<bool> SolveLayer(const Context& c, int l, int pass, double second
   std::vector<std::pair<int, double>> budget_row;
   for (int e = 0; e < experts; ++e) {
     const size_t g = static_cast<size_t>(l) * experts + e;
+    // An expert with one copy keeps one (share 1): x alone, an assignment row, so the LP
+    // relaxation stays tight. Replicated experts get shares y with delta * x <= y <= x.
+    const bool single = plan.At(l, e).size() == 1 && c.min_r <= 1;
     std::vector<std::pair<int, double>> sum_y, sum_x;
     for (int i : cand[e]) {
       double share = 0;
       for (const Replica& r : plan.At(l, e)) share = r.instance == i ? r.share : share;
-      const int x = m.AddCol(0, 1, c.MoveCost(g, i), true);
-      const int y = m.AddCol(0, 1, -c.lambda * w[static_cast<size_t>(e) * n + i], false);
+      const double reward = -c.lambda * w[static_cast<size_t>(e) * n + i];
+      const double xlb = (!single && fix_multi && share > 0) ? 1.0 : 0.0;
+      const double xub = (!single && fix_multi && share <= 0) ? 0.0 : 1.0;
+      const int x = m.AddCol(xlb, xub, c.MoveCost(g, i) + (single ? reward : 0.0), true);
       start.push_back(share > 0 ? 1.0 : 0.0);
-      start.push_back(share);
+      int y = x;
+      if (!single) {
+        y = m.AddCol(0, 1, reward, false);
+        start.push_back(share);
+        m.AddRow({{y, 1.0}, {x, -1.0}}, -kMipInf, 0.0);
+        m.AddRow({{y, 1.0}, {x, -c.delta}}, 0.0, kMipInf);
+      }
       cols[e].push_back({x, y});
-      m.AddRow({{y, 1.0}, {x, -1.0}}, -kMipInf, 0.0);
-      m.AddRow({{y, 1.0}, {x, -c.delta}}, 0.0, kMipInf);
       sum_y.push_back({y, 1.0});
       sum_x.push_back({x, 1.0});
       budget_row.push_back({x, 1.0});
@@ -184,7 +198,8 @@ absl::StatusOr<bool> SolveLayer(const Context& c, int l, int pass, double second
     m.AddRow(inst_load[i], -kMipInf, 0.0);
   }
   const double start_obj = m.Objective(start);
-  MOE_ASSIGN_OR_RETURN(MipResult res, SolveMip(m, c.params.engine, start, seconds));
+  MOE_ASSIGN_OR_RETURN(MipResult res,
+                       SolveMip(m, c.params.engine, start, seconds, c.params.layer_gap));
   if (!res.has_solution ||
       !(res.objective < start_obj - 1e-9 * std::max(1.0, std::fabs(start_obj)))) {
     return false;
@@ -355,7 +370,10 @@ absl::StatusOr<PlacementPlan> IlpPlacement(const PlacementProblem& p, const Plac
     for (const auto& rs : plan.replicas) {
       for (const Replica& r : rs) ++used[r.instance];
     }
-    for (int pass = 0; pass < params.max_passes; ++pass) {
+    // Even passes move single-copy experts only (fast, optimal per layer), odd passes every
+    // copy; stop after two passes in a row without an improvement.
+    int idle = 0;
+    for (int pass = 0; pass < params.max_passes && idle < 2; ++pass) {
       bool any = false;
       ++stats.passes;
       for (int l = 0; l < p.layers; ++l) {
@@ -363,10 +381,12 @@ absl::StatusOr<PlacementPlan> IlpPlacement(const PlacementProblem& p, const Plac
         if (left <= 0.01) break;
         const double seconds = std::max(0.01, left / (p.layers - l));
         ++stats.subproblems;
-        MOE_ASSIGN_OR_RETURN(bool better, SolveLayer(c, l, pass, seconds, plan, used));
+        MOE_ASSIGN_OR_RETURN(bool better,
+                             SolveLayer(c, l, pass, pass % 2 == 0, seconds, plan, used));
         if (better) ++stats.improved, any = true;
       }
-      if (!any || SecondsSince(t0) >= params.time_limit_seconds) break;
+      idle = any ? 0 : idle + 1;
+      if (SecondsSince(t0) >= params.time_limit_seconds) break;
     }
   }
   const double start_cost = EvaluatePlan(p, start).cost;

@@ -41,11 +41,13 @@ struct IlpParams {
   // Decomposed mode: candidate instances per expert by affinity / least load / pseudo-random
   // (plus the incumbent's and the current plan's). All instances when experts * instances <=
   // all_candidates_below.
-  int affinity_candidates = 4;
-  int load_candidates = 3;
-  int random_candidates = 2;
+  int affinity_candidates = 3;
+  int load_candidates = 2;
+  int random_candidates = 1;
   int all_candidates_below = 1024;
   int max_passes = 4;
+  // Decomposed mode: a layer MIP stops within this relative gap of its bound.
+  double layer_gap = 1e-3;
   // Monolithic mode when every expert has one replica and the model has at most this many
   // binaries + linearisation columns.
   int monolithic_max_columns = 3000;

@@ -18,7 +18,7 @@ namespace {
 double Finite(double v) { return std::isinf(v) ? (v > 0 ? DBL_MAX : -DBL_MAX) : v; }
 
 absl::StatusOr<MipResult> SolveCbc(const MipModel& m, const std::vector<double>& start,
-                                   double seconds) {
+                                   double seconds, double gap) {
   const int n = m.cols(), r = m.rows();
   // Rows -> compressed columns.
   std::vector<CoinBigIndex> col_start(n + 1, 0);
@@ -52,7 +52,11 @@ absl::StatusOr<MipResult> SolveCbc(const MipModel& m, const std::vector<double>&
   Cbc_setLogLevel(model.get(), 0);
   Cbc_setParameter(model.get(), "log", "0");
   Cbc_setParameter(model.get(), "slog", "0");
+  // CglPreProcess::postProcess crashes (CBC 2.10.8) when the time limit ends the search early;
+  // the placement models are small and already tight, so preprocessing buys little anyway.
+  Cbc_setParameter(model.get(), "preprocess", "off");
   Cbc_setMaximumSeconds(model.get(), std::max(0.01, seconds));
+  if (gap > 0) Cbc_setAllowableFractionGap(model.get(), gap);
   if (!start.empty()) {
     Cbc_setMIPStartI(model.get(), static_cast<int>(ints.size()), ints.data(), int_start.data());
   }
@@ -93,7 +97,7 @@ void GlpkCallback(glp_tree* tree, void* info) {
 std::mutex glpk_mu;  // glp_term_out is process-wide
 
 absl::StatusOr<MipResult> SolveGlpk(const MipModel& m, const std::vector<double>& start,
-                                    double seconds) {
+                                    double seconds, double gap) {
   std::lock_guard<std::mutex> lock(glpk_mu);
   glp_term_out(GLP_OFF);
   const int n = m.cols(), r = m.rows();
@@ -149,6 +153,7 @@ absl::StatusOr<MipResult> SolveGlpk(const MipModel& m, const std::vector<double>
   io.presolve = GLP_OFF;  // the callback's solution must be in the original columns
   io.cb_func = GlpkCallback;
   io.cb_info = &seed;
+  if (gap > 0) io.mip_gap = gap;
   io.fp_heur = GLP_OFF;  // its inner simplex ignores the time limit (seen hanging for minutes)
   const int rc = glp_intopt(p, &io);
   const int st = glp_mip_status(p);
@@ -184,7 +189,8 @@ double MipModel::MaxViolation(const std::vector<double>& x) const {
 }
 
 absl::StatusOr<MipResult> SolveMip(const MipModel& model, MipEngine engine,
-                                   const std::vector<double>& start, double time_limit_seconds) {
+                                   const std::vector<double>& start, double time_limit_seconds,
+                                   double relative_gap) {
   if (!(time_limit_seconds > 0)) return absl::InvalidArgumentError("MIP needs a time limit > 0");
   if (!start.empty() && static_cast<int>(start.size()) != model.cols()) {
     return absl::InvalidArgumentError(
@@ -195,9 +201,9 @@ absl::StatusOr<MipResult> SolveMip(const MipModel& model, MipEngine engine,
   }
   switch (engine) {
     case MipEngine::kCbc:
-      return SolveCbc(model, start, time_limit_seconds);
+      return SolveCbc(model, start, time_limit_seconds, relative_gap);
     case MipEngine::kGlpk:
-      return SolveGlpk(model, start, time_limit_seconds);
+      return SolveGlpk(model, start, time_limit_seconds, relative_gap);
   }
   return absl::InvalidArgumentError("unknown MIP engine");
 }

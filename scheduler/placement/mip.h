@@ -65,9 +65,11 @@ struct MipResult {
 
 // Solves `model` within `time_limit_seconds` (> 0). `start` (empty, or one value per column;
 // a feasible solution) seeds the search: CBC's MIP start, GLPK's first heuristic solution.
-// No solution found in time is not an error (has_solution = false).
+// No solution found in time is not an error (has_solution = false). The search stops once the
+// incumbent is within `relative_gap` of the best bound (0 = the engine's default, ~optimal).
 absl::StatusOr<MipResult> SolveMip(const MipModel& model, MipEngine engine,
-                                   const std::vector<double>& start, double time_limit_seconds);
+                                   const std::vector<double>& start, double time_limit_seconds,
+                                   double relative_gap = 0);
 
 }  // namespace moe::scheduler
 
