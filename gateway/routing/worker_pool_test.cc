@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+
 #include <gtest/gtest.h>
 
 #include "absl/synchronization/notification.h"
@@ -73,7 +75,7 @@ class SilentListener {
 struct Recorder {
   absl::Notification done;
   absl::Status status;
-  bool started = false;
+  std::atomic<bool> started{false};
   GenerateCallbacks Callbacks() {
     GenerateCallbacks cb;
     cb.on_start = [this](absl::Duration) { started = true; };
@@ -87,10 +89,10 @@ struct Recorder {
 
 TEST(WorkerPoolTest, BoundedQueueRejectsThenCancelsQueuedAndRunningCalls) {
   SilentListener silent;
+  Recorder running, queued;  // outlive the pool
   WorkerPool pool({silent.address()}, WorkerPoolOptions{1, 1});
   attention::v1::GenerateRequest req;
   req.add_prompt_ids(1);
-  Recorder running, queued;
   auto h1 = pool.Submit(req, 10, absl::Now() + absl::Seconds(30), running.Callbacks());
   ASSERT_TRUE(h1.ok()) << h1.status();
   auto h2 = pool.Submit(req, 7, absl::Now() + absl::Seconds(30), queued.Callbacks());
@@ -118,10 +120,50 @@ TEST(WorkerPoolTest, BoundedQueueRejectsThenCancelsQueuedAndRunningCalls) {
   EXPECT_EQ(loads[0].outstanding_tokens, 0);
 }
 
+TEST(WorkerPoolTest, CallsSpreadOverWorkersByOutstandingTokens) {
+  SilentListener a, b;
+  Recorder r1, r2, r3, r4, r5, r6;  // outlive the pool: its destructor reports to them
+  WorkerPool pool({a.address(), b.address()}, WorkerPoolOptions{2, 1});
+  attention::v1::GenerateRequest req;
+  req.add_prompt_ids(1);
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  // 100 tokens to worker 0; then worker 1 has fewer (0): 10 tokens there; then worker 1 again
+  // (10 < 100): 10 more; now worker 1 is full (2 running), so worker 0 runs the next.
+  std::vector<std::shared_ptr<GenerateHandle>> handles;
+  for (auto [rec, cost] :
+       std::vector<std::pair<Recorder*, int>>{{&r1, 100}, {&r2, 10}, {&r3, 10}, {&r4, 5}}) {
+    auto h = pool.Submit(req, cost, deadline, rec->Callbacks());
+    ASSERT_TRUE(h.ok()) << h.status();
+    handles.push_back(*h);
+  }
+  std::vector<WorkerLoad> loads = pool.Loads();
+  EXPECT_EQ(loads[0].running, 2);
+  EXPECT_EQ(loads[0].outstanding_tokens, 105);
+  EXPECT_EQ(loads[1].running, 2);
+  EXPECT_EQ(loads[1].outstanding_tokens, 20);
+  // Both full: the queue of the fewest tokens (worker 1) takes the next; then worker 0's.
+  auto q1 = pool.Submit(req, 1, deadline, r5.Callbacks());
+  ASSERT_TRUE(q1.ok());
+  loads = pool.Loads();
+  EXPECT_EQ(loads[1].queued, 1);
+  auto q2 = pool.Submit(req, 1, deadline, r6.Callbacks());
+  ASSERT_TRUE(q2.ok());
+  EXPECT_EQ(pool.Loads()[0].queued, 1);
+  EXPECT_EQ(pool.Submit(req, 1, deadline, {}).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  // Ending a running call of worker 1 starts its queued one.
+  handles[1]->Cancel();
+  ASSERT_TRUE(r2.done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  for (int i = 0; i < 500 && !r5.started; ++i) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_TRUE(r5.started);
+  EXPECT_EQ(pool.Loads()[1].queued, 0);
+  // (The pool's destructor cancels the rest.)
+}
+
 TEST(WorkerPoolTest, UnreachableWorkerIsUnavailable) {
   // Port 1 on loopback: nothing listens there; the call fails fast or at its deadline.
+  Recorder r;  // outlives the pool
   WorkerPool pool({"127.0.0.1:1"});
-  Recorder r;
   attention::v1::GenerateRequest req;
   req.add_prompt_ids(1);
   auto h = pool.Submit(req, 3, absl::Now() + absl::Seconds(5), r.Callbacks());
