@@ -4,28 +4,23 @@
 Starts `moe scheduler`, two `moe expert`, one `moe attention` and `moe gateway` with no flags but
 the role: each gets the MOE_* environment of deploy/base/config/common.env + its role's file,
 overriding only what a pod gets from Kubernetes or cannot have on one machine: loopback host and
-run-time ports, the peers' addresses (Service names -> 127.0.0.1:port), the model path, the pod
-name and IP (MOE_INSTANCE_ID, MOE_ADVERTISE_ADDRESS), MOE_ELASTIC=false (no Kubernetes API here)
-and MOE_THREADS=1 (shared cores). Then the gateway must get ready, answer a completion, and
+run-time ports (each role prints the ones it got), the peers' addresses (Service names ->
+127.0.0.1:port), the model path, the pod name (MOE_INSTANCE_ID), MOE_ELASTIC=false (no
+Kubernetes API here) and MOE_THREADS=1 (shared cores). Then the gateway must get ready, answer a completion, and
 every role must exit 0 on SIGTERM. Every wait is bounded; processes are stopped by pid.
 Usage: env_roles_test.py --moe BIN --model DIR --deploy DIR
 """
 import argparse
 import json
 import os
+import queue
 import signal
-import socket
 import subprocess
 import sys
+import threading
 import time
 
 from moe_up import http
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def env_file(path):
@@ -47,25 +42,44 @@ def main():
     cfg = os.path.join(a.deploy, "base", "config")
     common = env_file(os.path.join(cfg, "common.env"))
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("MOE_")}
-    ports = {r: (free_port(), free_port())
-             for r in ("scheduler", "expert-0", "expert-1", "attention", "gateway")}
     procs = []
 
     def start(role, name, overrides):
+        """Starts a role on run-time ports; returns its (gRPC or HTTP, admin) host:port."""
         env = dict(base_env)
         env.update(common)
         env.update(env_file(os.path.join(cfg, f"{role}.env")))
-        grpc_port, admin_port = ports[name]
-        env.update({"MOE_HOST": "127.0.0.1", "MOE_PORT": str(grpc_port),
-                    "MOE_MODEL": a.model, "MOE_LOG_LEVEL": "warn"})
+        env.update({"MOE_HOST": "127.0.0.1", "MOE_PORT": "0", "MOE_MODEL": a.model,
+                    "MOE_LOG_LEVEL": "warn"})
         if "MOE_ADMIN_PORT" in env:
-            env["MOE_ADMIN_PORT"] = str(admin_port)
+            env["MOE_ADMIN_PORT"] = "0"
         if "MOE_THREADS" in env:
             env["MOE_THREADS"] = "1"
         env.update(overrides)
-        p = subprocess.Popen([a.moe, role], env=env, stdout=subprocess.DEVNULL)
+        p = subprocess.Popen([a.moe, role], env=env, stdout=subprocess.PIPE, text=True)
         procs.append((name, p))
-        return p
+        lines = queue.Queue()
+
+        def forward():  # stdout lines to the queue, on a reader thread
+            for line in p.stdout:
+                lines.put(line)
+        threading.Thread(target=forward, daemon=True).start()
+        listen = admin = None
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and (listen is None or
+                                               (admin is None and role != "gateway")):
+            try:
+                line = lines.get(timeout=0.5)
+            except queue.Empty:
+                if p.poll() is not None:
+                    sys.exit(f"{name} exited with {p.returncode}")
+                continue
+            if line.startswith("listening on "):
+                listen = line.split()[-1]
+            elif line.startswith("admin on "):
+                admin = line.split()[-1]
+        assert listen is not None, f"{name} did not start"
+        return listen, admin
 
     def wait_http(url, want=200, timeout=60):
         deadline = time.monotonic() + timeout
@@ -78,22 +92,20 @@ def main():
             time.sleep(0.2)
         return False
 
-    sched = f"127.0.0.1:{ports['scheduler'][0]}"
     try:
-        start("scheduler", "scheduler", {"MOE_ELASTIC": "false"})
-        assert wait_http(f"http://127.0.0.1:{ports['scheduler'][1]}/health"), "scheduler"
+        sched, sched_admin = start("scheduler", "scheduler", {"MOE_ELASTIC": "false"})
+        assert wait_http(f"http://{sched_admin}/health"), "scheduler"
+        expert_admins = []
         for i in range(2):
-            name = f"expert-{i}"
-            start("expert", name, {
-                "MOE_SCHEDULER": sched, "MOE_INSTANCE_ID": f"moe-expert-{i}",
-                "MOE_ADVERTISE_ADDRESS": f"127.0.0.1:{ports[name][0]}"})
-        for i in range(2):
-            assert wait_http(f"http://127.0.0.1:{ports[f'expert-{i}'][1]}/ready"), "expert ready"
-        start("attention", "attention", {"MOE_SCHEDULER": sched})
-        assert wait_http(f"http://127.0.0.1:{ports['attention'][1]}/ready"), "attention ready"
-        start("gateway", "gateway",
-              {"MOE_ATTENTION": f"127.0.0.1:{ports['attention'][0]}"})
-        gw = f"http://127.0.0.1:{ports['gateway'][0]}"
+            _, admin = start("expert", f"expert-{i}", {"MOE_SCHEDULER": sched,
+                                                       "MOE_INSTANCE_ID": f"moe-expert-{i}"})
+            expert_admins.append(admin)
+        for admin in expert_admins:
+            assert wait_http(f"http://{admin}/ready"), "expert ready"
+        attention, attention_admin = start("attention", "attention", {"MOE_SCHEDULER": sched})
+        assert wait_http(f"http://{attention_admin}/ready"), "attention ready"
+        gateway, _ = start("gateway", "gateway", {"MOE_ATTENTION": attention})
+        gw = f"http://{gateway}"
         assert wait_http(f"{gw}/ready", timeout=90), "gateway not ready"
         status, text = http(f"{gw}/v1/models")
         assert status == 200, (status, text)
