@@ -74,18 +74,23 @@ def main():
         }
         with open(os.path.join(tmp, "prometheus.yml"), "w") as f:
             json.dump(config, f)  # JSON is YAML
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        prom = subprocess.Popen(
-            [prometheus, f"--config.file={tmp}/prometheus.yml",
-             f"--storage.tsdb.path={tmp}/data", f"--web.listen-address=127.0.0.1:{port}",
-             "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "prometheus.log"), "w"))
         deadline = start + a.budget_s
-        while time.monotonic() < deadline and http(f"{base}/-/ready", timeout=2)[0] != 200:
-            if prom.poll() is not None:
-                sys.exit("prometheus exited: " + open(os.path.join(tmp, "prometheus.log")).read())
-            time.sleep(0.2)
+        for attempt in range(3):  # a port picked here may be taken before prometheus binds it
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            prom = subprocess.Popen(
+                [prometheus, f"--config.file={tmp}/prometheus.yml",
+                 f"--storage.tsdb.path={tmp}/data-{attempt}",
+                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+                stdout=subprocess.DEVNULL,
+                stderr=open(os.path.join(tmp, "prometheus.log"), "w"))
+            while time.monotonic() < deadline and prom.poll() is None and \
+                    http(f"{base}/-/ready", timeout=2)[0] != 200:
+                time.sleep(0.2)
+            if prom.poll() is None:
+                break
+        if prom.poll() is not None:
+            sys.exit("prometheus exited: " + open(os.path.join(tmp, "prometheus.log")).read())
         assert http(f"{base}/-/ready")[0] == 200, "prometheus not ready"
 
         ok = up.traffic(requests=8, max_tokens=12)
