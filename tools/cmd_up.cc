@@ -26,6 +26,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/flags.h"
 #include "common/logging.h"
 #include "common/process.h"
@@ -50,6 +51,10 @@ struct UpConfig {
   std::string transport = "grpc";
   int micro_batches = 1;
   std::string policy = "round-robin";
+  bool elastic = false;  // the scheduler starts the expert services and scales them
+  int min_experts = 1;   // with elastic
+  int max_experts = 3;   // with elastic
+  std::string scheduler_args;  // extra `moe scheduler` flags, split on spaces
   int64_t startup_timeout_s = 300;
   std::string log_level = "warn";
 };
@@ -194,11 +199,24 @@ int Run(const UpConfig& c) {
     return 1;
   };
   // Child 0: the scheduler. It publishes the first plan once all N expert services registered.
-  const std::string scheduler = cluster.Start(
-      "scheduler", {"scheduler", "--model", model, "--host", c.host, "--port", "0",
-                    "--admin-port", "0", "--replicas", std::to_string(c.replicas),
-                    "--min-experts", std::to_string(c.experts), "--policy", c.policy,
-                    "--log-level", c.log_level});
+  std::vector<std::string> scheduler_args = {
+      "scheduler", "--model", model, "--host", c.host, "--port", "0", "--admin-port", "0",
+      "--replicas", std::to_string(c.replicas), "--min-experts", std::to_string(c.experts),
+      "--policy", c.policy, "--log-level", c.log_level};
+  for (absl::string_view a : absl::StrSplit(c.scheduler_args, ' ', absl::SkipEmpty())) {
+    scheduler_args.emplace_back(a);
+  }
+  if (c.elastic) {
+    // The scheduler owns the expert services (LocalProcessProvider): it starts --min-experts
+    // of them and scales between the bounds with the load; this process starts none.
+    scheduler_args.insert(
+        scheduler_args.end(),
+        {"--elastic", "--provider", "local", "--min-experts", std::to_string(c.min_experts),
+         "--max-experts", std::to_string(c.max_experts), "--expert-args",
+         absl::StrCat("--threads ", c.expert_threads, " --log-level ", c.log_level)});
+  }
+  std::string scheduler_admin;
+  const std::string scheduler = cluster.Start("scheduler", scheduler_args, &scheduler_admin);
   if (scheduler.empty()) return fail("");
   // Children 1..N: expert services. Their experts come from the scheduler's plan.
   std::vector<std::string> experts, expert_admins;
@@ -251,10 +269,10 @@ int Run(const UpConfig& c) {
     }
   }
   std::printf("moe up: serving %s (transport %s, %d micro-batch%s)\n  OpenAI API   http://%s/v1\n"
-              "  scheduler %s\n  expert services %s\n  expert admin %s\n  attention workers %s\n"
+              "  scheduler %s\n  scheduler admin %s\n  expert services %s\n  expert admin %s\n  attention workers %s\n"
               "  attention admin %s\n(Ctrl-C stops everything)\n",
               model.c_str(), c.transport.c_str(), c.micro_batches,
-              c.micro_batches == 1 ? "" : "es", gateway.c_str(), scheduler.c_str(),
+              c.micro_batches == 1 ? "" : "es", gateway.c_str(), scheduler.c_str(), scheduler_admin.c_str(),
               absl::StrJoin(experts, " ").c_str(), absl::StrJoin(expert_admins, " ").c_str(),
               absl::StrJoin(workers, " ").c_str(), absl::StrJoin(worker_admins, " ").c_str());
   // A request that works right away (the demo model and golden models alike).
@@ -323,9 +341,23 @@ int RunUp(int argc, const char* const* argv) {
                "micro-batches per attention step (2: one's attention overlaps the other's "
                "experts)");
   flags.AddString("policy", &c.policy, "expert placement: round-robin or greedy");
+  flags.AddString("scheduler-args", &c.scheduler_args,
+                  "extra flags for `moe scheduler`, e.g. \"--rebalance-interval-s 10\"");
+  flags.AddBool("elastic", &c.elastic,
+                "the scheduler starts the expert services and scales them with the load between "
+                "--min-experts and --max-experts (instead of --experts)");
+  flags.AddInt("min-experts", &c.min_experts, "with --elastic: fewest expert services");
+  flags.AddInt("max-experts", &c.max_experts, "with --elastic: most expert services");
   flags.AddInt("startup-timeout-s", &c.startup_timeout_s, "seconds each role may take to start");
   flags.AddString("log-level", &c.log_level, "log level of the roles");
   if (std::optional<int> exit = flags.ParseCommandLine(argc, argv)) return *exit;
+  if (c.elastic) {
+    if (c.min_experts < 1 || c.max_experts < c.min_experts) {
+      std::fprintf(stderr, "moe up: --elastic needs 1 <= --min-experts <= --max-experts\n");
+      return 2;
+    }
+    c.experts = c.min_experts;  // for the checks below; the scheduler starts them
+  }
   if (c.experts < 1 || c.attention < 1 || c.replicas < 1 || c.replicas > c.experts ||
       c.attention_threads < 1 || c.expert_threads < 1 || c.micro_batches < 1 ||
       (c.transport != "grpc" && c.transport != "shm")) {
@@ -336,6 +368,7 @@ int RunUp(int argc, const char* const* argv) {
     return 2;
   }
   InitLogging("up", c.log_level);
+  if (c.elastic) c.experts = 0;  // none started here
   return Run(c);
 }
 
