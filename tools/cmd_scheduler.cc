@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -12,6 +13,7 @@
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -48,6 +50,15 @@ struct SchedulerFlags {
   int heartbeat_interval_ms = 500;
   int heartbeat_timeout_ms = 3000;
   int load_window_s = 60;
+  bool rebalance = true;
+  double rebalance_threshold = 0.8;
+  double rebalance_min_improvement = 0.05;
+  int rebalance_interval_s = 30;
+  int64_t rebalance_min_tokens = 2000;
+  int commit_timeout_ms = 60000;
+  std::string rebalance_solver = "ilp";
+  double solve_time_limit_s = 2.0;
+  bool expert_token_metrics = false;
   std::string log_level = "info";
 };
 
@@ -59,35 +70,88 @@ int Fail(const absl::Status& s) {
 // Scheduler metrics (DESIGN.md section 7), updated on the scheduling thread after each tick.
 struct SchedulerMetrics {
   prometheus::Gauge* epoch;
+  prometheus::Gauge* pending_epoch;
   prometheus::Gauge* expert_instances;
   prometheus::Gauge* attention_instances;
   prometheus::Counter* deaths;
   prometheus::Counter* failovers;
   prometheus::Counter* plans;
+  prometheus::Counter* rebalances;
+  prometheus::Counter* abandoned;
+  prometheus::Histogram* rebalance_seconds;
+  prometheus::Family<prometheus::Gauge>* balancedness;
+  prometheus::Family<prometheus::Counter>* expert_tokens;  // null unless switched on
+  std::vector<prometheus::Gauge*> layer_gauges;
+  std::vector<prometheus::Counter*> token_counters;  // [layers * experts]
 
-  static SchedulerMetrics Create(prometheus::Registry& r) {
+  static SchedulerMetrics Create(prometheus::Registry& r, bool expert_tokens) {
     auto gauge = [&r](const char* name, const char* help) {
       return &prometheus::BuildGauge().Name(name).Help(help).Register(r).Add({});
     };
     auto counter = [&r](const char* name, const char* help) {
       return &prometheus::BuildCounter().Name(name).Help(help).Register(r).Add({});
     };
-    return {gauge("moe_placement_epoch", "Epoch of the newest published placement plan"),
-            gauge("moe_expert_instances", "Live expert-service instances"),
-            gauge("moe_attention_instances", "Live attention-worker instances"),
-            counter("moe_instance_deaths_total", "Instances declared dead (missed heartbeats)"),
-            counter("moe_failovers_total",
-                    "Plans published because an expert instance of the plan died"),
-            counter("moe_placement_plans_total", "Placement plans published")};
+    SchedulerMetrics m{
+        gauge("moe_placement_epoch", "Epoch of the committed placement plan"),
+        gauge("moe_placement_pending_epoch", "Epoch of the pending plan being loaded; 0 = none"),
+        gauge("moe_expert_instances", "Live expert-service instances"),
+        gauge("moe_attention_instances", "Live attention-worker instances"),
+        counter("moe_instance_deaths_total", "Instances declared dead (missed heartbeats)"),
+        counter("moe_failovers_total",
+                "Plans published because an expert instance of the plan died"),
+        counter("moe_placement_plans_total", "Placement plans published (pending and committed)"),
+        counter("moe_rebalances_total", "Rebalance plans committed"),
+        counter("moe_placement_abandoned_total", "Pending plans abandoned (not loaded in time)"),
+        &prometheus::BuildHistogram()
+             .Name("moe_rebalance_seconds")
+             .Help("Time from publishing a rebalance plan as pending to committing it")
+             .Register(r)
+             .Add({}, prometheus::Histogram::BucketBoundaries{0.25, 0.5, 1, 2, 5, 10, 30, 60}),
+        &prometheus::BuildGauge()
+             .Name("moe_layer_balancedness")
+             .Help("Mean / max expert-instance load per layer under the committed plan")
+             .Register(r),
+        expert_tokens ? &prometheus::BuildCounter()
+                             .Name("moe_expert_tokens_total")
+                             .Help("Tokens routed to each (layer, expert), from load reports")
+                             .Register(r)
+                      : nullptr,
+        {},
+        {}};
+    return m;
   }
   void Update(const scheduler::SchedulerStats& s) {
     epoch->Set(static_cast<double>(s.epoch));
+    pending_epoch->Set(static_cast<double>(s.pending_epoch));
     expert_instances->Set(s.expert_instances);
     attention_instances->Set(s.attention_instances);
     // Counters only move forward: add the difference to what they show.
     deaths->Increment(static_cast<double>(s.instance_deaths) - deaths->Value());
     failovers->Increment(static_cast<double>(s.failovers) - failovers->Value());
     plans->Increment(static_cast<double>(s.plans_published) - plans->Value());
+    abandoned->Increment(static_cast<double>(s.abandoned) - abandoned->Value());
+    if (static_cast<double>(s.rebalances) > rebalances->Value()) {
+      rebalances->Increment(static_cast<double>(s.rebalances) - rebalances->Value());
+      rebalance_seconds->Observe(s.last_rebalance_seconds);
+    }
+    for (size_t l = layer_gauges.size(); l < s.balancedness.size(); ++l) {
+      layer_gauges.push_back(&balancedness->Add({{"layer", std::to_string(l)}}));
+    }
+    for (size_t l = 0; l < s.balancedness.size(); ++l) layer_gauges[l]->Set(s.balancedness[l]);
+    if (expert_tokens != nullptr && !s.expert_tokens.empty()) {
+      if (token_counters.empty()) {
+        for (int l = 0; l < s.layers; ++l) {
+          for (int e = 0; e < s.experts; ++e) {
+            token_counters.push_back(&expert_tokens->Add(
+                {{"layer", std::to_string(l)}, {"expert", std::to_string(e)}}));
+          }
+        }
+      }
+      for (size_t g = 0; g < s.expert_tokens.size() && g < token_counters.size(); ++g) {
+        const double delta = static_cast<double>(s.expert_tokens[g]) - token_counters[g]->Value();
+        if (delta > 0) token_counters[g]->Increment(delta);
+      }
+    }
   }
 };
 
@@ -278,16 +342,35 @@ int RunScheduler(int argc, const char* const* argv) {
   flags.AddInt("heartbeat-timeout-ms", &f.heartbeat_timeout_ms,
                "silence after which an instance is dead");
   flags.AddInt("load-window-s", &f.load_window_s, "sliding window of load reports, seconds");
+  flags.AddBool("rebalance", &f.rebalance, "rebalance when a layer's balance falls under the threshold");
+  flags.AddDouble("rebalance-threshold", &f.rebalance_threshold,
+                  "rebalance when some layer's mean/max instance load is below this (0, 1]");
+  flags.AddDouble("rebalance-min-improvement", &f.rebalance_min_improvement,
+                  "publish a rebalance only if the worst layer improves by this much");
+  flags.AddInt("rebalance-interval-s", &f.rebalance_interval_s,
+               "minimum seconds between plans before a rebalance");
+  flags.AddInt("rebalance-min-tokens", &f.rebalance_min_tokens,
+               "tokens the load window must hold before balance is judged");
+  flags.AddInt("commit-timeout-ms", &f.commit_timeout_ms,
+               "a pending plan not loaded by every expert instance in this long is abandoned");
+  flags.AddString("rebalance-solver", &f.rebalance_solver,
+                  "solver of rebalance plans: ilp (CBC), glpk or greedy");
+  flags.AddDouble("solve-time-limit-s", &f.solve_time_limit_s,
+                  "time limit of one rebalance solve, seconds");
+  flags.AddBool("expert-token-metrics", &f.expert_token_metrics,
+                "export moe_expert_tokens_total{layer,expert} (layers x experts series)");
   ElasticFlags elastic_flags;
   AddElasticFlags(&flags, &elastic_flags);
   flags.AddString("log-level", &f.log_level, "trace, debug, info, warn, error");
   if (std::optional<int> exit = flags.ParseCommandLine(argc, argv)) return *exit;
   InitLogging("scheduler", f.log_level);
+  int top_k = 1;
   if (!f.model.empty()) {
     absl::StatusOr<model::ModelConfig> mc = model::LoadModelConfig(f.model);
     if (!mc.ok()) return Fail(mc.status());
     if (!flags.WasSet("layers")) f.layers = mc->num_hidden_layers;
     if (!flags.WasSet("experts")) f.experts = mc->num_experts;
+    top_k = std::max(1, mc->num_experts_per_tok);
     for (int l = 0; l < mc->num_hidden_layers; ++l) {
       if (!mc->IsMoeLayer(l)) {
         MOE_LOG_WARN("layer {} is dense: its experts are placed but do not exist", l);
@@ -295,6 +378,7 @@ int RunScheduler(int argc, const char* const* argv) {
     }
   }
   scheduler::SchedulerConfig config;
+  config.top_k = top_k;
   config.layers = f.layers;
   config.experts = f.experts;
   config.replication.min_replicas = f.replicas;
@@ -305,6 +389,21 @@ int RunScheduler(int argc, const char* const* argv) {
   config.heartbeat_timeout = absl::Milliseconds(f.heartbeat_timeout_ms);
   config.load_window = absl::Seconds(f.load_window_s);
   config.load_bucket = config.load_window / 12;
+  config.rebalance.enabled = f.rebalance;
+  config.rebalance.threshold = f.rebalance_threshold;
+  config.rebalance.min_improvement = f.rebalance_min_improvement;
+  config.rebalance.min_interval = absl::Seconds(f.rebalance_interval_s);
+  config.rebalance.min_tokens = f.rebalance_min_tokens;
+  config.rebalance.commit_timeout = absl::Milliseconds(f.commit_timeout_ms);
+  config.solve_time_limit_s = f.solve_time_limit_s;
+  if (absl::StatusOr<scheduler::SolverKind> kind = scheduler::ParseSolverKind(f.rebalance_solver);
+      kind.ok()) {
+    config.rebalance_solver = *kind;
+  } else {
+    std::fprintf(stderr, "moe scheduler: --rebalance-solver: %s\n",
+                 std::string(kind.status().message()).c_str());
+    return 2;
+  }
   if (f.policy == "greedy") {
     config.policy = scheduler::PlacementPolicy::kGreedy;
   } else if (f.policy == "round-robin") {
@@ -344,7 +443,7 @@ int RunScheduler(int argc, const char* const* argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  SchedulerMetrics metrics = SchedulerMetrics::Create(MetricsRegistry());
+  SchedulerMetrics metrics = SchedulerMetrics::Create(MetricsRegistry(), f.expert_token_metrics);
   // The listener runs on the loop thread, which starts after `server` is set.
   scheduler::SchedulerServer* server_ptr = nullptr;
   scheduler::SchedulerCore core(config, [&server_ptr](auto plan) {
@@ -368,8 +467,10 @@ int RunScheduler(int argc, const char* const* argv) {
       &core, Clock::Real(), config.heartbeat_interval / 2,
       [&metrics](const scheduler::TickResult& r, const scheduler::SchedulerStats& s) {
         for (const std::string& id : r.dead) MOE_LOG_WARN("instance {} is dead", id);
+        if (!r.note.empty()) MOE_LOG_INFO("{}", r.note);
         if (r.published != nullptr) {
-          MOE_LOG_INFO("published plan epoch {} on {} expert instances", r.published->plan.epoch,
+          MOE_LOG_INFO("published plan epoch {} ({}) on {} expert instances",
+                       r.published->plan.epoch, r.published->pending ? "pending" : "committed",
                        r.published->plan.instances);
         } else if (!r.placement_status.ok() && s.plans_published == 0) {
           MOE_LOG_DEBUG("no initial plan yet: {}", r.placement_status.ToString());

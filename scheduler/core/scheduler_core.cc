@@ -138,9 +138,12 @@ PlacementProblem SchedulerCore::Problem(const std::vector<Member>& experts, absl
   problem.experts = config_.experts;
   problem.instances = static_cast<int>(experts.size());
   problem.bytes_per_expert = config_.bytes_per_expert;
+  problem.top_k = std::max(1, config_.top_k);
+  problem.time_limit_seconds = config_.solve_time_limit_s;
   for (const Member& m : experts) {
     problem.slots.push_back(m.info.expert_slots);
     problem.memory_bytes.push_back(m.info.memory_bytes);
+    problem.speed.push_back(m.info.speed);
   }
   const LoadSnapshot load = window_.Totals(now);
   if (window_tokens != nullptr) *window_tokens = load.total_tokens;
@@ -257,36 +260,56 @@ std::shared_ptr<const PublishedPlan> SchedulerCore::AdvancePending(absl::Time no
   return current_;  // published again: followers forget the abandoned plan
 }
 
-std::shared_ptr<const PublishedPlan> SchedulerCore::MaybeRebalance(
-    const std::vector<Member>& experts, absl::Time now, std::string* note) {
-  if (current_ == nullptr || now - last_balance_ < absl::Seconds(1)) return nullptr;
+std::optional<SchedulerCore::RebalanceJob> SchedulerCore::PlanRebalance(
+    const std::vector<Member>& experts, absl::Time now) {
+  if (current_ == nullptr || now - last_balance_ < absl::Seconds(1)) return std::nullopt;
   last_balance_ = now;
   int64_t tokens = 0;
-  const PlacementProblem problem = Problem(experts, now, &tokens);
+  PlacementProblem problem = Problem(experts, now, &tokens);
   if (problem.load.empty()) {
     stats_.balancedness.clear();
-    return nullptr;
+    return std::nullopt;
   }
-  std::vector<double> speeds;
-  for (const Member& m : experts) speeds.push_back(m.info.speed);
-  stats_.balancedness = LayerBalancedness(problem, current_->plan, speeds);
+  stats_.balancedness = LayerBalancedness(problem, current_->plan, problem.speed);
   const RebalanceDecision decision =
       DecideRebalance({stats_.balancedness, tokens, now, last_change_}, config_.rebalance);
-  if (!decision.rebalance) return nullptr;
+  if (!decision.rebalance) return std::nullopt;
   last_change_ = now;  // an attempt: the next one waits min_interval
-  absl::StatusOr<PlacementPlan> plan = Place(experts, current_.get(), PlaceMode::kBalance, now);
+  PlacementPlan base = current_->plan;
+  base.instance_info.clear();
+  problem.current = std::move(base);  // same instances in the same order (ids checked by Tick)
+  return RebalanceJob{std::move(problem), experts, current_, WorstLayer(stats_.balancedness),
+                      decision.why};
+}
+
+absl::StatusOr<PlacementPlan> SchedulerCore::SolveBalanced(const PlacementProblem& problem) const {
+  SolverParams params;
+  params.solver = config_.rebalance_solver;
+  params.replication = config_.replication;
+  params.time_limit_seconds = config_.solve_time_limit_s;
+  return SolvePlacement(problem, params);
+}
+
+std::shared_ptr<const PublishedPlan> SchedulerCore::FinishRebalance(
+    const RebalanceJob& job, absl::StatusOr<PlacementPlan> plan, absl::Time now,
+    std::string* note) {
   if (!plan.ok()) {
-    *note = absl::StrCat("rebalance (", decision.why, ") failed: ", plan.status().ToString());
+    *note = absl::StrCat("rebalance (", job.why, ") failed: ", plan.status().ToString());
     return nullptr;
   }
-  const double before = WorstLayer(stats_.balancedness);
-  const double after = WorstLayer(LayerBalancedness(problem, *plan, speeds));
-  if (after < before + config_.rebalance.min_improvement) {
-    *note = absl::StrFormat("rebalance (%s): no better plan (worst layer %.3f -> %.3f)",
-                            decision.why, before, after);
+  if (current_ != job.base || pending_ != nullptr) {
+    *note = absl::StrCat("rebalance (", job.why, ") superseded by another plan");
     return nullptr;
   }
-  *note = absl::StrFormat("rebalance (%s): worst layer %.3f -> %.3f", decision.why, before, after);
+  const double after = WorstLayer(LayerBalancedness(job.problem, *plan, job.problem.speed));
+  if (after < job.before + config_.rebalance.min_improvement) {
+    *note = absl::StrFormat("rebalance (%s): no better plan (worst layer %.3f -> %.3f)", job.why,
+                            job.before, after);
+    return nullptr;
+  }
+  *note = absl::StrFormat("rebalance (%s): worst layer %.3f -> %.3f", job.why, job.before, after);
+  plan->instance_info.clear();
+  for (const Member& m : job.experts) plan->instance_info.push_back({m.id, m.info.address});
   return Publish(*std::move(plan), PlanReason::kRebalance, /*pending=*/true, now);
 }
 
@@ -335,6 +358,7 @@ absl::StatusOr<std::shared_ptr<const PublishedPlan>> SchedulerCore::Replan(
 
 TickResult SchedulerCore::Tick(absl::Time now) {
   TickResult result;
+  std::optional<RebalanceJob> job;
   {
     absl::MutexLock lock(&mu_);
     work_ = false;
@@ -363,7 +387,7 @@ TickResult SchedulerCore::Tick(absl::Time now) {
     if (pending_ != nullptr) {
       result.published = AdvancePending(now, &result.note);
     } else if (target_ids == Ids(current_.get())) {
-      result.published = MaybeRebalance(experts, now, &result.note);
+      job = PlanRebalance(experts, now);
     } else {
       absl::StatusOr<std::shared_ptr<const PublishedPlan>> published = Replan(experts, live, now);
       if (published.ok()) {
@@ -372,6 +396,12 @@ TickResult SchedulerCore::Tick(absl::Time now) {
         result.placement_status = published.status();
       }
     }
+  }
+  if (job.has_value()) {
+    // The solver may take its time limit: heartbeats and reports go on meanwhile.
+    absl::StatusOr<PlacementPlan> plan = SolveBalanced(job->problem);
+    absl::MutexLock lock(&mu_);
+    result.published = FinishRebalance(*job, std::move(plan), now, &result.note);
   }
   if (listener_ && result.published != nullptr) listener_(result.published);
   return result;

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -35,6 +36,7 @@
 #include "scheduler/membership/membership.h"
 #include "scheduler/placement/greedy.h"
 #include "scheduler/placement/plan.h"
+#include "scheduler/placement/solver.h"
 
 namespace moe::scheduler {
 
@@ -56,6 +58,11 @@ struct SchedulerConfig {
   absl::Duration load_window = absl::Seconds(60);
   absl::Duration load_bucket = absl::Seconds(5);
   RebalanceConfig rebalance;
+  int top_k = 1;  // experts per token per layer (the objective's token counts)
+  // The solver of rebalance plans: load-aware whatever `policy` is, with the committed plan as
+  // the baseline of the migration term. Runs outside the core's mutex.
+  SolverKind rebalance_solver = SolverKind::kIlpCbc;
+  double solve_time_limit_s = 2.0;
 };
 
 absl::Status ValidateSchedulerConfig(const SchedulerConfig& config);
@@ -136,9 +143,8 @@ class SchedulerCore {
  private:
   // How Place makes a plan: kPolicy from scratch with config.policy (the first plan, joins);
   // kRepair keeps the current plan's replicas on the instances still in `experts` and re-places
-  // the rest (failover, drains); kBalance from scratch with the load-aware solver whatever the
-  // policy (rebalancing).
-  enum class PlaceMode { kPolicy, kRepair, kBalance };
+  // the rest (failover, drains).
+  enum class PlaceMode { kPolicy, kRepair };
   absl::StatusOr<PlacementPlan> Place(const std::vector<Member>& experts,
                                       const PublishedPlan* current, PlaceMode mode, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -151,10 +157,24 @@ class SchedulerCore {
   // Pending plan bookkeeping: commits it when every instance loaded it, abandons it on timeout.
   std::shared_ptr<const PublishedPlan> AdvancePending(absl::Time now, std::string* note)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Refreshes stats_.balancedness; publishes a pending rebalance plan when DecideRebalance
-  // says so and the candidate is better by rebalance.min_improvement.
-  std::shared_ptr<const PublishedPlan> MaybeRebalance(const std::vector<Member>& experts,
-                                                      absl::Time now, std::string* note)
+  // A rebalance decided under the mutex and solved outside it.
+  struct RebalanceJob {
+    PlacementProblem problem;
+    std::vector<Member> experts;
+    std::shared_ptr<const PublishedPlan> base;  // the committed plan it improves on
+    double before = 1.0;                        // base's worst layer balancedness
+    std::string why;
+  };
+  // Refreshes stats_.balancedness (about once a second); a job when DecideRebalance says so.
+  std::optional<RebalanceJob> PlanRebalance(const std::vector<Member>& experts, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The rebalance solver (no lock needed: reads only the immutable config).
+  absl::StatusOr<PlacementPlan> SolveBalanced(const PlacementProblem& problem) const;
+  // Publishes the solved plan as pending if nothing changed meanwhile and it beats the base's
+  // worst layer by rebalance.min_improvement.
+  std::shared_ptr<const PublishedPlan> FinishRebalance(const RebalanceJob& job,
+                                                       absl::StatusOr<PlacementPlan> plan,
+                                                       absl::Time now, std::string* note)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A plan for a changed set of expert instances (initial, failover, join, drain).
   absl::StatusOr<std::shared_ptr<const PublishedPlan>> Replan(const std::vector<Member>& experts,
