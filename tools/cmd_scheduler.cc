@@ -83,6 +83,9 @@ struct SchedulerMetrics {
   prometheus::Family<prometheus::Counter>* expert_tokens;  // null unless switched on
   std::vector<prometheus::Gauge*> layer_gauges;
   std::vector<prometheus::Counter*> token_counters;  // [layers * experts]
+  prometheus::Gauge* solve_seconds = nullptr;
+  prometheus::Counter* solves = nullptr;
+  prometheus::Family<prometheus::Gauge>* objective = nullptr;
 
   static SchedulerMetrics Create(prometheus::Registry& r, bool expert_tokens) {
     auto gauge = [&r](const char* name, const char* help) {
@@ -118,6 +121,12 @@ struct SchedulerMetrics {
                       : nullptr,
         {},
         {}};
+    m.solve_seconds = gauge("moe_placement_solve_seconds", "Duration of the newest rebalance solve");
+    m.solves = counter("moe_placement_solves_total", "Rebalance solves run");
+    m.objective = &prometheus::BuildGauge()
+                       .Name("moe_placement_objective")
+                       .Help("Objective parts of the newest rebalance solve's plan")
+                       .Register(r);
     return m;
   }
   void Update(const scheduler::SchedulerStats& s) {
@@ -138,6 +147,16 @@ struct SchedulerMetrics {
       layer_gauges.push_back(&balancedness->Add({{"layer", std::to_string(l)}}));
     }
     for (size_t l = 0; l < s.balancedness.size(); ++l) layer_gauges[l]->Set(s.balancedness[l]);
+    if (static_cast<double>(s.solves) > solves->Value()) {
+      solves->Increment(static_cast<double>(s.solves) - solves->Value());
+      solve_seconds->Set(s.last_solve_seconds);
+      const scheduler::PlanObjective& o = s.last_objective;
+      objective->Add({{"part", "cost"}}).Set(o.cost);
+      objective->Add({{"part", "max_load"}}).Set(o.max_load);
+      objective->Add({{"part", "min_balancedness"}}).Set(o.min_balancedness);
+      objective->Add({{"part", "cross_per_token"}}).Set(o.cross_per_token);
+      objective->Add({{"part", "bytes_moved"}}).Set(static_cast<double>(o.bytes_moved));
+    }
     if (expert_tokens != nullptr && !s.expert_tokens.empty()) {
       if (token_counters.empty()) {
         for (int l = 0; l < s.layers; ++l) {

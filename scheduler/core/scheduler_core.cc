@@ -282,21 +282,25 @@ std::optional<SchedulerCore::RebalanceJob> SchedulerCore::PlanRebalance(
                       decision.why};
 }
 
-absl::StatusOr<PlacementPlan> SchedulerCore::SolveBalanced(const PlacementProblem& problem) const {
+absl::StatusOr<SolveReport> SchedulerCore::SolveBalanced(const PlacementProblem& problem) const {
   SolverParams params;
   params.solver = config_.rebalance_solver;
   params.replication = config_.replication;
   params.time_limit_seconds = config_.solve_time_limit_s;
-  return SolvePlacement(problem, params);
+  return SolvePlacementWithReport(problem, params);
 }
 
 std::shared_ptr<const PublishedPlan> SchedulerCore::FinishRebalance(
-    const RebalanceJob& job, absl::StatusOr<PlacementPlan> plan, absl::Time now,
+    const RebalanceJob& job, absl::StatusOr<SolveReport> report, absl::Time now,
     std::string* note) {
-  if (!plan.ok()) {
-    *note = absl::StrCat("rebalance (", job.why, ") failed: ", plan.status().ToString());
+  if (!report.ok()) {
+    *note = absl::StrCat("rebalance (", job.why, ") failed: ", report.status().ToString());
     return nullptr;
   }
+  ++stats_.solves;
+  stats_.last_solve_seconds = report->seconds;
+  stats_.last_objective = report->objective;
+  std::optional<PlacementPlan> plan = std::move(report->plan);
   if (current_ != job.base || pending_ != nullptr) {
     *note = absl::StrCat("rebalance (", job.why, ") superseded by another plan");
     return nullptr;
@@ -399,9 +403,9 @@ TickResult SchedulerCore::Tick(absl::Time now) {
   }
   if (job.has_value()) {
     // The solver may take its time limit: heartbeats and reports go on meanwhile.
-    absl::StatusOr<PlacementPlan> plan = SolveBalanced(job->problem);
+    absl::StatusOr<SolveReport> report = SolveBalanced(job->problem);
     absl::MutexLock lock(&mu_);
-    result.published = FinishRebalance(*job, std::move(plan), now, &result.note);
+    result.published = FinishRebalance(*job, std::move(report), now, &result.note);
   }
   if (listener_ && result.published != nullptr) listener_(result.published);
   return result;

@@ -89,6 +89,10 @@ struct SchedulerStats {
   // The committed plan's balancedness per layer (mean / max instance load) under the window's
   // load, refreshed about once a second; empty before a plan and a load report exist.
   std::vector<double> balancedness;
+  // The newest rebalance solve (published or not): seconds and its plan's objective parts.
+  int64_t solves = 0;
+  double last_solve_seconds = 0;
+  PlanObjective last_objective;
   int layers = 0, experts = 0;
   // Tokens per (layer, expert) [layers * experts] over every load report since start.
   std::vector<int64_t> expert_tokens;
@@ -169,11 +173,11 @@ class SchedulerCore {
   std::optional<RebalanceJob> PlanRebalance(const std::vector<Member>& experts, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The rebalance solver (no lock needed: reads only the immutable config).
-  absl::StatusOr<PlacementPlan> SolveBalanced(const PlacementProblem& problem) const;
+  absl::StatusOr<SolveReport> SolveBalanced(const PlacementProblem& problem) const;
   // Publishes the solved plan as pending if nothing changed meanwhile and it beats the base's
   // worst layer by rebalance.min_improvement.
   std::shared_ptr<const PublishedPlan> FinishRebalance(const RebalanceJob& job,
-                                                       absl::StatusOr<PlacementPlan> plan,
+                                                       absl::StatusOr<SolveReport> report,
                                                        absl::Time now, std::string* note)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A plan for a changed set of expert instances (initial, failover, join, drain).
