@@ -788,6 +788,9 @@ asio::awaitable<HttpResponse> ApiHandler::Run(std::shared_ptr<Job> job, Response
 }
 
 HttpResponse ApiHandler::Tokenize(const HttpRequest& request) const {
+  if (absl::Status deep = CheckJsonDepth(request.body()); !deep.ok()) {
+    return ErrorResponse(ErrorFromStatus(deep));
+  }
   json body = json::parse(request.body(), nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded() || !body.is_object()) {
     return ErrorResponse(
@@ -854,6 +857,9 @@ HttpResponse ApiHandler::Tokenize(const HttpRequest& request) const {
 }
 
 HttpResponse ApiHandler::Detokenize(const HttpRequest& request) const {
+  if (absl::Status deep = CheckJsonDepth(request.body()); !deep.ok()) {
+    return ErrorResponse(ErrorFromStatus(deep));
+  }
   json body = json::parse(request.body(), nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded() || !body.is_object()) {
     return ErrorResponse(

@@ -222,6 +222,7 @@ absl::Status ParseCommon(const json& body, SamplingOptions* s, std::optional<std
 }
 
 absl::StatusOr<json> ParseBody(std::string_view text) {
+  MOE_GW_RETURN_IF_ERROR(CheckJsonDepth(text));
   json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) return absl::InvalidArgumentError("the request body is not valid JSON");
   if (!body.is_object())
@@ -275,6 +276,34 @@ absl::Status ParseBestOf(const json& body, int n) {
 }
 
 }  // namespace
+
+absl::Status CheckJsonDepth(std::string_view body, int max_depth) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (char ch : body) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (ch == '\\') {
+        escaped = true;
+      } else if (ch == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (ch == '"') {
+      in_string = true;
+    } else if (ch == '[' || ch == '{') {
+      if (++depth > max_depth) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("the request body nests deeper than ", max_depth, " levels"));
+      }
+    } else if (ch == ']' || ch == '}') {
+      --depth;
+    }
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<CompletionRequest> ParseCompletionRequest(std::string_view text) {
   absl::StatusOr<json> parsed = ParseBody(text);

@@ -71,6 +71,13 @@ struct ChatRequest {
   bool logprobs = false;  // chat's boolean; sampling.logprobs = top_logprobs when true
 };
 
+// JSON nested deeper than this is rejected before parsing (copying, printing or rendering a
+// deeper value would recurse that deep).
+inline constexpr int kMaxJsonDepth = 64;
+// INVALID_ARGUMENT if `body`'s arrays and objects nest deeper than `max_depth` (a scan that
+// skips strings; it does not validate the JSON).
+absl::Status CheckJsonDepth(std::string_view body, int max_depth = kMaxJsonDepth);
+
 // Parse and validate a request body. INVALID_ARGUMENT (with the field named through WithParam)
 // for malformed JSON, wrong types, out-of-range values, unknown fields and features this
 // gateway does not have (suffix, best_of > n, logit_bias, min_tokens, ...).

@@ -95,6 +95,18 @@ TEST(ParseCompletionRequestTest, MalformedBodies) {
   ExpectBad("null", std::nullopt);
 }
 
+TEST(CheckJsonDepthTest, CountsBracketsOutsideStrings) {
+  EXPECT_TRUE(CheckJsonDepth(R"({"a": [[1]]})", 3).ok());
+  EXPECT_FALSE(CheckJsonDepth(R"({"a": [[[1]]]})", 3).ok());
+  EXPECT_TRUE(CheckJsonDepth(R"({"a": "[[[[\"[[[["})", 1).ok());
+  const std::string deep =
+      "{\"prompt\": " + std::string(100000, '[') + std::string(100000, ']') + "}";
+  ExpectBad(deep, std::nullopt);
+  EXPECT_FALSE(ParseChatRequest("{\"messages\": [{\"role\": \"user\", \"content\": \"x\", \"x\": " +
+                                std::string(70, '[') + std::string(70, ']') + "}]}")
+                   .ok());
+}
+
 TEST(ParseCompletionRequestTest, BadFields) {
   ExpectBad(R"({})", "prompt");
   ExpectBad(R"({"prompt": null})", "prompt");

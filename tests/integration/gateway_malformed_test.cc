@@ -1,4 +1,4 @@
-// Integration: a real `moe gateway` (with an API key, a 64 KiB body limit and a 2 s read
+// Integration: a real `moe gateway` (with an API key, a 512 KiB body limit and a 2 s read
 // timeout) in front of a real `moe attention` worker gets more than 60 bad requests: truncated
 // and invalid JSON, wrong types, negative and huge numbers, unknown fields, invalid UTF-8,
 // oversized bodies and headers, empty messages, bad methods and paths, missing and wrong API
@@ -53,7 +53,7 @@ void ExpectErrorBody(const Reply& r, const Case& c, const std::string& what) {
 TEST(GatewayMalformedTest, BadRequestsGetErrorsAndTheGatewayKeepsServing) {
   test_util::ChatModelDir model;
   test_util::GatewayCluster cluster;
-  ASSERT_EQ(cluster.Start(model.dir(), {"--api-key", kKey, "--max-body-bytes", "65536",
+  ASSERT_EQ(cluster.Start(model.dir(), {"--api-key", kKey, "--max-body-bytes", "524288",
                                         "--http-read-timeout-s", "2"}),
             "");
   const int port = cluster.port();
@@ -70,6 +70,7 @@ TEST(GatewayMalformedTest, BadRequestsGetErrorsAndTheGatewayKeepsServing) {
     many_stops += std::string(i ? "," : "") + "\"s" + std::to_string(i) + "\"";
   many_stops += "]";
   std::string nested = std::string(2000, '[') + std::string(2000, ']');
+  const std::string deep = std::string(200000, '[') + std::string(200000, ']');
   std::vector<Case> cases = {
       // Not JSON / truncated JSON / not an object.
       comp("", std::nullopt),
@@ -146,7 +147,7 @@ TEST(GatewayMalformedTest, BadRequestsGetErrorsAndTheGatewayKeepsServing) {
            "max_completion_tokens"),
       chat(R"({"messages": [{"role": "user", "content": "x"}], "prompt": "x"})", "prompt"),
       // Size, routes, methods, model.
-      Case{post, "/v1/completions", json{{"prompt", std::string(70000, 'a')}}.dump(), 413, inv,
+      Case{post, "/v1/completions", json{{"prompt", std::string(600000, 'a')}}.dump(), 413, inv,
            std::nullopt},
       Case{http::verb::get, "/v1/nothing", "", 404, inv, std::nullopt},
       Case{http::verb::get, "/", "", 404, inv, std::nullopt},
@@ -156,6 +157,13 @@ TEST(GatewayMalformedTest, BadRequestsGetErrorsAndTheGatewayKeepsServing) {
       Case{post, "/health", "", 405, inv, std::nullopt},
       Case{post, "/v1/completions", R"({"prompt": "x", "model": "gpt-4"})", 404, inv, "model"},
       Case{post, "/detokenize", R"({"tokens": "x"})", 400, inv, "tokens"},
+      // Deeply nested JSON everywhere (copying or printing it would recurse that deep).
+      Case{post, "/tokenize", "{\"messages\": " + deep + "}", 400, inv, std::nullopt},
+      Case{post, "/detokenize", "{\"tokens\": " + deep + "}", 400, inv, std::nullopt},
+      chat("{\"messages\": [{\"role\": \"user\", \"content\": \"x\", \"x\": " + deep + "}]}",
+           std::nullopt),
+      chat("{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"tools\": " + deep + "}",
+           std::nullopt),
   };
   ASSERT_GE(cases.size(), 50u);
   for (const Case& c : cases) {
