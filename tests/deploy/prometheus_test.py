@@ -7,7 +7,9 @@ expert and attention admin ports, the gateway) every second with a `component` l
 cluster config, and loads deploy/monitoring/alerts.rules.yml; starts Debian's `prometheus` on
 127.0.0.1 with a temporary data dir; sends traffic; then asks the query API until (bounded):
 every target is up, expert token counts per (layer, expert) are there and positive, every layer
-has a balancedness in (0, 1], the TTFT histogram has observations, and the alert rules loaded.
+has a balancedness in (0, 1], the TTFT histogram has observations, and the alert rules loaded;
+then every query of the Grafana dashboard must parse and (except error and elastic-scaling
+series) return data, the heatmap one series per (layer, expert).
 Every process is stopped by pid. Exit 77 when prometheus is not installed.
 Usage: prometheus_test.py --moe BIN --model DIR --deploy DIR
 """
@@ -69,7 +71,9 @@ def main():
             "rule_files": ["alerts.rules.yml"],
             "scrape_configs": [
                 {"job_name": f"moe-{c}",
-                 "static_configs": [{"targets": addrs, "labels": {"component": c}}]}
+                 "static_configs": [{"targets": addrs, "labels": {"component": c}}],
+                 # The cluster config labels series with the pod; here the address stands in.
+                 "relabel_configs": [{"source_labels": ["__address__"], "target_label": "pod"}]}
                 for c, addrs in jobs.items()],
         }
         with open(os.path.join(tmp, "prometheus.yml"), "w") as f:
@@ -137,7 +141,41 @@ def main():
                          "moe_time_to_first_token_seconds_count"):
                 print(expr, "=>", json.dumps(query(base, expr))[:600])
             return 1
-        print(f"{len(checks)} passed, 0 failed in {time.monotonic() - start:.1f} s")
+        # Every query of the Grafana dashboard, as Grafana would send it, must parse, and all
+        # but those about events that did not happen (errors, elastic scaling) must have data.
+        dash = json.load(open(os.path.join(a.deploy, "monitoring", "grafana",
+                                           "moe-dashboard.json")))
+        may_be_empty = ('status!~"2.."', 'code!="0"', "moe_desired_expert_instances")
+        experts = json.load(open(os.path.join(a.model, "config.json")))
+        experts = experts.get("num_local_experts", experts.get("num_experts"))
+
+        def evaluate():
+            bad, queries = [], 0
+            for panel in dash["panels"]:
+                for t in panel.get("targets", []):
+                    expr = t["expr"].replace("$__rate_interval", "20s").replace("$layer", ".*")
+                    r = query(base, expr)
+                    queries += 1
+                    if r is None:
+                        bad.append(f"{panel['title']}: query failed: {expr}")
+                    elif not r and not any(m in expr for m in may_be_empty):
+                        bad.append(f"{panel['title']}: no data: {expr}")
+                    elif panel["title"].startswith("Expert load heatmap") and \
+                            len(r) != layers * experts:
+                        bad.append(f"{panel['title']}: {len(r)} series, want {layers * experts}")
+            return bad, queries
+        # Series born with the traffic need two scrapes before rate() has data: retry (bounded).
+        while True:
+            bad, queries = evaluate()
+            if not bad or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        for b in bad:
+            print(f"FAIL dashboard {b}")
+        if bad:
+            return 1
+        print(f"ok   all {queries} dashboard queries answer (heatmap: {layers} x {experts})")
+        print(f"{len(checks) + 1} passed, 0 failed in {time.monotonic() - start:.1f} s")
         return 0
     finally:
         if prom is not None and prom.poll() is None:
