@@ -290,3 +290,58 @@ TEST(ChatLogprobsTest, ContentEntriesWithBytesAndTop) {
 
 }  // namespace
 }  // namespace moe::gateway
+
+namespace moe::gateway {
+namespace {
+
+// Random mutations of valid bodies: the parsers never throw and fail only with
+// INVALID_ARGUMENT.
+TEST(ParseFuzzTest, MutatedBodiesNeverThrow) {
+  const std::vector<std::string> seeds = {
+      R"({"model": "m", "prompt": ["a", "b"], "max_tokens": 5, "temperature": 0.5, "n": 2,
+          "stop": ["x", "y"], "stream": true, "stream_options": {"include_usage": true},
+          "logprobs": 2, "echo": true, "seed": 3, "top_k": 4, "logit_bias": {}})",
+      R"({"prompt": [[1, 2], [3]], "stop_token_ids": [1], "suffix": "", "best_of": 1})",
+      R"({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content":
+          [{"type": "text", "text": "t"}]}, {"role": "assistant", "content": null,
+          "tool_calls": []}], "max_completion_tokens": 3, "logprobs": true, "top_logprobs": 2,
+          "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "auto",
+          "response_format": {"type": "text"}, "chat_template_kwargs": {"a": [1]}})"};
+  const std::string alphabet = "{}[]\",:0123456789.-+eEtrufalsn\\ \xff\xc3";
+  uint64_t x = 0x9E3779B97F4A7C15ull;
+  auto next = [&x] {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+  };
+  int ok = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string s = seeds[next() % seeds.size()];
+    const int edits = 1 + static_cast<int>(next() % 4);
+    for (int e = 0; e < edits && !s.empty(); ++e) {
+      const size_t pos = next() % s.size();
+      switch (next() % 3) {
+        case 0:
+          s[pos] = alphabet[next() % alphabet.size()];
+          break;
+        case 1:
+          s.insert(pos, 1, alphabet[next() % alphabet.size()]);
+          break;
+        default:
+          s.erase(pos, 1 + next() % 8);
+      }
+    }
+    absl::Status a, b;
+    ASSERT_NO_THROW(a = ParseCompletionRequest(s).status()) << s;
+    ASSERT_NO_THROW(b = ParseChatRequest(s).status()) << s;
+    for (const absl::Status& st : {a, b}) {
+      ASSERT_TRUE(st.ok() || st.code() == absl::StatusCode::kInvalidArgument) << st << " " << s;
+      ok += st.ok();
+    }
+  }
+  EXPECT_GT(ok, 0);  // some mutations stay valid
+}
+
+}  // namespace
+}  // namespace moe::gateway
