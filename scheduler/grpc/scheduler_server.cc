@@ -187,7 +187,13 @@ class ServiceImpl final : public v1::SchedulerService::CallbackService {
     hb.ready = req->ready();
     hb.tokens_per_second = req->tokens_per_second();
     absl::Status s = core_->Heartbeat(req->instance_id(), hb, clock_->Now());
-    if (auto current = core_->Current()) resp->set_epoch(current->plan.epoch);
+    // The newest published epoch, pending included (an instance that missed it on its watch
+    // learns that there is a plan to load).
+    if (auto pending = core_->Pending()) {
+      resp->set_epoch(pending->plan.epoch);
+    } else if (auto current = core_->Current()) {
+      resp->set_epoch(current->plan.epoch);
+    }
     reactor->Finish(ToGrpcStatus(s));
     return reactor;
   }

@@ -80,8 +80,14 @@ class SchedulerIntegrationTest : public ::testing::Test {
     v1::HeartbeatRequest req;
     req.set_instance_id(id);
     req.set_ready(true);
+    // A fake instance "loads" every plan at once: it reports the newest epoch it heard of as
+    // loaded, so pending plans (make before break) get committed.
+    req.set_loaded_epoch(newest_epoch_.load());
+    req.set_applied_epoch(newest_epoch_.load());
     v1::HeartbeatResponse resp;
-    return stub_->Heartbeat(&ctx, req, &resp);
+    grpc::Status s = stub_->Heartbeat(&ctx, req, &resp);
+    if (s.ok() && resp.epoch() > newest_epoch_.load()) newest_epoch_ = resp.epoch();
+    return s;
   }
 
   // Heartbeats every instance whose `alive` flag is set, every 200 ms, on a test thread.
@@ -108,6 +114,7 @@ class SchedulerIntegrationTest : public ::testing::Test {
   std::unique_ptr<v1::SchedulerService::Stub> stub_;
   std::vector<std::atomic<bool>> alive_;
   std::atomic<bool> stop_heartbeats_{false};
+  std::atomic<int64_t> newest_epoch_{0};
   std::thread heartbeat_thread_;
 };
 
@@ -155,9 +162,16 @@ TEST_F(SchedulerIntegrationTest, PlacesOnThreeAndFailsOverWhenOneStopsHeartbeati
   int64_t last_epoch = 0;
   bool all_three = false;
   while (!all_three && reader->Read(&plan)) {
+    // Joins are made before break: a PENDING plan, then the same epoch COMMITTED once every
+    // instance reported it loaded.
+    if (plan.state() == v1::PLAN_STATE_PENDING) {
+      EXPECT_GT(plan.epoch(), last_epoch);
+      EXPECT_EQ(plan.committed_epoch(), last_epoch);
+      continue;
+    }
+    EXPECT_EQ(plan.state(), v1::PLAN_STATE_COMMITTED);
     EXPECT_GT(plan.epoch(), last_epoch);
     last_epoch = plan.epoch();
-    EXPECT_EQ(plan.state(), v1::PLAN_STATE_COMMITTED);
     all_three = plan.instances_size() == 3;
     if (all_three) {
       EXPECT_EQ(CheckEveryExpertPlaced(plan), std::set<std::string>(ids.begin(), ids.end()));
@@ -170,6 +184,7 @@ TEST_F(SchedulerIntegrationTest, PlacesOnThreeAndFailsOverWhenOneStopsHeartbeati
   alive_[2] = false;
   bool failed_over = false;
   while (!failed_over && reader->Read(&plan)) {
+    if (plan.state() == v1::PLAN_STATE_PENDING) continue;
     EXPECT_GT(plan.epoch(), last_epoch);
     last_epoch = plan.epoch();
     failed_over = plan.instances_size() == 2;
