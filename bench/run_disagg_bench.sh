@@ -10,7 +10,8 @@
 # MODEL_DIR defaults to /tmp/moe-bench-models/bench-mixtral (written with `moe demo-model
 # --preset bench-mixtral --arch mixtral --dtype bf16` if missing). Environment: ROUNDS (3),
 # GEN_TOKENS (64), PROMPT_TOKENS (32), CONCURRENCY (1,4,8), CONFIGS (default: all, e.g.
-# "single grpc-mb1 shm-mb2"), UP_FLAGS (extra `moe up` flags), SINGLE_THREADS (2).
+# "single grpc-mb1 shm-mb2 shm-mb1-r2"; -rR = R replicas per expert), UP_FLAGS (extra
+# `moe up` flags), SINGLE_THREADS (2).
 # The machine may be shared: `top` is printed before and after.
 set -euo pipefail
 
@@ -22,7 +23,7 @@ rounds="${ROUNDS:-3}"
 gen="${GEN_TOKENS:-64}"
 prompt="${PROMPT_TOKENS:-32}"
 conc="${CONCURRENCY:-1,4,8}"
-configs="${CONFIGS:-single grpc-mb1 grpc-mb2 shm-mb1 shm-mb2}"
+configs="${CONFIGS:-single grpc-mb1 grpc-mb2 shm-mb1 shm-mb2 grpc-mb1-r2 shm-mb1-r2 shm-mb2-r2}"
 if [[ ! -x "$moe" ]]; then
   echo "run_disagg_bench: $moe not built; run: cmake --build $build --target moe" >&2
   exit 1
@@ -75,11 +76,17 @@ for cfg in $configs; do
       addr=$(wait_line "$log" "listening on" | awk '{print $3}')
       ;;
     grpc-mb*|shm-mb*)
+      # <transport>-mb<M>[-r<R>]: R replicas per expert (default 1; 2 = every expert on both
+      # services, so the dispatcher balances each layer's experts over them).
       transport="${cfg%%-*}"
-      mb="${cfg##*-mb}"
+      rest="${cfg#*-mb}"
+      mb="${rest%%-*}"
+      replicas=1
+      if [[ "$rest" == *-r* ]]; then replicas="${rest##*-r}"; fi
       # shellcheck disable=SC2086
       "$moe" up --model "$model" --experts 2 --attention 1 --transport "$transport" \
-        --micro-batches "$mb" --port 0 --log-level warn ${UP_FLAGS:-} >"$log" 2>&1 &
+        --micro-batches "$mb" --replicas "$replicas" --port 0 --log-level warn ${UP_FLAGS:-} \
+        >"$log" 2>&1 &
       pid=$!
       wait_line "$log" "listening on" >/dev/null
       addr=$(wait_line "$log" "attention workers" | awk '{print $3}')
