@@ -176,6 +176,10 @@ absl::Status ParseCommon(const json& body, SamplingOptions* s, std::optional<std
   if (!IsNull(body, "stop")) {
     const json& st = body["stop"];
     if (st.is_string()) {
+      if (st.get_ref<const std::string&>().size() > kMaxStopBytes) {
+        return InvalidParam("stop",
+                            absl::StrCat("a stop string is longer than ", kMaxStopBytes, " bytes"));
+      }
       if (!st.get_ref<const std::string&>().empty()) s->stop.push_back(st.get<std::string>());
     } else if (st.is_array()) {
       if (st.size() > static_cast<size_t>(kMaxStops)) {
@@ -184,6 +188,10 @@ absl::Status ParseCommon(const json& body, SamplingOptions* s, std::optional<std
       for (const json& x : st) {
         if (!x.is_string())
           return InvalidParam("stop", "'stop' must be a string or a list of strings");
+        if (x.get_ref<const std::string&>().size() > kMaxStopBytes) {
+          return InvalidParam(
+              "stop", absl::StrCat("a stop string is longer than ", kMaxStopBytes, " bytes"));
+        }
         if (!x.get_ref<const std::string&>().empty()) s->stop.push_back(x.get<std::string>());
       }
     } else {

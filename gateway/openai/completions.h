@@ -22,6 +22,7 @@ namespace moe::gateway {
 inline constexpr int kMaxLogprobs = 20;
 inline constexpr int kMaxN = 16;
 inline constexpr int kMaxStops = 16;
+inline constexpr size_t kMaxStopBytes = 512;  // per stop string
 inline constexpr int kMaxPrompts = 64;
 
 // What both endpoints share: sampling, stopping, streaming, logprobs.

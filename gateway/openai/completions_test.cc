@@ -145,6 +145,8 @@ TEST(ParseCompletionRequestTest, BadFields) {
   ExpectBad(R"({"prompt": "x", "stream": true, "stream_options": 1})", "stream_options");
   ExpectBad(R"({"prompt": "x", "stop": [1]})", "stop");
   ExpectBad(R"({"prompt": "x", "stop": 3})", "stop");
+  ExpectBad(R"({"prompt": "x", "stop": ")" + std::string(513, 'a') + R"("})", "stop");
+  ExpectBad(R"({"prompt": "x", "stop": ["a", ")" + std::string(513, 'a') + R"("]})", "stop");
   ExpectBad(R"({"prompt": "x", "frequency_penalty": 3})", "frequency_penalty");
   ExpectBad(R"({"prompt": "x", "presence_penalty": -2.5})", "presence_penalty");
   ExpectBad(R"({"prompt": "x", "suffix": "s"})", "suffix");
