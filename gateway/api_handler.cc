@@ -252,6 +252,17 @@ void ApiHandler::CountStatus(int status) {
 
 asio::awaitable<HttpResponse> ApiHandler::Handle(const HttpRequest& request,
                                                  ResponseStream& stream) {
+  // Counted while the handler runs (a streamed reply is written inside it).
+  struct Active {
+    std::atomic<int>* n;
+    explicit Active(std::atomic<int>* c) : n(c) { n->fetch_add(1); }
+    ~Active() { n->fetch_sub(1); }
+  };
+  std::string_view target(request.target().data(), request.target().size());
+  const bool probe = target.starts_with("/health") || target.starts_with("/ready") ||
+                     target.starts_with("/metrics");
+  std::optional<Active> active;
+  if (!probe) active.emplace(&active_);
   HttpResponse res = co_await Route(request, stream);
   CountStatus(stream.started() ? 200 : res.result_int());
   co_return res;
@@ -286,12 +297,16 @@ asio::awaitable<HttpResponse> ApiHandler::Route(const HttpRequest& request,
   }
   if (target == "/ready") {
     if (!get) co_return not_allowed("GET");
+    if (draining_) co_return TextResponse(503, "draining\n", "text/plain; charset=utf-8");
     co_return co_await Ready();
   }
   if (target == "/metrics") {
     if (!get) co_return not_allowed("GET");
     co_return TextResponse(200, RenderMetrics(MetricsRegistry()),
                            "text/plain; version=0.0.4; charset=utf-8");
+  }
+  if (draining_ && target != "/metrics") {
+    co_return ErrorResponse(503, "the server is shutting down: retry on another replica");
   }
   if (target == "/tokenize" || target == "/detokenize") {
     if (!post) co_return not_allowed("POST");

@@ -53,6 +53,13 @@ class ApiHandler {
   HttpResponse ServerError(int status, const std::string& message);
 
   const std::string& model_id() const { return options_.model_id; }
+
+  // Graceful shutdown (SIGTERM): from now on /ready answers 503 and new API requests get 503;
+  // requests already being handled go on. Thread-safe.
+  void StartDraining() { draining_ = true; }
+  // API requests (everything but the probes and /metrics) being handled right now, streams
+  // included until their last byte is written.
+  int active_requests() const { return active_.load(); }
   int max_model_len() const { return max_model_len_; }
 
   // One generation job: the prompts (token ids), their echo text, and how to answer.
@@ -90,6 +97,8 @@ class ApiHandler {
   // Set by the first successful generation (a request or the /ready probe): from then on
   // /ready only asks the workers for their load.
   std::atomic<bool> served_once_{false};
+  std::atomic<bool> draining_{false};
+  std::atomic<int> active_{0};
 
   prometheus::Family<prometheus::Counter>* http_requests_;
   prometheus::Family<prometheus::Counter>* request_success_;

@@ -3,13 +3,21 @@
 // queue (429 when all are full), sends it to the attention worker with the fewest outstanding
 // tokens (gRPC callback API, no thread per request) and answers in OpenAI's JSON or as
 // Server-Sent Events; serves /tokenize, /detokenize, /health, /ready, /metrics on the same
-// port. Stops on SIGTERM/SIGINT.
+// port. SIGTERM drains (/ready and new API requests 503, requests in progress finish, at most
+// --drain-timeout-s; exit 0, or 3 if some were cut off); SIGINT or a second signal stops now.
+#include <signal.h>
+
+#include <atomic>
 #include <cstdio>
+#include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/flags.h"
 #include "common/logging.h"
 #include "common/process.h"
@@ -35,6 +43,7 @@ struct GatewayConfig {
   int64_t http_read_timeout_s = 30;
   int64_t http_write_timeout_s = 60;
   std::string served_model_name;
+  int drain_timeout_s = 30;
   std::string log_level = "info";
 };
 
@@ -62,6 +71,8 @@ int RunGateway(int argc, const char* const* argv) {
   flags.AddInt("http-write-timeout-s", &c.http_write_timeout_s,
                "writing one response or streamed chunk (slow readers are dropped)");
   flags.AddString("served-model-name", &c.served_model_name, "model id (default: folder name)");
+  flags.AddInt("drain-timeout-s", &c.drain_timeout_s,
+               "on SIGTERM, how long requests being answered may take to finish");
   flags.AddString("log-level", &c.log_level, "trace, debug, info, warn, error");
   if (std::optional<int> exit = flags.ParseCommandLine(argc, argv)) return *exit;
   std::vector<std::string> addrs = absl::StrSplit(c.attention, ',', absl::SkipWhitespace());
@@ -114,13 +125,33 @@ int RunGateway(int argc, const char* const* argv) {
   std::fflush(stdout);
   MOE_LOG_INFO("serving model {} on {}:{}", handler->model_id(), c.host, (*server)->port());
 
-  int sig = stop_signals.Wait();
-  MOE_LOG_INFO("signal {}: shutting down", sig);
+  const int sig = stop_signals.Wait();
+  bool drained = true;
+  if (sig == SIGTERM) {
+    // Drain: /ready 503 (the pod leaves its Service), new API requests 503, requests being
+    // answered (streams included) finish, at most --drain-timeout-s; a second signal stops now.
+    handler->StartDraining();
+    MOE_LOG_INFO("SIGTERM: draining {} requests (at most {} s)", handler->active_requests(),
+                 c.drain_timeout_s);
+    auto again = std::make_shared<std::atomic<bool>>(false);
+    std::thread([again, &stop_signals] {
+      stop_signals.Wait();
+      *again = true;
+    }).detach();
+    const absl::Time deadline = absl::Now() + absl::Seconds(c.drain_timeout_s);
+    while (handler->active_requests() > 0 && !*again && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    drained = handler->active_requests() == 0;
+    if (!drained) MOE_LOG_WARN("stopping with {} requests live", handler->active_requests());
+  } else {
+    MOE_LOG_INFO("signal {}: stopping now", sig);
+  }
   (*server)->Stop();  // no handler runs after this
   pool.reset();  // cancels and waits for live calls (their completions post to the stopped loop)
   server->reset();
   MOE_LOG_INFO("stopped");
-  return 0;
+  return drained ? 0 : 3;  // 3: requests were cut off (as moe attention)
 }
 
 }  // namespace moe::tools

@@ -9,6 +9,9 @@
 // And of a busy expert service (`moe expert --experts all`, Forward calls in a loop): after
 // SIGTERM /ready turns 503 but every Forward call still succeeds while they keep coming; once
 // they stop it exits 0 after --drain-idle-ms.
+// And of a busy gateway (`moe gateway` in front of that attention worker): SIGTERM turns /ready
+// and new API requests to 503, every request being answered gets its full completion, and the
+// gateway exits 0.
 // Every wait is bounded; the process is stopped by pid in every path.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -18,6 +21,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -284,6 +288,91 @@ TEST(ExpertGracefulShutdownTest, SigtermKeepsServingUntilIdleThenExitsZero) {
   EXPECT_EQ(code, 0);
   stub.reset();
   channel.reset();
+}
+
+// The value of the first sample of `name` in a /metrics body (-1 if absent).
+double MetricValue(const std::string& body, const std::string& name) {
+  size_t pos = 0;
+  while ((pos = body.find(name, pos)) != std::string::npos) {
+    if ((pos == 0 || body[pos - 1] == '\n') && pos + name.size() < body.size() &&
+        (body[pos + name.size()] == ' ' || body[pos + name.size()] == '{')) {
+      const size_t space = body.find(' ', pos);
+      return std::stod(body.substr(space + 1));
+    }
+    pos += name.size();
+  }
+  return -1;
+}
+
+TEST(GatewayGracefulShutdownTest, SigtermFinishesEveryRequestThenExitsZero) {
+  const std::string model = std::string(MOE_GOLDEN_DIR) + "/tiny-mixtral/hf-f32";
+  ChildProcess worker({MoeBin(), "attention", "--model", model, "--experts", "local", "--host",
+                       "127.0.0.1", "--port", "0", "--admin-port", "0", "--threads", "1",
+                       "--log-level", "warn"});
+  const std::string worker_addr = worker.WaitForLine("listening on ", std::chrono::seconds(60));
+  ASSERT_FALSE(worker_addr.empty()) << "attention worker did not start";
+  ChildProcess gateway({MoeBin(), "gateway", "--model", model, "--attention", worker_addr, "--host",
+                        "127.0.0.1", "--port", "0", "--drain-timeout-s", "60", "--log-level",
+                        "warn"});
+  const int port = PortOf(gateway.WaitForLine("listening on ", std::chrono::seconds(60)));
+  ASSERT_GT(port, 0) << "gateway did not start";
+  bool ready = false;
+  for (int i = 0; i < 300 && !ready; ++i) {
+    ready = test_util::TryRequest(port, test_util::http::verb::get, "/ready").status == 200;
+    if (!ready) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(ready);
+
+  constexpr int kRequests = 4;
+  constexpr int kTokens = 400;
+  const nlohmann::json body = {{"prompt", "Once upon a time"},
+                               {"max_tokens", kTokens},
+                               {"temperature", 0},
+                               {"ignore_eos", true}};
+  std::vector<test_util::Reply> replies(kRequests);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kRequests; ++i) {
+    clients.emplace_back([&, i] {
+      replies[i] =
+          test_util::TryRequest(port, test_util::http::verb::post, "/v1/completions", body.dump());
+    });
+  }
+  // SIGTERM once every request is being generated.
+  bool busy = false;
+  for (int i = 0; i < 500 && !busy; ++i) {
+    const std::string m = test_util::TryRequest(port, test_util::http::verb::get, "/metrics").body;
+    busy = MetricValue(m, "moe_num_requests_running") >= kRequests;
+    if (!busy) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(busy) << "the requests did not start";
+  ASSERT_EQ(kill(gateway.pid(), SIGTERM), 0);
+  // Draining: not ready, and a new request is refused with OpenAI's error shape.
+  test_util::Reply probe;
+  for (int i = 0; i < 100; ++i) {  // the signal is handled asynchronously: poll briefly
+    probe = test_util::TryRequest(port, test_util::http::verb::get, "/ready");
+    if (probe.status != 200) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  const test_util::Reply late =
+      test_util::TryRequest(port, test_util::http::verb::post, "/v1/completions", body.dump());
+  for (auto& c : clients) c.join();
+  EXPECT_EQ(probe.status, 503) << probe.body;
+  EXPECT_EQ(late.status, 503) << late.body;
+  if (late.status == 503) {
+    EXPECT_TRUE(nlohmann::json::parse(late.body).contains("error")) << late.body;
+  }
+  for (int i = 0; i < kRequests; ++i) {
+    ASSERT_EQ(replies[i].status, 200) << i << ": " << replies[i].body;
+    const nlohmann::json r = nlohmann::json::parse(replies[i].body);
+    EXPECT_EQ(r["usage"]["completion_tokens"], kTokens) << i;
+    EXPECT_EQ(r["choices"][0]["finish_reason"], "length") << i;
+  }
+  int code = -1;
+  for (int i = 0; i < 300 && !gateway.Exited(&code); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(code, 0) << "the gateway did not exit 0 after draining";
+  EXPECT_EQ(worker.Stop(), 0);
 }
 
 }  // namespace
