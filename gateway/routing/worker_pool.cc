@@ -244,8 +244,14 @@ WorkerPool::WorkerPool(const std::vector<std::string>& addresses, WorkerPoolOpti
   for (const std::string& a : addresses) {
     Core::Worker& w = core_->workers.emplace_back();
     w.address = a;
-    w.stub =
-        v1::AttentionService::NewStub(grpc::CreateChannel(a, grpc::InsecureChannelCredentials()));
+    // round_robin: an address that resolves to several pods (a headless Kubernetes Service)
+    // spreads this entry's calls over all of them instead of pinning one (pick_first). The
+    // gateway's admission and least-outstanding-tokens choice then treat the entry as one
+    // worker; list per-worker addresses to route by each worker's own load.
+    grpc::ChannelArguments args;
+    args.SetLoadBalancingPolicyName("round_robin");
+    w.stub = v1::AttentionService::NewStub(
+        grpc::CreateCustomChannel(a, grpc::InsecureChannelCredentials(), args));
   }
   prometheus::Registry& r = MetricsRegistry();
   core_->running_gauge = &prometheus::BuildGauge()
