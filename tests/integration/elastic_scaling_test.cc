@@ -28,24 +28,9 @@ namespace {
 
 using test_util::ChildProcess;
 using test_util::MoeBin;
+using test_util::ChildrenOf;
 using test_util::PortOf;
 using SteadyClock = std::chrono::steady_clock;
-
-// Pids of the direct children of `pid` (from /proc).
-std::vector<pid_t> ChildrenOf(pid_t pid) {
-  std::vector<pid_t> out;
-  std::string dir = "/proc/" + std::to_string(pid) + "/task";
-  DIR* d = opendir(dir.c_str());
-  if (d == nullptr) return out;
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] == '.') continue;
-    std::ifstream in(dir + "/" + e->d_name + "/children");
-    pid_t c;
-    while (in >> c) out.push_back(c);
-  }
-  closedir(d);
-  return out;
-}
 
 // The value of the sample `series` (name with labels, exactly as exported) in Prometheus text,
 // or -1.

@@ -36,6 +36,7 @@ namespace {
 
 namespace v1 = ::moe::attention::v1;
 using test_util::ChildProcess;
+using test_util::ChildrenOf;
 using test_util::MoeBin;
 using test_util::PortOf;
 using Clock = std::chrono::steady_clock;
@@ -59,16 +60,6 @@ double Worst(const std::vector<double>& v) {
   double w = 1.0;
   for (double x : v) w = std::min(w, x);
   return w;
-}
-
-// Pids of the direct children of `pid`, in start order (pid order).
-std::vector<pid_t> ChildrenOf(pid_t pid) {
-  std::vector<pid_t> out;
-  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
-  pid_t c;
-  while (in >> c) out.push_back(c);
-  std::sort(out.begin(), out.end());
-  return out;
 }
 
 class Cluster {

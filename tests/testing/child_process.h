@@ -3,9 +3,15 @@
 #ifndef MOE_TESTS_TESTING_CHILD_PROCESS_H_
 #define MOE_TESTS_TESTING_CHILD_PROCESS_H_
 
+#include <dirent.h>
+#include <sys/types.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <string>
+#include <vector>
 
 #include "common/subprocess.h"
 
@@ -19,6 +25,24 @@ using ::moe::PortOf;
 inline std::string MoeBin() {
   const char* bin = std::getenv("MOE_BIN");
   return bin ? bin : std::string(MOE_BINARY_DIR) + "/tools/moe";
+}
+
+// Pids of the direct children of `pid` (from /proc, every thread's list), in pid order: the
+// order they were started in, barring pid wrap-around.
+inline std::vector<pid_t> ChildrenOf(pid_t pid) {
+  std::vector<pid_t> out;
+  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return out;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::ifstream in(dir + "/" + e->d_name + "/children");
+    pid_t c;
+    while (in >> c) out.push_back(c);
+  }
+  closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 }  // namespace moe::test_util
