@@ -11,26 +11,14 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "tests/testing/command.h"
+
 namespace {
 
 using ::testing::HasSubstr;
 
-struct Result {
-  int exit_code;
-  std::string output;
-};
-
-Result RunMoe(const std::string& args) {
-  const char* bin = std::getenv("MOE_BIN");
-  std::string cmd = std::string(bin ? bin : "moe") + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using Result = ::moe::test_util::CommandResult;
+using ::moe::test_util::RunMoe;
 
 class ModelToolsCliTest : public ::testing::Test {
  protected:

@@ -1,30 +1,17 @@
 // Runs the real `moe` binary (path in $MOE_BIN) and checks usage and exit codes.
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 
-#include <gtest/gtest.h>
+#include "tests/testing/command.h"
 
 namespace {
 
-struct Result {
-  int exit_code;
-  std::string output;
-};
-
-Result RunMoe(const std::string& args) {
-  const char* bin = std::getenv("MOE_BIN");
-  std::string cmd = std::string(bin ? bin : "moe") + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using Result = ::moe::test_util::CommandResult;
+using ::moe::test_util::RunMoe;
 
 TEST(MoeCli, HelpListsCommands) {
   Result r = RunMoe("--help");

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "model/jinja/template.h"
+#include "tests/testing/command.h"
 
 namespace moe::model::jinja {
 namespace {
@@ -33,19 +34,11 @@ std::string ReadFile(const std::string& path) {
   return text.str();
 }
 
+// Runs a shell command; returns its stdout and sets *exit_code.
 std::string RunCommand(const std::string& command, int* exit_code) {
-  std::string out;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) {
-    *exit_code = -1;
-    return out;
-  }
-  char buffer[65536];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) out.append(buffer, n);
-  const int status = pclose(pipe);
-  *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return out;
+  test_util::CommandResult r = test_util::RunCommand(command);
+  *exit_code = r.exit_code;
+  return r.output;
 }
 
 std::string Quote(const std::string& s) { return "'" + s + "'"; }

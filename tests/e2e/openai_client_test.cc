@@ -5,15 +5,16 @@
 // include_usage, error classes for invalid requests, and golden texts and echo log-probabilities;
 // the curl example moe up prints works as printed.
 // Skips if node or the npm packages are missing. Every process is stopped by pid.
+#include <gtest/gtest.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
 
-#include <gtest/gtest.h>
-
 #include "tests/integration/gateway_fixture.h"
 #include "tests/testing/child_process.h"
+#include "tests/testing/command.h"
 
 namespace moe {
 namespace {
@@ -33,12 +34,10 @@ TEST(OpenAiClientE2eTest, OfficialClientAgainstMoeUp) {
   const std::string addr = up.WaitForLine("listening on ", std::chrono::seconds(10));
   ASSERT_FALSE(addr.empty()) << "moe up did not start";
   if (std::system("command -v curl > /dev/null 2>&1") == 0) {
-    FILE* c = popen(("curl -s --max-time 60 http://" + curl + " 2>&1").c_str(), "r");
-    ASSERT_NE(c, nullptr);
-    std::string reply;
-    char line[1024];
-    while (fgets(line, sizeof line, c) != nullptr) reply += line;
-    EXPECT_EQ(pclose(c), 0) << reply;
+    const test_util::CommandResult c =
+        test_util::RunCommand("curl -s --max-time 60 http://" + curl + " 2>&1");
+    const std::string& reply = c.output;
+    EXPECT_EQ(c.exit_code, 0) << reply;
     EXPECT_NE(reply.find("\"object\":\"text_completion\""), std::string::npos) << reply;
     EXPECT_NE(reply.find("\"completion_tokens\":16"), std::string::npos) << reply;
   }
@@ -46,14 +45,10 @@ TEST(OpenAiClientE2eTest, OfficialClientAgainstMoeUp) {
                           "/v1 MOE_MODEL=hf-f32 MOE_GOLDEN=" + test_util::GoldenMixtral() +
                           "/expected-f32.json OPENAI_MODULE=" + openai + " timeout 150 node " +
                           std::string(MOE_SOURCE_DIR) + "/tests/e2e/openai_client.mjs 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string out;
-  char buf[1024];
-  while (fgets(buf, sizeof buf, p) != nullptr) out += buf;
-  const int rc = pclose(p);
+  const test_util::CommandResult run = test_util::RunCommand(cmd);
+  const std::string& out = run.output;
   std::printf("%s", out.c_str());
-  EXPECT_EQ(rc, 0) << out;
+  EXPECT_EQ(run.exit_code, 0) << out;
   EXPECT_NE(out.find("ALL OK"), std::string::npos) << out;
   EXPECT_EQ(out.find("FAIL"), std::string::npos) << out;
   EXPECT_EQ(up.Stop(), 0);

@@ -10,18 +10,18 @@
 // cancelled; a request past --request-timeout-s is a 504; /ready needs a generation through
 // the experts; /metrics passes
 // `promtool check metrics`.
-#include <utility>  // before Asio (DESIGN.md section 9)
+#include <gtest/gtest.h>
 
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
+#include <utility>  // before Asio (DESIGN.md section 9)
 #include <vector>
 
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-
 #include "tests/integration/gateway_fixture.h"
+#include "tests/testing/command.h"
 #include "tests/testing/http_client.h"
 
 namespace moe {
@@ -461,14 +461,10 @@ TEST_F(GatewayApiTest, MetricsPassPromtool) {
   }
   const std::string path = ::testing::TempDir() + "/gateway_metrics.txt";
   std::ofstream(path) << m.body;
-  const std::string cmd = "promtool check metrics < " + path + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string out;
-  char buf[512];
-  while (fgets(buf, sizeof buf, p) != nullptr) out += buf;
-  EXPECT_EQ(pclose(p), 0) << out;
-  EXPECT_EQ(out, "") << out;
+  const test_util::CommandResult check =
+      test_util::RunCommand("promtool check metrics < " + path + " 2>&1");
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+  EXPECT_EQ(check.output, "") << check.output;
 }
 
 }  // namespace
