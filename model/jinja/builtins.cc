@@ -339,6 +339,19 @@ Value Reverse(const Value& operand) {
   return Value::Array(std::move(items));
 }
 
+// s.replace(old, new[, count]) and the replace filter.
+absl::StatusOr<Value> Replace(const std::string& s, const std::vector<Value>& args,
+                              const Kwargs& kwargs, const BuiltinLimits& limits) {
+  if (args.size() < 2 || !args[0].is_string() || !args[1].is_string()) {
+    return Err("replace: expected two strings");
+  }
+  const Value* count = Arg(args, kwargs, 2, "count");
+  std::string out = ReplaceAll(s, args[0].as_string(), args[1].as_string(),
+                               count != nullptr && count->is_int() ? count->as_int() : -1);
+  MOE_RETURN_IF_ERROR(CheckSize(out, limits));
+  return Value::String(std::move(out));
+}
+
 Value StringToList(const std::string& s) {
   std::vector<Value> items;
   for (std::string_view ch : Utf8Chars(s)) items.push_back(Value::String(std::string(ch)));
@@ -377,14 +390,7 @@ Value StringMethod(const Value& self, std::string_view name, const BuiltinLimits
   }
   if (name == "replace") {
     return fn([s, limits](std::vector<Value>& args, Kwargs& kwargs) -> absl::StatusOr<Value> {
-      if (args.size() < 2 || !args[0].is_string() || !args[1].is_string()) {
-        return Err("replace: expected two strings");
-      }
-      const Value* count = Arg(args, kwargs, 2, "count");
-      std::string out = ReplaceAll(s, args[0].as_string(), args[1].as_string(),
-                                   count != nullptr && count->is_int() ? count->as_int() : -1);
-      MOE_RETURN_IF_ERROR(CheckSize(out, limits));
-      return Value::String(std::move(out));
+      return Replace(s, args, kwargs, limits);
     });
   }
   if (name == "join") {
@@ -678,14 +684,7 @@ absl::StatusOr<Value> ApplyFilter(std::string_view name, const Value& operand,
     if (name == "escape" || name == "e") return Value::String(HtmlEscape(s));
     if (name == "indent") return Indent(operand, args, kwargs);
     if (name == "replace") {
-      if (args.size() < 2 || !args[0].is_string() || !args[1].is_string()) {
-        return Err("replace: expected two strings");
-      }
-      const Value* count = Arg(args, kwargs, 2, "count");
-      std::string out = ReplaceAll(s, args[0].as_string(), args[1].as_string(),
-                                   count != nullptr && count->is_int() ? count->as_int() : -1);
-      MOE_RETURN_IF_ERROR(CheckSize(out, limits));
-      return Value::String(std::move(out));
+      return Replace(s, args, kwargs, limits);
     }
     if (name == "wordcount") {
       MOE_ASSIGN_OR_RETURN(Value words, Split(s, nullptr, nullptr));
