@@ -1,14 +1,12 @@
 #include "gateway/api_handler.h"
 
-#include <utility>  // before Asio (DESIGN.md section 9)
-
 #include <atomic>
+#include <boost/asio.hpp>
 #include <deque>
 #include <filesystem>
 #include <fstream>
-
-#include <boost/asio.hpp>
 #include <nlohmann/json.hpp>
+#include <utility>  // before Asio (DESIGN.md section 9)
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -802,23 +800,33 @@ asio::awaitable<HttpResponse> ApiHandler::Run(std::shared_ptr<Job> job, Response
   co_return JsonResponse(reply);
 }
 
-HttpResponse ApiHandler::Tokenize(const HttpRequest& request) const {
-  if (absl::Status deep = CheckJsonDepth(request.body()); !deep.ok()) {
-    return ErrorResponse(ErrorFromStatus(deep));
-  }
-  json body = json::parse(request.body(), nullptr, /*allow_exceptions=*/false);
+namespace {
+
+// The body of /tokenize or /detokenize: a JSON object (depth-checked before parsing).
+absl::StatusOr<json> ParseUtilityBody(const std::string& text) {
+  MOE_RETURN_IF_ERROR(CheckJsonDepth(text));
+  json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded() || !body.is_object()) {
-    return ErrorResponse(
-        ErrorFromStatus(absl::InvalidArgumentError("the request body must be a JSON object")));
+    return absl::InvalidArgumentError("the request body must be a JSON object");
   }
-  std::optional<std::string> model;
-  if (body.contains("model") && !body["model"].is_null()) {
-    if (!body["model"].is_string()) {
-      return ErrorResponse(ErrorFromStatus(InvalidParam("model", "'model' must be a string")));
-    }
-    model = body["model"].get<std::string>();
+  if (body.contains("model") && !body["model"].is_null() && !body["model"].is_string()) {
+    return InvalidParam("model", "'model' must be a string");
   }
-  if (auto bad = CheckModel(model)) return std::move(*bad);
+  return body;
+}
+
+std::optional<std::string> UtilityModel(const json& body) {
+  if (!body.contains("model") || !body["model"].is_string()) return std::nullopt;
+  return body["model"].get<std::string>();
+}
+
+}  // namespace
+
+HttpResponse ApiHandler::Tokenize(const HttpRequest& request) const {
+  absl::StatusOr<json> parsed = ParseUtilityBody(request.body());
+  if (!parsed.ok()) return ErrorResponse(ErrorFromStatus(parsed.status()));
+  const json& body = *parsed;
+  if (auto bad = CheckModel(UtilityModel(body))) return std::move(*bad);
   bool return_strs = false;
   if (body.contains("return_token_strs") && !body["return_token_strs"].is_null()) {
     if (!body["return_token_strs"].is_boolean()) {
@@ -872,17 +880,10 @@ HttpResponse ApiHandler::Tokenize(const HttpRequest& request) const {
 }
 
 HttpResponse ApiHandler::Detokenize(const HttpRequest& request) const {
-  if (absl::Status deep = CheckJsonDepth(request.body()); !deep.ok()) {
-    return ErrorResponse(ErrorFromStatus(deep));
-  }
-  json body = json::parse(request.body(), nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded() || !body.is_object()) {
-    return ErrorResponse(
-        ErrorFromStatus(absl::InvalidArgumentError("the request body must be a JSON object")));
-  }
-  std::optional<std::string> model;
-  if (body.contains("model") && body["model"].is_string()) model = body["model"].get<std::string>();
-  if (auto bad = CheckModel(model)) return std::move(*bad);
+  absl::StatusOr<json> parsed = ParseUtilityBody(request.body());
+  if (!parsed.ok()) return ErrorResponse(ErrorFromStatus(parsed.status()));
+  const json& body = *parsed;
+  if (auto bad = CheckModel(UtilityModel(body))) return std::move(*bad);
   if (!body.contains("tokens") || !body["tokens"].is_array()) {
     return ErrorResponse(
         ErrorFromStatus(InvalidParam("tokens", "'tokens' (a list of token ids) is required")));
