@@ -1,5 +1,6 @@
-// Rebalancing decisions (DESIGN.md section 5 "Zero-downtime rebalancing"): how balanced a plan
-// is under the measured load, and whether the scheduler should publish a new one. Pure
+// Rebalancing decisions (DESIGN.md section 5 "Zero-downtime rebalancing"): whether the scheduler
+// should look for a new plan, given each layer's balancedness (EvaluatePlan's
+// layer_balancedness, scheduler/placement/objective.h) of the committed plan. Pure
 // functions of their inputs; the scheduler core calls them on its loop thread, tests call them
 // with made-up numbers and times.
 #ifndef MOE_SCHEDULER_CORE_REBALANCE_H_
@@ -10,8 +11,6 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "scheduler/placement/plan.h"
-#include "scheduler/placement/problem.h"
 
 namespace moe::scheduler {
 
@@ -29,12 +28,6 @@ struct RebalanceConfig {
   // A pending plan not loaded by every instance within this long is abandoned.
   absl::Duration commit_timeout = absl::Seconds(60);
 };
-
-// Balancedness of each layer under `problem.load`: mean over instances of the instance's load
-// (tokens x share of the replicas it holds, divided by its speed when `speeds` is given) over
-// the maximum; 1.0 for a layer without load. [layers] values in (0, 1].
-std::vector<double> LayerBalancedness(const PlacementProblem& problem, const PlacementPlan& plan,
-                                      const std::vector<double>& speeds = {});
 
 // The smallest entry (1.0 for an empty vector).
 double WorstLayer(const std::vector<double>& balancedness);

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status.h"
+#include "scheduler/placement/objective.h"
 
 namespace moe::scheduler {
 
@@ -270,7 +271,7 @@ std::optional<SchedulerCore::RebalanceJob> SchedulerCore::PlanRebalance(
     stats_.balancedness.clear();
     return std::nullopt;
   }
-  stats_.balancedness = LayerBalancedness(problem, current_->plan, problem.speed);
+  stats_.balancedness = EvaluatePlan(problem, current_->plan).layer_balancedness;
   const RebalanceDecision decision =
       DecideRebalance({stats_.balancedness, tokens, now, last_change_}, config_.rebalance);
   if (!decision.rebalance) return std::nullopt;
@@ -305,7 +306,7 @@ std::shared_ptr<const PublishedPlan> SchedulerCore::FinishRebalance(
     *note = absl::StrCat("rebalance (", job.why, ") superseded by another plan");
     return nullptr;
   }
-  const double after = WorstLayer(LayerBalancedness(job.problem, *plan, job.problem.speed));
+  const double after = EvaluatePlan(job.problem, *plan).min_balancedness;
   if (after < job.before + config_.rebalance.min_improvement) {
     *note = absl::StrFormat("rebalance (%s): no better plan (worst layer %.3f -> %.3f)", job.why,
                             job.before, after);
