@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include <grpc/grpc.h>
+
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -86,6 +88,13 @@ int RunGateway(int argc, const char* const* argv) {
   InitLogging("gateway", c.log_level);
   MOE_LOG_INFO("config: {}", flags.Describe());
   StopSignals stop_signals;
+  // gRPC's runtime is held for the whole run and shut down at the end on this thread: when the
+  // last channel went away on a gRPC callback thread instead, gRPC shut itself down on a
+  // detached thread that raced the process exit ("assertion failed: prior > 0", SIGABRT).
+  grpc_init();
+  struct GrpcShutdown {
+    ~GrpcShutdown() { grpc_shutdown_blocking(); }
+  } grpc_shutdown_at_exit;
 
   gateway::WorkerPoolOptions po;
   po.max_running = c.max_running;

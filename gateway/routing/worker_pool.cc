@@ -126,26 +126,32 @@ class Reactor : public grpc::ClientReadReactor<v1::GenerateResponse> {
     response_.Clear();
     StartRead(&response_);
   }
+  // Everything this callback owns (the call's context and its channel reference, the call
+  // states it starts or reports) is released before `live` drops: ~WorkerPool waits for
+  // live == 0, so the last gRPC object is destroyed on the thread that destroys the pool, not
+  // on a gRPC callback thread racing the process exit.
   void OnDone(const grpc::Status& status) override {
-    std::shared_ptr<WorkerPool::Core> core = state_->core;
-    std::vector<std::shared_ptr<CallState>> start, expired;
+    WorkerPool::Core* core = state_->core.get();  // alive: the pool waits for live == 0
     {
-      absl::MutexLock lock(&core->mu);
-      WorkerPool::Core::Worker& w = core->workers[state_->worker];
-      state_->phase = CallState::Phase::kDone;
-      state_->reactor = nullptr;
-      --w.running;
-      w.outstanding -= state_->remaining;
-      state_->remaining = 0;
-      auto& v = core->reactors;
-      v.erase(std::remove(v.begin(), v.end(), this), v.end());
-      if (!core->closing) core->DispatchLocked(state_->worker, &start, &expired);
-      core->UpdateGaugesLocked();
+      std::vector<std::shared_ptr<CallState>> start, expired;
+      {
+        absl::MutexLock lock(&core->mu);
+        WorkerPool::Core::Worker& w = core->workers[state_->worker];
+        state_->phase = CallState::Phase::kDone;
+        state_->reactor = nullptr;
+        --w.running;
+        w.outstanding -= state_->remaining;
+        state_->remaining = 0;
+        auto& v = core->reactors;
+        v.erase(std::remove(v.begin(), v.end(), this), v.end());
+        if (!core->closing) core->DispatchLocked(state_->worker, &start, &expired);
+        core->UpdateGaugesLocked();
+      }
+      if (state_->callbacks.on_done) {
+        state_->callbacks.on_done(status.ok() ? absl::OkStatus() : FromGrpcStatus(status));
+      }
+      core->Launch(start, expired);
     }
-    if (state_->callbacks.on_done) {
-      state_->callbacks.on_done(status.ok() ? absl::OkStatus() : FromGrpcStatus(status));
-    }
-    core->Launch(start, expired);
     delete this;
     absl::MutexLock lock(&core->mu);
     --core->live;
@@ -365,21 +371,26 @@ void WorkerPool::GetLoad(size_t i, absl::Duration timeout, LoadDone done) {
   };
   auto state = std::make_shared<State>();
   state->context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  std::shared_ptr<Core> core = core_;
+  Core* c = core_.get();  // alive: the pool waits for live == 0
   {
-    absl::MutexLock lock(&core->mu);
-    ++core->live;
+    absl::MutexLock lock(&c->mu);
+    ++c->live;
   }
-  core->workers[i].stub->async()->GetLoad(&state->context, &state->request, &state->response,
-                                          [core, state, done = std::move(done)](grpc::Status s) {
-                                            if (s.ok()) {
-                                              done(state->response);
-                                            } else {
-                                              done(FromGrpcStatus(s));
-                                            }
-                                            absl::MutexLock lock(&core->mu);
-                                            --core->live;
-                                          });
+  // As in Reactor::OnDone: the context (which holds the channel) and the callback are released
+  // before `live` drops.
+  c->workers[i].stub->async()->GetLoad(
+      &state->context, &state->request, &state->response,
+      [c, state, done = std::move(done)](grpc::Status s) mutable {
+        if (s.ok()) {
+          done(state->response);
+        } else {
+          done(FromGrpcStatus(s));
+        }
+        done = nullptr;
+        state.reset();
+        absl::MutexLock lock(&c->mu);
+        --c->live;
+      });
 }
 
 }  // namespace moe::gateway
