@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <sys/socket.h>
 
+#include <array>
 #include <cerrno>
 #include <thread>
 #include <vector>
@@ -177,6 +178,7 @@ struct HttpServer::Impl {
     beast::tcp_stream stream(std::move(socket));
     beast::flat_buffer buffer;
     beast::error_code ec;
+    bool unread_input = false;  // closing after a request that was not read to its end
     for (;;) {
       http::request_parser<http::string_body> parser;
       parser.header_limit(static_cast<uint32_t>(options.max_header_bytes));
@@ -202,6 +204,9 @@ struct HttpServer::Impl {
                                              options.max_header_bytes, " bytes"));
       } else if (ec) {
         res = render_error(400, absl::StrCat("malformed HTTP request: ", ec.message()));
+      }
+      if (ec) {
+        unread_input = true;
       } else {
         const HttpRequest& req = parser.get();
         keep_alive = req.keep_alive();
@@ -222,6 +227,25 @@ struct HttpServer::Impl {
       co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
       stream.expires_never();
       if (ec || !keep_alive) break;
+    }
+    if (unread_input) {
+      // Lingering close: the client may still be sending the rest of a rejected request (a
+      // body over the limit). Closing now would reset the connection and the client could
+      // lose the error response before reading it (EPIPE / ECONNRESET on its side); instead
+      // end our side, then read and drop its data for a bounded time and amount.
+      stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+      stream.expires_after(std::min<std::chrono::steady_clock::duration>(options.read_timeout,
+                                                                         std::chrono::seconds(5)));
+      std::array<char, 16384> sink;
+      size_t dropped = 0;
+      constexpr size_t kMaxDropped = 64u << 20;
+      while (dropped < kMaxDropped) {
+        const size_t got = co_await stream.async_read_some(
+            asio::buffer(sink), asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) break;
+        dropped += got;
+      }
+      stream.expires_never();
     }
     stream.socket().shutdown(tcp::socket::shutdown_both, ec);
   }
