@@ -6,7 +6,8 @@
 namespace moe::attention {
 
 absl::Status LocalExpertExecutor::Run(int layer, const float* x, int hidden,
-                                      const model::Routing& routing, float* out) {
+                                      const model::Routing& routing, float* out,
+                                      DispatchMemory* /*memory*/) {
   GroupByExpert(routing, num_experts_, &groups_);
   const size_t pairs = groups_.tokens.size();
   gathered_.resize(pairs * hidden);

@@ -16,8 +16,9 @@ class LocalExpertExecutor final : public ExpertExecutor {
   // `backend` must outlive this object and hold every expert Run will be asked for.
   LocalExpertExecutor(expert::ExpertBackend* backend, int num_experts)
       : backend_(backend), num_experts_(num_experts) {}
+  // `memory` is ignored (every expert is computed here).
   absl::Status Run(int layer, const float* x, int hidden, const model::Routing& routing,
-                   float* out) override;
+                   float* out, DispatchMemory* memory) override;
 
  private:
   expert::ExpertBackend* backend_;

@@ -16,6 +16,8 @@ namespace cv1 = ::moe::common::v1;
 struct DispatchMetrics {
   prometheus::Counter& failovers;
   prometheus::Histogram& dispatch_seconds;
+  prometheus::Counter& pairs;
+  prometheus::Counter& local_pairs;
 
   static DispatchMetrics& Get() {
     static DispatchMetrics* m = [] {
@@ -31,6 +33,18 @@ struct DispatchMetrics {
               .Help("Time to dispatch one MoE layer to the expert services and combine, seconds")
               .Register(r)
               .Add({}, ExponentialBuckets(1e-5, 2, 22)),
+          prometheus::BuildCounter()
+              .Name("moe_dispatch_pairs_total")
+              .Help("Routed (token, expert) pairs dispatched in a MoE layer that followed another "
+                    "MoE layer of the same forward pass (their tokens' previous instances known)")
+              .Register(r)
+              .Add({}),
+          prometheus::BuildCounter()
+              .Name("moe_dispatch_local_pairs_total")
+              .Help("Of moe_dispatch_pairs_total, the pairs computed on an instance that ran one "
+                    "of the token's experts in the previous MoE layer")
+              .Register(r)
+              .Add({}),
       };
     }();
     return *m;
@@ -39,6 +53,65 @@ struct DispatchMetrics {
 
 // Errors that say the request itself is wrong: another replica would refuse it too.
 bool Retryable(const absl::Status& s) { return s.code() != absl::StatusCode::kInvalidArgument; }
+
+// Where one Run's routed pairs were computed.
+struct RanOn {
+  std::vector<int32_t> pair;           // per routed pair: index into `addresses`; -1: not yet
+  std::vector<std::string> addresses;  // instances that computed pairs in this Run
+};
+
+// Records that `address` computed `pieces` (positions in `order`).
+void MarkRan(absl::Span<const Piece> pieces, absl::Span<const int32_t> order,
+             const std::string& address, RanOn* ran) {
+  auto it = std::find(ran->addresses.begin(), ran->addresses.end(), address);
+  const int32_t id = static_cast<int32_t>(it - ran->addresses.begin());
+  if (it == ran->addresses.end()) ran->addresses.push_back(address);
+  for (const Piece& piece : pieces) {
+    for (int pos = piece.begin; pos < piece.end; ++pos) ran->pair[order[pos]] = id;
+  }
+}
+
+// Routed pairs of `ran` computed on an instance (same address) that ran one of their token's
+// experts in `previous`'s layer.
+int64_t LocalPairs(const DispatchMemory& previous, const RanOn& ran,
+                   absl::Span<const int32_t> pair_token) {
+  std::vector<int32_t> previous_id(ran.addresses.size(), -1);
+  for (size_t id = 0; id < ran.addresses.size(); ++id) {
+    auto it = std::find(previous.instances.begin(), previous.instances.end(), ran.addresses[id]);
+    if (it != previous.instances.end()) {
+      previous_id[id] = static_cast<int32_t>(it - previous.instances.begin());
+    }
+  }
+  int64_t local = 0;
+  for (size_t p = 0; p < ran.pair.size(); ++p) {
+    const int32_t id = ran.pair[p] >= 0 ? previous_id[ran.pair[p]] : -1;
+    local += id >= 0 && previous.homes.Contains(pair_token[p], id);
+  }
+  return local;
+}
+
+// `memory`'s homes with ids translated to `snap`'s instance indices (by address; instances not
+// in `snap` dropped).
+void HomesInSnapshot(const DispatchMemory& memory, const PlacementSnapshot& snap,
+                     TokenHomes* homes) {
+  std::vector<int32_t> index(memory.instances.size(), -1);
+  for (size_t id = 0; id < memory.instances.size(); ++id) {
+    for (int i = 0; i < snap.num_instances(); ++i) {
+      if (snap.address(i) == memory.instances[id]) index[id] = i;
+    }
+  }
+  const int tokens = memory.homes.tokens();
+  homes->offsets.assign(static_cast<size_t>(tokens) + 1, 0);
+  homes->ids.clear();
+  for (int t = 0; t < tokens; ++t) {
+    for (int32_t id : memory.homes.Of(t)) {
+      if (index[id] >= 0) homes->ids.push_back(index[id]);
+    }
+    const auto begin = homes->ids.begin() + homes->offsets[t];
+    std::sort(begin, homes->ids.end());  // a snapshot may order instances differently
+    homes->offsets[t + 1] = static_cast<int32_t>(homes->ids.size());
+  }
+}
 
 }  // namespace
 
@@ -80,7 +153,8 @@ void RemoteExpertExecutor::MarkUnhealthy(const std::string& address, absl::Time 
 }
 
 absl::Status RemoteExpertExecutor::Run(int layer, const float* x, int hidden,
-                                       const model::Routing& routing, float* out) {
+                                       const model::Routing& routing, float* out,
+                                       DispatchMemory* memory) {
   if (!static_error_.ok()) return static_error_;
   const absl::Time start = absl::Now();
   const absl::Time wait_deadline = start + options_.placement_wait;
@@ -100,12 +174,24 @@ absl::Status RemoteExpertExecutor::Run(int layer, const float* x, int hidden,
   GroupByExpert(routing, num_experts, &groups);
   std::fill(out, out + static_cast<size_t>(tokens) * hidden, 0.0f);
 
-  std::vector<Piece> pending;  // routed pairs still to compute
+  // Pieces index `order`: position p holds routed pair order[p] (ChooseReplicas permutes it
+  // within pieces to fill share quotas locality-first).
+  const int num_pairs = static_cast<int>(groups.tokens.size());
+  std::vector<int32_t> order(num_pairs);
+  for (int p = 0; p < num_pairs; ++p) order[p] = p;
+  std::vector<Piece> pending;  // positions still to compute
   for (int e = 0; e < num_experts; ++e) {
     if (groups.offsets[e] != groups.offsets[e + 1]) {
       pending.push_back({e, groups.offsets[e], groups.offsets[e + 1]});
     }
   }
+  // The previous MoE layer of this forward pass, if `memory` has it for these tokens.
+  const bool has_previous = memory != nullptr && memory->layer >= 0 && memory->layer < layer &&
+                            memory->homes.tokens() == tokens;
+  TokenHomes homes;  // memory's homes in `homes_snap`'s instance indices
+  std::shared_ptr<const PlacementSnapshot> homes_snap;
+  RanOn ran;  // where each pair was computed (only with `memory`)
+  ran.pair.assign(memory != nullptr ? num_pairs : 0, -1);
   // Addresses that failed during this Run (kept across a placement change: same services).
   absl::flat_hash_map<std::string, bool> failed;
   std::vector<std::string> not_ready;  // failed with FAILED_PRECONDITION in this Run
@@ -143,7 +229,15 @@ absl::Status RemoteExpertExecutor::Run(int layer, const float* x, int hidden,
         shares->push_back(fallback_share);
       }
     };
-    ChooseReplicas(pending, n, usable, options_.replica_choice, &pieces_of, &orphans);
+    PairLocality locality;
+    if (has_previous) {
+      if (homes_snap != snap) {
+        HomesInSnapshot(*memory, *snap, &homes);
+        homes_snap = snap;
+      }
+      locality = {absl::MakeSpan(order), groups.tokens, &homes};
+    }
+    ChooseReplicas(pending, n, usable, options_.replica_choice, locality, &pieces_of, &orphans);
     if (!orphans.empty()) {
       // Wait (bounded) for a newer placement, then route every pending expert with it.
       // Calls of this round are not sent: their experts are routed with the new snapshot too.
@@ -198,18 +292,20 @@ absl::Status RemoteExpertExecutor::Run(int layer, const float* x, int hidden,
         cv1::Tensor* w = shard->mutable_weights();
         w->set_dtype(cv1::DTYPE_F32);
         w->add_shape(count);
-        w->set_data(reinterpret_cast<const char*>(&groups.weights[begin]),
-                    static_cast<size_t>(count) * sizeof(float));
+        w->mutable_data()->resize(static_cast<size_t>(count) * sizeof(float));
         cv1::Tensor* r = shard->mutable_rows();
         r->set_dtype(cv1::DTYPE_I32);
         r->add_shape(count);
         r->mutable_data()->resize(static_cast<size_t>(count) * sizeof(int32_t));
         char* hdst = bytes->data();
+        char* wdst = w->mutable_data()->data();
         char* rdst = r->mutable_data()->data();
         for (int k = 0; k < count; ++k) {
-          const int32_t t = groups.tokens[begin + k];
+          const int32_t pair = order[begin + k];
+          const int32_t t = groups.tokens[pair];
           std::memcpy(hdst + static_cast<size_t>(k) * hidden * sizeof(float),
                       x + static_cast<size_t>(t) * hidden, hidden * sizeof(float));
+          std::memcpy(wdst + k * sizeof(float), &groups.weights[pair], sizeof(float));
           if (row_of_token[t] < 0) {
             row_of_token[t] = static_cast<int32_t>(rows_to_tokens.size());
             rows_to_tokens.push_back(t);
@@ -249,6 +345,7 @@ absl::Status RemoteExpertExecutor::Run(int layer, const float* x, int hidden,
         pending.insert(pending.end(), pieces_of[i].begin(), pieces_of[i].end());
         continue;
       }
+      if (memory != nullptr) MarkRan(pieces_of[i], order, call.instance, &ran);
       const char* src = call.response.combined().data().data();
       for (size_t row = 0; row < rows_to_tokens.size(); ++row) {
         float* dst = out + static_cast<size_t>(rows_to_tokens[row]) * hidden;
@@ -261,6 +358,18 @@ absl::Status RemoteExpertExecutor::Run(int layer, const float* x, int hidden,
         }
       }
     }
+  }
+  if (has_previous) {
+    const int64_t local = LocalPairs(*memory, ran, groups.tokens);
+    pairs_after_previous_.fetch_add(num_pairs);
+    local_pairs_.fetch_add(local);
+    DispatchMetrics::Get().pairs.Increment(static_cast<double>(num_pairs));
+    DispatchMetrics::Get().local_pairs.Increment(static_cast<double>(local));
+  }
+  if (memory != nullptr) {
+    memory->layer = layer;
+    memory->instances = std::move(ran.addresses);
+    BuildTokenHomes(tokens, groups.tokens, ran.pair, &memory->homes);
   }
   DispatchMetrics::Get().dispatch_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - start));
   return absl::OkStatus();

@@ -206,14 +206,16 @@ class RemoteExpertExecutorTest : public ::testing::Test {
     return v;
   }
 
-  // Runs both executors on the same inputs and compares.
+  // Runs both executors on the same inputs and compares: every layer in order, as one forward
+  // pass of `tokens` tokens (one DispatchMemory).
   void ExpectMatchesLocal(ExpertExecutor* remote, int tokens, uint32_t seed) {
+    DispatchMemory memory;
     for (int layer = 0; layer < kLayers; ++layer) {
       const model::Routing routing = RandomRouting(tokens, seed + layer);
       const std::vector<float> x = RandomX(tokens, seed * 7 + layer);
       std::vector<float> want(x.size(), 0.0f), got(x.size(), 123.0f);
-      ASSERT_TRUE(local_->Run(layer, x.data(), kHidden, routing, want.data()).ok());
-      absl::Status s = remote->Run(layer, x.data(), kHidden, routing, got.data());
+      ASSERT_TRUE(local_->Run(layer, x.data(), kHidden, routing, want.data(), nullptr).ok());
+      absl::Status s = remote->Run(layer, x.data(), kHidden, routing, got.data(), &memory);
       ASSERT_TRUE(s.ok()) << s;
       double max_abs = 0;
       for (float v : want) max_abs = std::max(max_abs, std::abs(double(v)));
@@ -300,7 +302,7 @@ TEST_F(RemoteExpertExecutorTest, NoReplicaLeftIsUnavailable) {
   const model::Routing routing = RandomRouting(tokens, 9);
   const std::vector<float> x = RandomX(tokens, 9);
   std::vector<float> out(x.size());
-  absl::Status s = remote.Run(0, x.data(), kHidden, routing, out.data());
+  absl::Status s = remote.Run(0, x.data(), kHidden, routing, out.data(), nullptr);
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
 }
 
@@ -310,7 +312,7 @@ TEST_F(RemoteExpertExecutorTest, InvalidRequestIsNotRetried) {
   // hidden 23 disagrees with the executors' hidden size 24: INVALID_ARGUMENT, no failover.
   const model::Routing routing = RandomRouting(4, 3);
   std::vector<float> x(4 * 23, 0.5f), out(4 * 23);
-  absl::Status s = remote.Run(0, x.data(), 23, routing, out.data());
+  absl::Status s = remote.Run(0, x.data(), 23, routing, out.data(), nullptr);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
   EXPECT_EQ(remote.failovers(), 0);
 }
@@ -356,7 +358,7 @@ TEST_F(RemoteExpertExecutorTest, ConcurrentRunsMatchLocal) {
     c.routing = RandomRouting(c.tokens, c.seed);
     c.x = RandomX(c.tokens, c.seed);
     c.want.assign(c.x.size(), 0.0f);
-    ASSERT_TRUE(local_->Run(c.layer, c.x.data(), kHidden, c.routing, c.want.data()).ok());
+    ASSERT_TRUE(local_->Run(c.layer, c.x.data(), kHidden, c.routing, c.want.data(), nullptr).ok());
     cases.push_back(std::move(c));
   }
   std::atomic<int> mismatches{0}, errors{0};
@@ -365,7 +367,7 @@ TEST_F(RemoteExpertExecutorTest, ConcurrentRunsMatchLocal) {
       for (size_t i = first; i < cases.size(); i += 2) {
         const Case& c = cases[i];
         std::vector<float> got(c.x.size(), 99.0f);
-        if (!ex->Run(c.layer, c.x.data(), kHidden, c.routing, got.data()).ok()) {
+        if (!ex->Run(c.layer, c.x.data(), kHidden, c.routing, got.data(), nullptr).ok()) {
           ++errors;
           continue;
         }
@@ -437,7 +439,7 @@ TEST_F(RemoteExpertExecutorTest, BoundedWaitEndsUnavailable) {
   const model::Routing routing = RandomRouting(20, 9);
   const std::vector<float> x = RandomX(20, 9);
   std::vector<float> out(x.size());
-  absl::Status s = remote.Run(0, x.data(), kHidden, routing, out.data());
+  absl::Status s = remote.Run(0, x.data(), kHidden, routing, out.data(), nullptr);
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
   EXPECT_EQ(remote.placement_waits(), 0);
 }
@@ -451,7 +453,7 @@ TEST_F(RemoteExpertExecutorTest, NoPlacementYetWaitsThenUnavailable) {
   const model::Routing routing = RandomRouting(4, 9);
   const std::vector<float> x = RandomX(4, 9);
   std::vector<float> out(x.size());
-  EXPECT_EQ(remote.Run(0, x.data(), kHidden, routing, out.data()).code(),
+  EXPECT_EQ(remote.Run(0, x.data(), kHidden, routing, out.data(), nullptr).code(),
             absl::StatusCode::kUnavailable);
   auto p = PlacementSnapshot::FromStatic(*placement_, addresses_, 3);
   ASSERT_TRUE(p.ok());
@@ -468,6 +470,151 @@ TEST_F(RemoteExpertExecutorTest, NotYetLoadedInstanceIsRetried) {
   RemoteExpertExecutor remote(placement_.get(), addresses_, &slow, o);
   ExpectMatchesLocal(&remote, 30, 51);
   EXPECT_EQ(slow.refused.load(), 2);
+}
+
+// Forwards to `inner`, recording each call's (instance address, layer, expert, pairs) shards;
+// calls for layer `fail_layer` to `fail_address` fail UNAVAILABLE.
+class ShardRecordingTransport final : public ExpertTransport {
+ public:
+  struct Shard {
+    std::string instance;
+    int layer = 0;
+    int expert = 0;
+    int pairs = 0;
+  };
+  explicit ShardRecordingTransport(ExpertTransport* inner) : inner_(inner) {}
+  void ForwardAll(absl::Span<ExpertCall> calls, absl::Duration timeout) override {
+    std::vector<ExpertCall> good;
+    std::vector<size_t> index;
+    for (size_t i = 0; i < calls.size(); ++i) {
+      if (calls[i].request.layer() == fail_layer && calls[i].instance == fail_address) {
+        calls[i].status = absl::UnavailableError("injected failure");
+        continue;
+      }
+      for (const auto& s : calls[i].request.shards()) {
+        shards.push_back({calls[i].instance, static_cast<int>(calls[i].request.layer()),
+                          static_cast<int>(s.expert()), static_cast<int>(s.hidden().shape(0))});
+      }
+      good.push_back(std::move(calls[i]));
+      index.push_back(i);
+    }
+    inner_->ForwardAll(absl::MakeSpan(good), timeout);
+    for (size_t k = 0; k < good.size(); ++k) calls[index[k]] = std::move(good[k]);
+  }
+  int fail_layer = -1;
+  std::string fail_address;
+  std::vector<Shard> shards;  // of the calls that were forwarded (Run calls ForwardAll serially)
+
+ private:
+  ExpertTransport* inner_;
+};
+
+// Every token chooses `expert` (top-1, weight 1).
+model::Routing AllTo(int tokens, int expert) {
+  model::Routing r;
+  r.tokens = tokens;
+  r.top_k = 1;
+  r.experts.assign(tokens, expert);
+  r.weights.assign(tokens, 1.0f);
+  return r;
+}
+
+// The instance address each token of `memory` ran on (one each here).
+std::vector<std::string> TokenAddresses(const DispatchMemory& memory) {
+  std::vector<std::string> out;
+  for (int t = 0; t < memory.homes.tokens(); ++t) {
+    EXPECT_EQ(memory.homes.Of(t).size(), 1u) << t;
+    out.push_back(memory.homes.Of(t).empty() ? "" : memory.instances[memory.homes.Of(t)[0]]);
+  }
+  return out;
+}
+
+// Two instances holding every expert (shares .5/.5). 64 tokens choose expert 0 in layer 0
+// (replicas listed {0, 1}) and expert 1 in layer 1 (listed {1, 0}: a contiguous split would
+// move every token). With the forward's DispatchMemory each token's layer-1 pair runs where its
+// layer-0 pair ran, 32 pairs per instance; the outputs equal the local executor's.
+TEST_F(RemoteExpertExecutorTest, SecondLayerFollowsFirstLayersInstances) {
+  Build(2, 2);
+  ASSERT_EQ(placement_->Replicas(0, 0)[0], 0);
+  ASSERT_EQ(placement_->Replicas(1, 1)[0], 1);
+  ShardRecordingTransport recording(transport_.get());
+  RemoteExpertExecutor remote(placement_.get(), addresses_, &recording);
+  constexpr int kTokens = 64;
+  const std::vector<float> x = RandomX(kTokens, 61);
+  DispatchMemory memory;
+  std::vector<std::string> layer0_at;
+  for (int layer = 0; layer < 2; ++layer) {
+    const model::Routing routing = AllTo(kTokens, layer);
+    std::vector<float> want(x.size()), got(x.size());
+    ASSERT_TRUE(local_->Run(layer, x.data(), kHidden, routing, want.data(), nullptr).ok());
+    ASSERT_TRUE(remote.Run(layer, x.data(), kHidden, routing, got.data(), &memory).ok());
+    for (size_t i = 0; i < x.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-6) << layer << " " << i;
+    EXPECT_EQ(memory.layer, layer);
+    if (layer == 0) layer0_at = TokenAddresses(memory);
+  }
+  ASSERT_EQ(layer0_at.size(), static_cast<size_t>(kTokens));
+  for (int t = 0; t < kTokens; ++t) EXPECT_EQ(layer0_at[t], addresses_[t < 32 ? 0 : 1]) << t;
+  EXPECT_EQ(TokenAddresses(memory), layer0_at);
+  int layer1_pairs[2] = {0, 0};
+  for (const auto& s : recording.shards) {
+    if (s.layer == 1) layer1_pairs[s.instance == addresses_[0] ? 0 : 1] += s.pairs;
+  }
+  EXPECT_EQ(layer1_pairs[0], 32);
+  EXPECT_EQ(layer1_pairs[1], 32);
+  EXPECT_EQ(remote.pairs_after_previous_layer(), kTokens);  // layer 1 only
+  EXPECT_EQ(remote.local_pairs(), kTokens);
+
+  // Without the memory, layer 1 splits contiguously: every token changes instance.
+  DispatchMemory fresh;
+  std::vector<float> out(x.size());
+  ASSERT_TRUE(remote.Run(1, x.data(), kHidden, AllTo(kTokens, 1), out.data(), &fresh).ok());
+  for (int t = 0; t < kTokens; ++t) EXPECT_NE(TokenAddresses(fresh)[t], layer0_at[t]) << t;
+  EXPECT_EQ(remote.pairs_after_previous_layer(), kTokens);  // a first layer: not counted
+}
+
+// Layer 1's call to instance 1 fails and its pairs are resent to instance 0: the memory records
+// where they actually ran (every token on instance 0).
+TEST_F(RemoteExpertExecutorTest, MemoryRecordsWhereResentPairsRan) {
+  Build(2, 2);
+  ShardRecordingTransport recording(transport_.get());
+  recording.fail_layer = 1;
+  recording.fail_address = addresses_[1];
+  RemoteExpertExecutor remote(placement_.get(), addresses_, &recording);
+  constexpr int kTokens = 64;
+  const std::vector<float> x = RandomX(kTokens, 62);
+  DispatchMemory memory;
+  for (int layer = 0; layer < 2; ++layer) {
+    const model::Routing routing = AllTo(kTokens, layer);
+    std::vector<float> want(x.size()), got(x.size());
+    ASSERT_TRUE(local_->Run(layer, x.data(), kHidden, routing, want.data(), nullptr).ok());
+    ASSERT_TRUE(remote.Run(layer, x.data(), kHidden, routing, got.data(), &memory).ok());
+    for (size_t i = 0; i < x.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-6) << layer << " " << i;
+  }
+  EXPECT_GT(remote.failovers(), 0);
+  EXPECT_EQ(TokenAddresses(memory), std::vector<std::string>(kTokens, addresses_[0]));
+  EXPECT_EQ(remote.local_pairs(), 32);  // the tokens that were on instance 0 in layer 0
+}
+
+// A new placement between the layers lists the instances the other way round: homes follow the
+// addresses, not the instance indices.
+TEST_F(RemoteExpertExecutorTest, HomesFollowAddressesAcrossPlacements) {
+  Build(2, 2);
+  auto p0 = PlacementSnapshot::FromStatic(*placement_, addresses_, 0);
+  auto p1 = PlacementSnapshot::FromStatic(*placement_, {addresses_[1], addresses_[0]}, 0);
+  ASSERT_TRUE(p0.ok() && p1.ok());
+  PlacementHolder holder(*p0);
+  RemoteExpertExecutor remote(&holder, transport_.get());
+  constexpr int kTokens = 64;
+  const std::vector<float> x = RandomX(kTokens, 63);
+  DispatchMemory memory;
+  std::vector<float> out(x.size());
+  ASSERT_TRUE(remote.Run(0, x.data(), kHidden, AllTo(kTokens, 0), out.data(), &memory).ok());
+  const std::vector<std::string> layer0_at = TokenAddresses(memory);
+  holder.Set(*p1);
+  // Layer 1's expert 0 lists instance indices {0, 1}: addresses 1, 0 in the new placement.
+  ASSERT_TRUE(remote.Run(1, x.data(), kHidden, AllTo(kTokens, 0), out.data(), &memory).ok());
+  EXPECT_EQ(TokenAddresses(memory), layer0_at);
+  EXPECT_EQ(remote.local_pairs(), kTokens);
 }
 
 TEST(PlacementHolderTest, SetKeepsNewestAndWaitWakes) {

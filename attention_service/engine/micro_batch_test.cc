@@ -127,7 +127,7 @@ class ElsewhereExecutor final : public ExpertExecutor {
   ElsewhereExecutor(ExpertExecutor* inner, Options options) : inner_(inner), options_(options) {}
 
   absl::Status Run(int layer, const float* x, int hidden, const model::Routing& routing,
-                   float* out) override {
+                   float* out, DispatchMemory* memory) override {
     {
       absl::MutexLock lock(&mu_);
       ++inside_;
@@ -148,7 +148,7 @@ class ElsewhereExecutor final : public ExpertExecutor {
     absl::Status s;
     {
       absl::MutexLock lock(&inner_mu_);
-      s = inner_->Run(layer, x, hidden, routing, out);
+      s = inner_->Run(layer, x, hidden, routing, out, memory);
     }
     absl::MutexLock lock(&mu_);
     --inside_;

@@ -198,7 +198,8 @@ struct ModelRunner::Lane {
   std::vector<int> positions;
   std::vector<float> h, x, qkv, q, attn, tmp, tmp2, moe_out, router_logits;
   model::Routing routing;
-  int head_offset = 0;  // first row of this lane's logits rows in the batch
+  DispatchMemory dispatch;  // this Forward's, for this lane's tokens (reset per Forward)
+  int head_offset = 0;      // first row of this lane's logits rows in the batch
   absl::Status status;
 };
 
@@ -305,13 +306,15 @@ absl::Status ModelRunner::Mlp(Lane& lane, const Layer& layer, int index,
       ++sync->in_run;
       sync->baton.Unlock();
       if (sync->serialize_run) sync->run_mu.Lock();
-      run = experts->Run(index, lane.x.data(), hid, lane.routing, lane.moe_out.data());
+      run = experts->Run(index, lane.x.data(), hid, lane.routing, lane.moe_out.data(),
+                         &lane.dispatch);
       if (sync->serialize_run) sync->run_mu.Unlock();
       sync->baton.Lock();
       --sync->in_run;
       if (sync->in_run > 0) ++overlaps_;  // this lane now computes while another waits
     } else {
-      run = experts->Run(index, lane.x.data(), hid, lane.routing, lane.moe_out.data());
+      run = experts->Run(index, lane.x.data(), hid, lane.routing, lane.moe_out.data(),
+                         &lane.dispatch);
     }
     MOE_RETURN_IF_ERROR(run);
     for (size_t i = 0; i < static_cast<size_t>(rows) * hid; ++i) lane.h[i] += lane.moe_out[i];
@@ -374,6 +377,7 @@ absl::Status ModelRunner::RunLane(Lane& lane, KvCache* cache, ExpertExecutor* ex
   lane.moe_out.resize(r * hid);
   lane.router_logits.resize(r * std::max(config_.num_experts, 1));
   Embed(lane);
+  lane.dispatch.Reset();
   for (int l = 0; l < static_cast<int>(layers_.size()); ++l) {
     MOE_RETURN_IF_ERROR(Attention(lane, *layers_[l], l, cache));
     MOE_RETURN_IF_ERROR(Mlp(lane, *layers_[l], l, experts, sync));

@@ -1,6 +1,8 @@
 // ModelRunner: the dense part of a MoE model on one attention worker — embeddings, RMSNorms,
 // attention over the paged KV cache, the router, shared experts, dense MLP layers and the LM
-// head. Routed experts are reached only through an ExpertExecutor (local or remote).
+// head. Routed experts are reached only through an ExpertExecutor (local or remote); each lane
+// passes its own DispatchMemory (reset per Forward) to every layer's Run, so a remote executor
+// can keep a token's experts on the instances of its previous MoE layer.
 //
 // Weights are copied out of the safetensors mmap into anonymous memory at load (PackedLinear
 // pre-packs the matrices; norms and biases become F32 vectors), so the hot path never touches
