@@ -210,6 +210,139 @@ absl::StatusOr<PlacementPlan> RepairPlacement(const PlacementProblem& p,
   return plan;
 }
 
+absl::StatusOr<PlacementPlan> StickyPlacement(const PlacementProblem& p,
+                                              const PlacementPlan& target) {
+  if (absl::Status s = CheckProblem(p); !s.ok()) return s;
+  const size_t groups = static_cast<size_t>(p.layers) * p.experts;
+  if (!p.current.has_value() || p.current->layers != p.layers ||
+      p.current->experts != p.experts || p.current->replicas.size() != groups) {
+    return absl::FailedPreconditionError("no current plan of the problem's shape");
+  }
+  if (target.layers != p.layers || target.experts != p.experts ||
+      target.instances != p.instances || target.replicas.size() != groups) {
+    return absl::InvalidArgumentError("target plan's shape differs from the problem");
+  }
+  const int n = p.instances;
+  PlacementPlan plan = EmptyPlan(p);
+  std::vector<int> free(n);
+  for (int i = 0; i < n; ++i) free[i] = p.Capacity(i);
+  auto holds = [](const std::vector<Replica>& rs, int i) {
+    return std::any_of(rs.begin(), rs.end(), [i](const Replica& r) { return r.instance == i; });
+  };
+  // Keep what stays: current copies up to the target count.
+  for (size_t g = 0; g < groups; ++g) {
+    const size_t want = target.replicas[g].size();
+    for (const Replica& r : p.current->replicas[g]) {
+      if (plan.replicas[g].size() >= want) break;
+      if (r.instance < 0 || r.instance >= n || free[r.instance] <= 0) continue;
+      if (holds(plan.replicas[g], r.instance)) continue;
+      plan.replicas[g].push_back({r.instance, 0.0});
+      --free[r.instance];
+    }
+  }
+  for (int l = 0; l < p.layers; ++l) {
+    // Weight of one copy of e (equal shares) and the layer's load per instance.
+    auto weight = [&](int e) {
+      return p.Load(l, e) / static_cast<double>(target.At(l, e).size());
+    };
+    std::vector<double> load(n, 0.0);
+    std::vector<std::vector<int>> on(n);  // experts of this layer on each instance
+    for (int e = 0; e < p.experts; ++e) {
+      for (const Replica& r : plan.At(l, e)) load[r.instance] += weight(e), on[r.instance].push_back(e);
+    }
+    double cap = 0;
+    {
+      std::vector<double> tl(n, 0.0);
+      for (int e = 0; e < p.experts; ++e) {
+        for (const Replica& r : target.At(l, e)) tl[r.instance] += p.Load(l, e) * r.share;
+      }
+      for (int i = 0; i < n; ++i) cap = std::max(cap, tl[i] / p.Speed(i));
+    }
+    cap *= 1 + 1e-9;
+    // Missing copies, heaviest first, on the least-loaded instance with room.
+    std::vector<int> order(p.experts);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int a, int b) { return weight(a) > weight(b); });
+    for (int e : order) {
+      auto& rs = plan.At(l, e);
+      while (rs.size() < target.At(l, e).size()) {
+        int best = -1;
+        for (int i = 0; i < n; ++i) {
+          if (free[i] <= 0 || holds(rs, i)) continue;
+          if (best < 0 || (load[i] + weight(e)) / p.Speed(i) <
+                              (load[best] + weight(e)) / p.Speed(best)) {
+            best = i;
+          }
+        }
+        if (best < 0) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("no room for a copy of expert ", l, ":", e));
+        }
+        rs.push_back({best, 0.0});
+        --free[best];
+        load[best] += weight(e);
+        on[best].push_back(e);
+      }
+    }
+    // Bring the busiest instance under the target's maximum by moves and swaps.
+    const int max_steps = 4 * p.experts + 4 * n;
+    for (int step = 0;; ++step) {
+      int h = 0;
+      for (int i = 1; i < n; ++i) {
+        if (load[i] / p.Speed(i) > load[h] / p.Speed(h)) h = i;
+      }
+      const double lh = load[h] / p.Speed(h);
+      if (lh <= cap) break;
+      if (step >= max_steps) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("layer ", l, " stays over the target's busiest instance"));
+      }
+      // Best action: the smallest resulting max(load of h, load of j).
+      double best_peak = lh;
+      int best_j = -1, best_u = -1, best_v = -1;  // v < 0: a move
+      for (int u : on[h]) {
+        const double wu = weight(u);
+        for (int j = 0; j < n; ++j) {
+          if (j == h || holds(plan.At(l, u), j)) continue;
+          if (free[j] > 0) {
+            const double peak =
+                std::max((load[h] - wu) / p.Speed(h), (load[j] + wu) / p.Speed(j));
+            if (peak < best_peak - 1e-12) best_peak = peak, best_j = j, best_u = u, best_v = -1;
+          }
+          for (int v : on[j]) {
+            const double wv = weight(v);
+            if (wv >= wu || holds(plan.At(l, v), h)) continue;
+            const double peak = std::max((load[h] - wu + wv) / p.Speed(h),
+                                         (load[j] - wv + wu) / p.Speed(j));
+            if (peak < best_peak - 1e-12) best_peak = peak, best_j = j, best_u = u, best_v = v;
+          }
+        }
+      }
+      if (best_j < 0) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("layer ", l, " stays over the target's busiest instance"));
+      }
+      auto relocate = [&](int e, int from, int to) {
+        for (Replica& r : plan.At(l, e)) r.instance = r.instance == from ? to : r.instance;
+        on[from].erase(std::find(on[from].begin(), on[from].end(), e));
+        on[to].push_back(e);
+        load[from] -= weight(e);
+        load[to] += weight(e);
+      };
+      relocate(best_u, h, best_j);
+      if (best_v >= 0) {
+        relocate(best_v, best_j, h);
+      } else {
+        ++free[h];
+        --free[best_j];
+      }
+    }
+  }
+  EqualShares(plan);
+  return plan;
+}
+
 std::vector<std::vector<double>> InstanceLoads(const PlacementProblem& problem,
                                                const PlacementPlan& plan) {
   std::vector<std::vector<double>> out(plan.layers, std::vector<double>(plan.instances, 0.0));

@@ -41,6 +41,17 @@ absl::StatusOr<PlacementPlan> RepairPlacement(const PlacementProblem& problem,
                                               const PlacementPlan& survivors,
                                               const ReplicationParams& params);
 
+// Re-plan without churn: a plan with `target`'s number of copies of every (layer, expert)
+// (GreedyPlacement's for the new load) that keeps as many of `problem.current`'s copies in
+// place as it can. Per layer: the current copies are kept (up to the target count; on live
+// instances within capacity), missing copies go to the least-loaded instance with room, then
+// while the busiest instance is over `target`'s busiest (speed-weighted, equal shares), one of
+// its copies moves to, or swaps with a lighter copy on, the instance that lowers the pair's
+// maximum the most. FAILED_PRECONDITION without a current plan of the problem's shape, or when
+// a layer cannot be brought under `target`'s maximum that way (use `target` then).
+absl::StatusOr<PlacementPlan> StickyPlacement(const PlacementProblem& problem,
+                                              const PlacementPlan& target);
+
 // Per-layer load of each instance under `plan` (tokens x share summed), [layers][instances].
 std::vector<std::vector<double>> InstanceLoads(const PlacementProblem& problem,
                                                const PlacementPlan& plan);

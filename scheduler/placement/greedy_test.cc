@@ -6,6 +6,9 @@
 
 #include <gtest/gtest.h>
 
+#include "scheduler/placement/objective.h"
+#include "scheduler/placement/trace.h"
+
 namespace moe::scheduler {
 namespace {
 
@@ -187,6 +190,47 @@ TEST(RepairTest, TopsUpToMinReplicas) {
   EXPECT_EQ(plan->At(0, 0).size(), 2u);
   EXPECT_EQ(plan->At(0, 0)[0].instance, 0);
   EXPECT_EQ(plan->At(0, 1).size(), 2u);
+}
+
+// A re-plan after the skew shifts: greedy's copy counts, most current copies stay, every layer
+// at most greedy's busiest instance, capacity respected.
+TEST(StickyTest, KeepsCopiesUnderGreedysMaximum) {
+  SyntheticTraceParams s{.layers = 6,
+                         .experts = 32,
+                         .top_k = 4,
+                         .tokens = 20000,
+                         .zipf = 1.0,
+                         .affinity = 0.5,
+                         .seed = 3};
+  PlacementProblem before = SyntheticTrace(s);
+  before.instances = 8;
+  before.slots.assign(8, 6 * 32 * 5 / 4 / 8 + 2);
+  absl::StatusOr<PlacementPlan> old_plan = GreedyPlacement(before, {.replication = 1.25});
+  ASSERT_TRUE(old_plan.ok());
+  s.popularity_seed = 77;
+  PlacementProblem after = SyntheticTrace(s);
+  after.instances = before.instances;
+  after.slots = before.slots;
+  after.current = *old_plan;
+  absl::StatusOr<PlacementPlan> scratch = GreedyPlacement(after, {.replication = 1.25});
+  ASSERT_TRUE(scratch.ok());
+  absl::StatusOr<PlacementPlan> sticky = StickyPlacement(after, *scratch);
+  ASSERT_TRUE(sticky.ok()) << sticky.status();
+  ExpectWellFormed(after, *sticky);
+  EXPECT_TRUE(CheckCapacity(after, *sticky).ok());
+  for (size_t g = 0; g < scratch->replicas.size(); ++g) {
+    EXPECT_EQ(sticky->replicas[g].size(), scratch->replicas[g].size()) << g;
+  }
+  const PlanObjective g = EvaluatePlan(after, *scratch), o = EvaluatePlan(after, *sticky);
+  for (int l = 0; l < after.layers; ++l) {
+    EXPECT_LE(o.layer_max_load[l], g.layer_max_load[l] * (1 + 1e-9)) << l;
+  }
+  EXPECT_GT(g.copies_moved, 100);
+  EXPECT_LT(o.copies_moved, g.copies_moved / 3) << o.copies_moved << " vs " << g.copies_moved;
+  // Without a current plan there is nothing to keep.
+  after.current.reset();
+  EXPECT_EQ(StickyPlacement(after, *scratch).status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 }  // namespace

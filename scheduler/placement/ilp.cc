@@ -92,19 +92,26 @@ absl::StatusOr<bool> SolveLayer(const Context& c, int l, int pass, bool fix_mult
   }
   std::vector<int> avail(n);
   for (int i = 0; i < n; ++i) avail[i] = p.Capacity(i) - (used[i] - in_layer[i]);
-  // Affinity: w[e * n + i] = tokens of e's co-activations whose neighbour sits on i (by share).
+  // Inflow of each expert of this layer from layer l - 1 (fixed): in[e * n + i] tokens of e's
+  // co-activations whose predecessor ran on i (by share), of inflow_total[e] in all.
+  std::vector<double> in(static_cast<size_t>(experts) * n, 0.0), inflow_total(experts, 0.0);
+  // Affinity for choosing candidates: w[e * n + i] = in[e * n + i] plus the tokens of e's
+  // co-activations whose successor has a copy on i.
   std::vector<double> w(static_cast<size_t>(experts) * n, 0.0);
   for (int e = 0; e < experts; ++e) {
+    double* ie = &in[static_cast<size_t>(e) * n];
     double* we = &w[static_cast<size_t>(e) * n];
     const size_t g = static_cast<size_t>(l) * experts + e;
     if (l > 0) {
       for (const auto& [a, count] : c.pred[g]) {
-        for (const Replica& r : plan.At(l - 1, a)) we[r.instance] += count * r.share;
+        inflow_total[e] += count;
+        for (const Replica& r : plan.At(l - 1, a)) ie[r.instance] += count * r.share;
       }
     }
+    for (int i = 0; i < n; ++i) we[i] = ie[i];
     if (l + 1 < p.layers) {
       for (const auto& [b, count] : c.succ[g]) {
-        for (const Replica& r : plan.At(l + 1, b)) we[r.instance] += count * r.share;
+        for (const Replica& r : plan.At(l + 1, b)) we[r.instance] += count;
       }
     }
   }
@@ -159,6 +166,7 @@ absl::StatusOr<bool> SolveLayer(const Context& c, int l, int pass, bool fix_mult
   std::vector<std::vector<std::pair<int, double>>> inst_x(n), inst_load(n);
   std::vector<std::vector<std::pair<int, int>>> cols(experts);  // (x col, y col) per candidate
   std::vector<std::pair<int, double>> budget_row;
+  std::vector<int> ycol(static_cast<size_t>(experts) * n, -1);  // share column of (e, i)
   for (int e = 0; e < experts; ++e) {
     const size_t g = static_cast<size_t>(l) * experts + e;
     // An expert with one copy keeps one (share 1): x alone, an assignment row, so the LP
@@ -168,18 +176,27 @@ absl::StatusOr<bool> SolveLayer(const Context& c, int l, int pass, bool fix_mult
     for (int i : cand[e]) {
       double share = 0;
       for (const Replica& r : plan.At(l, e)) share = r.instance == i ? r.share : share;
-      const double reward = -c.lambda * w[static_cast<size_t>(e) * n + i];
+      // Tokens arriving from layer l - 1 that stay on i (objective.h): with one copy
+      // min(in, C * x) = in * x, linear in x; with shares min(in, C * y) needs a column t.
+      const double in_ei = in[static_cast<size_t>(e) * n + i];
       const double xlb = (!single && fix_multi && share > 0) ? 1.0 : 0.0;
       const double xub = (!single && fix_multi && share <= 0) ? 0.0 : 1.0;
-      const int x = m.AddCol(xlb, xub, c.MoveCost(g, i) + (single ? reward : 0.0), true);
+      const int x =
+          m.AddCol(xlb, xub, c.MoveCost(g, i) - (single ? c.lambda * in_ei : 0.0), true);
       start.push_back(share > 0 ? 1.0 : 0.0);
       int y = x;
       if (!single) {
-        y = m.AddCol(0, 1, reward, false);
+        y = m.AddCol(0, 1, 0.0, false);
         start.push_back(share);
         m.AddRow({{y, 1.0}, {x, -1.0}}, -kMipInf, 0.0);
         m.AddRow({{y, 1.0}, {x, -c.delta}}, 0.0, kMipInf);
+        if (in_ei > 0 && c.lambda > 0) {
+          const int t = m.AddCol(0, in_ei, -c.lambda, false);
+          start.push_back(std::min(in_ei, share * inflow_total[e]));
+          m.AddRow({{t, 1.0}, {y, -inflow_total[e]}}, -kMipInf, 0.0);
+        }
       }
+      ycol[static_cast<size_t>(e) * n + i] = y;
       cols[e].push_back({x, y});
       sum_y.push_back({y, 1.0});
       sum_x.push_back({x, 1.0});
@@ -189,6 +206,33 @@ absl::StatusOr<bool> SolveLayer(const Context& c, int l, int pass, bool fix_mult
     }
     m.AddRow(sum_y, 1.0, 1.0);
     if (c.min_r > 1) m.AddRow(sum_x, std::min<int>(c.min_r, cand[e].size()), kMipInf);
+  }
+  // Tokens going on to layer l + 1 (fixed) that stay on their instance: for each copy of a
+  // successor b on instance j, t <= share(b, j) * C_b and t <= sum over b's predecessors a in
+  // this layer of count(a, b) * y(a, j) (objective.h).
+  if (l + 1 < p.layers && c.lambda > 0) {
+    for (int b = 0; b < experts; ++b) {
+      const size_t gb = static_cast<size_t>(l + 1) * experts + b;
+      if (c.pred[gb].empty()) continue;
+      double total = 0;
+      for (const auto& [a, count] : c.pred[gb]) total += count;
+      for (const Replica& r : plan.At(l + 1, b)) {
+        std::vector<std::pair<int, double>> row;
+        double start_in = 0;
+        for (const auto& [a, count] : c.pred[gb]) {
+          const int y = ycol[static_cast<size_t>(a) * n + r.instance];
+          if (y < 0) continue;
+          row.push_back({y, -count});
+          start_in += count * start[y];
+        }
+        if (row.empty()) continue;
+        const double cap = r.share * total;
+        const int t = m.AddCol(0, cap, -c.lambda, false);
+        start.push_back(std::min(cap, start_in));
+        row.push_back({t, 1.0});
+        m.AddRow(row, -kMipInf, 0.0);
+      }
+    }
   }
   m.AddRow(budget_row, -kMipInf, static_cast<double>(c.budget[l]));
   for (int i = 0; i < n; ++i) {
@@ -326,10 +370,22 @@ absl::StatusOr<PlacementPlan> IlpPlacement(const PlacementProblem& p, const Plac
   }
   // Tie-break against useless copies: far below any load difference that matters.
   c.eps = 1e-6 * std::max(1.0, total_load / std::max(1, p.layers * p.experts));
+  if (!params.layer_load_cap.empty() &&
+      static_cast<int>(params.layer_load_cap.size()) != p.layers) {
+    return absl::InvalidArgumentError("layer_load_cap needs one entry per layer");
+  }
   for (int l = 0; l < p.layers; ++l) {
-    c.load_cap.push_back(params.max_load_slack < 0
-                             ? kMipInf
-                             : LayerMax(p, start, l) * (1 + params.max_load_slack) * (1 + 1e-9));
+    double cap = params.max_load_slack < 0
+                     ? kMipInf
+                     : LayerMax(p, start, l) * (1 + params.max_load_slack) * (1 + 1e-9);
+    if (!params.layer_load_cap.empty()) {
+      cap = params.layer_load_cap[l] * (1 + 1e-9);
+      if (LayerMax(p, start, l) > cap) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("the start plan's layer ", l, " is over layer_load_cap"));
+      }
+    }
+    c.load_cap.push_back(cap);
   }
   const size_t groups = static_cast<size_t>(p.layers) * p.experts;
   c.succ.resize(groups);

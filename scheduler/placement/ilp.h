@@ -25,6 +25,8 @@
 #ifndef MOE_SCHEDULER_PLACEMENT_ILP_H_
 #define MOE_SCHEDULER_PLACEMENT_ILP_H_
 
+#include <vector>
+
 #include "absl/status/statusor.h"
 #include "scheduler/placement/mip.h"
 #include "scheduler/placement/plan.h"
@@ -38,6 +40,9 @@ struct IlpParams {
   // Per-layer busiest load may exceed the start plan's by this fraction; < 0: no such bound
   // (the objective alone decides).
   double max_load_slack = 0.0;
+  // Per layer: when set (one entry per layer), the bound on the busiest instance's load instead
+  // of the start plan's * (1 + max_load_slack); the start must be within it.
+  std::vector<double> layer_load_cap;
   // Decomposed mode: candidate instances per expert by affinity / least load / pseudo-random
   // (plus the incumbent's and the current plan's). All instances when experts * instances <=
   // all_candidates_below.

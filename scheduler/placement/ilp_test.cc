@@ -216,5 +216,40 @@ TEST(SolverTest, EntryPoint) {
   EXPECT_EQ(SolvePlacement(p, {}).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
+// A re-plan through the entry point starts from StickyPlacement: far fewer copies move than in
+// greedy's from-scratch plan, and no layer's busiest instance is over greedy's.
+TEST(SolverTest, ReplanStartsFromTheCurrentPlan) {
+  SyntheticTraceParams s{.layers = 4,
+                         .experts = 16,
+                         .top_k = 2,
+                         .tokens = 20000,
+                         .zipf = 1.0,
+                         .affinity = 0.5,
+                         .seed = 9};
+  PlacementProblem before = SyntheticTrace(s);
+  before.instances = 4;
+  before.slots.assign(4, 4 * 16 * 5 / 4 / 4 + 2);
+  const SolverParams params{.replication = {.replication = 1.25}, .time_limit_seconds = 1};
+  absl::StatusOr<SolveReport> first = SolvePlacementWithReport(before, params);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_FALSE(first->sticky_start);
+  s.popularity_seed = 4242;
+  PlacementProblem after = SyntheticTrace(s);
+  after.instances = before.instances;
+  after.slots = before.slots;
+  after.current = first->plan;
+  absl::StatusOr<SolveReport> re = SolvePlacementWithReport(after, params);
+  ASSERT_TRUE(re.ok()) << re.status();
+  EXPECT_TRUE(re->sticky_start);
+  EXPECT_TRUE(CheckCapacity(after, re->plan).ok());
+  EXPECT_GT(re->greedy_objective.copies_moved, 0);
+  EXPECT_LE(re->objective.copies_moved, 0.3 * re->greedy_objective.copies_moved);
+  for (int l = 0; l < after.layers; ++l) {
+    EXPECT_LE(re->objective.layer_max_load[l],
+              re->greedy_objective.layer_max_load[l] * (1 + 1e-6));
+  }
+  EXPECT_LE(re->objective.cost, re->greedy_objective.cost);
+}
+
 }  // namespace
 }  // namespace moe::scheduler

@@ -48,20 +48,35 @@ PlanObjective EvaluatePlan(const PlacementProblem& p, const PlacementPlan& plan)
     o.min_balancedness =
         *std::min_element(o.layer_balancedness.begin(), o.layer_balancedness.end());
   }
-  // Cross-instance transitions: share vectors of the two experts, dotted on common instances.
-  std::vector<double> share(n);
+  // Cross-instance transitions, per expert b of layer l + 1 (see the header): its known inflow
+  // C_b = sum of its co-activation counts arrives on instance i as in_b(i) = sum over a of
+  // count(a, b) * share(l, a, i); the replica of b on i takes min(in_b(i), share(b, i) * C_b)
+  // of it locally; the rest changes instance.
+  std::vector<std::vector<std::pair<int, double>>> inflow(plan.replicas.size());
   for (const CoActivation& c : p.coact) {
     if (c.layer < 0 || c.layer + 1 >= plan.layers || c.a < 0 || c.a >= plan.experts || c.b < 0 ||
         c.b >= plan.experts || c.count <= 0) {
       continue;
     }
-    const auto& ra = plan.At(c.layer, c.a);
-    for (const Replica& r : ra) share[r.instance] = r.share;
-    double same = 0;
-    for (const Replica& r : plan.At(c.layer + 1, c.b)) same += share[r.instance] * r.share;
-    for (const Replica& r : ra) share[r.instance] = 0;
-    o.transitions += static_cast<double>(c.count);
-    o.cross_transitions += static_cast<double>(c.count) * std::max(0.0, 1.0 - same);
+    inflow[static_cast<size_t>(c.layer + 1) * plan.experts + c.b].push_back(
+        {c.a, static_cast<double>(c.count)});
+  }
+  std::vector<double> in(n, 0.0);
+  for (size_t g = 0; g < inflow.size(); ++g) {
+    if (inflow[g].empty()) continue;
+    const int prev = static_cast<int>(g / plan.experts) - 1;
+    double total = 0;
+    for (const auto& [a, count] : inflow[g]) {
+      total += count;
+      for (const Replica& r : plan.At(prev, a)) in[r.instance] += count * r.share;
+    }
+    double local = 0;
+    for (const Replica& r : plan.replicas[g]) local += std::min(in[r.instance], r.share * total);
+    for (const auto& [a, count] : inflow[g]) {
+      for (const Replica& r : plan.At(prev, a)) in[r.instance] = 0;
+    }
+    o.transitions += total;
+    o.cross_transitions += std::max(0.0, total - local);
   }
   double tokens = 0;
   for (int e = 0; e < plan.experts && plan.layers > 0; ++e) tokens += p.Load(0, e);

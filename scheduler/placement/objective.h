@@ -5,9 +5,15 @@
 // - Layers run one after the other; a layer takes as long as its busiest instance, whose load is
 //   sum over experts of tokens x share on it, divided by the instance's speed. The load term is
 //   the sum over layers of that maximum.
-// - A token's replica of each expert is drawn by the shares, independently per layer, so of the
-//   `count` tokens of a co-activation (layer l, a) -> (l + 1, b) the fraction
-//   1 - sum_i share(l, a, i) * share(l + 1, b, i) changes instance.
+// - Dispatch is locality-first within shares (attention_service/dispatch/replica_choice.h):
+//   each replica of an expert gets its share of the expert's tokens, and the tokens whose
+//   previous-layer expert ran on the replica's instance fill its quota first. In expectation,
+//   for an expert b of layer l + 1 with co-activation inflow C_b = sum over a of
+//   count(l, a -> b), arriving on instance i as in_b(i) = sum_a count(a, b) * share(l, a, i),
+//   the replica of b on instance i keeps min(in_b(i), share(l + 1, b, i) * C_b) of it local;
+//   the rest (C_b minus the sum over b's replicas) changes instance. With one copy of b this is
+//   every token whose a ran where b is; with k equal copies of a and of b on the same k
+//   instances it is all of them (an independent draw per layer would keep only 1/k).
 // - Bytes moved: every copy the plan has on an instance where the current plan had none.
 #ifndef MOE_SCHEDULER_PLACEMENT_OBJECTIVE_H_
 #define MOE_SCHEDULER_PLACEMENT_OBJECTIVE_H_

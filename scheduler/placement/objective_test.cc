@@ -48,7 +48,8 @@ TEST(ObjectiveTest, PartsByHand) {
   EXPECT_DOUBLE_EQ(o.load_term, 60);
   EXPECT_DOUBLE_EQ(o.max_load, 30);
   EXPECT_DOUBLE_EQ(o.mean_load, 20);
-  // 0->0: 12 tokens, same instance with probability 1 * 0.5 -> 6 cross; 1->1: none; 0->1: 10.
+  // 0->0: 12 tokens all arrive on i0, whose copy of 1:0 takes its share 0.5 of them -> 6 cross;
+  // 1->1: none; 0->1: 10 (1:1 has no copy on i0).
   EXPECT_DOUBLE_EQ(o.transitions, 30);
   EXPECT_DOUBLE_EQ(o.cross_transitions, 16);
   EXPECT_DOUBLE_EQ(o.cross_per_token, 16.0 / 20);  // 40 expert choices / top_k 2 = 20 tokens
@@ -58,6 +59,37 @@ TEST(ObjectiveTest, PartsByHand) {
   EXPECT_EQ(o.bytes_moved, 200);
   EXPECT_DOUBLE_EQ(o.mu, 20);  // automatic: mean (layer, expert) load
   EXPECT_DOUBLE_EQ(o.cost, 60 + 0.5 * 16 + 20 * 2);
+}
+
+// Locality-first dispatch within shares: co-replicated partners keep their tokens local.
+TEST(ObjectiveTest, CoReplicatedPartnersStayLocalUpToTheirShares) {
+  PlacementProblem p;
+  p.layers = 2;
+  p.experts = 2;
+  p.instances = 2;
+  p.load = {40, 0, 40, 0};
+  p.coact = {{0, 0, 0, 40}};
+  PlacementPlan plan;
+  plan.layers = 2;
+  plan.experts = 2;
+  plan.instances = 2;
+  plan.replicas = {{{0, 0.5}, {1, 0.5}}, {{1, 1.0}}, {{0, 0.5}, {1, 0.5}}, {{0, 1.0}}};
+  // 20 tokens arrive on each instance; each copy of 1:0 takes 20: none changes instance (an
+  // independent draw per layer would move half of them).
+  EXPECT_DOUBLE_EQ(EvaluatePlan(p, plan).cross_transitions, 0);
+  // Shares 0.75 / 0.25: the copy on i1 takes only 10 of the 20 that arrive there.
+  plan.replicas[2] = {{0, 0.75}, {1, 0.25}};
+  EXPECT_DOUBLE_EQ(EvaluatePlan(p, plan).cross_transitions, 10);
+  // One copy of 1:0, on i1: the 20 from i0 move.
+  plan.replicas[2] = {{1, 1.0}};
+  EXPECT_DOUBLE_EQ(EvaluatePlan(p, plan).cross_transitions, 20);
+  // Two predecessors into one replicated successor: 1:0 gets 30 from 0:0 (split 15/15) and
+  // 10 from 0:1 (on i1); inflow i0 = 15, i1 = 25; shares 0.5 / 0.5 of 40 = 20 each -> 15 + 20.
+  p.coact = {{0, 0, 0, 30}, {0, 1, 0, 10}};
+  plan.replicas[2] = {{0, 0.5}, {1, 0.5}};
+  const PlanObjective o = EvaluatePlan(p, plan);
+  EXPECT_DOUBLE_EQ(o.transitions, 40);
+  EXPECT_DOUBLE_EQ(o.cross_transitions, 5);
 }
 
 TEST(ObjectiveTest, SpeedWeightsTheBusiestInstanceAndNoCurrentMovesNothing) {

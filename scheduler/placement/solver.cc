@@ -45,7 +45,23 @@ absl::StatusOr<SolveReport> SolvePlacementWithReport(const PlacementProblem& pro
         params.time_limit_seconds > 0 ? params.time_limit_seconds : problem.time_limit_seconds;
     ilp.time_limit_seconds = limit > 0 ? limit : 10.0;
     ilp.max_load_slack = params.max_load_slack;
-    MOE_ASSIGN_OR_RETURN(report.plan, IlpPlacement(problem, report.greedy, ilp, &report.ilp));
+    const PlacementPlan* start = &report.greedy;
+    absl::StatusOr<PlacementPlan> sticky = absl::NotFoundError("no current plan");
+    if (problem.current.has_value()) {
+      sticky = StickyPlacement(problem, report.greedy);
+      if (sticky.ok() && CheckCapacity(problem, *sticky).ok() &&
+          EvaluatePlan(problem, *sticky).cost < report.greedy_objective.cost) {
+        start = &*sticky;
+        report.sticky_start = true;
+        // The load bound stays greedy's, not the sticky start's.
+        if (params.max_load_slack >= 0) {
+          for (double m : EvaluatePlan(problem, report.greedy).layer_max_load) {
+            ilp.layer_load_cap.push_back(m * (1 + params.max_load_slack));
+          }
+        }
+      }
+    }
+    MOE_ASSIGN_OR_RETURN(report.plan, IlpPlacement(problem, *start, ilp, &report.ilp));
     report.objective = EvaluatePlan(problem, report.plan);
   }
   report.seconds = std::chrono::duration<double>(Clock::now() - t0).count();

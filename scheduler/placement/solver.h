@@ -1,5 +1,8 @@
 // SolvePlacement: the one entry point the scheduler calls to place experts. Pure function of
-// the problem and the params; picks greedy (EPLB) or the ILP (CBC or GLPK) seeded with greedy.
+// the problem and the params; picks greedy (EPLB) or the ILP (CBC or GLPK). The ILP starts from
+// greedy's plan, or on a re-plan (problem.current set) from StickyPlacement (greedy's copy
+// counts, the current copies kept where the load allows) when that costs less; either way each
+// layer's busiest instance stays <= greedy's * (1 + max_load_slack).
 #ifndef MOE_SCHEDULER_PLACEMENT_SOLVER_H_
 #define MOE_SCHEDULER_PLACEMENT_SOLVER_H_
 
@@ -33,8 +36,9 @@ struct SolverParams {
 struct SolveReport {
   PlacementPlan plan;
   PlanObjective objective;
-  PlacementPlan greedy;  // the start plan (== plan for kGreedy)
+  PlacementPlan greedy;  // greedy's plan (== plan for kGreedy)
   PlanObjective greedy_objective;
+  bool sticky_start = false;  // the ILP started from StickyPlacement instead of greedy
   double seconds = 0;  // whole solve, greedy included
   double greedy_seconds = 0;
   IlpStats ilp;  // zero for kGreedy
