@@ -48,25 +48,6 @@ std::vector<int> ParseInts(const std::string& s) {
   return out;
 }
 
-// Share of `plan`'s cross-instance transitions that involve a replicated expert (either end has
-// more than one copy): those cross unless both ends' copies coincide, which the plan cannot
-// arrange for many experts at once.
-double ReplicatedCrossShare(const PlacementProblem& p, const moe::scheduler::PlacementPlan& plan) {
-  double all = 0, replicated = 0;
-  for (const moe::scheduler::CoActivation& c : p.coact) {
-    const auto& ra = plan.At(c.layer, c.a);
-    const auto& rb = plan.At(c.layer + 1, c.b);
-    double same = 0;
-    for (const auto& x : ra) {
-      for (const auto& y : rb) same += x.instance == y.instance ? x.share * y.share : 0.0;
-    }
-    const double cross = c.count * (1 - same);
-    all += cross;
-    if (ra.size() > 1 || rb.size() > 1) replicated += cross;
-  }
-  return all > 0 ? replicated / all : 0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -159,11 +140,11 @@ int main(int argc, char** argv) {
           rg.bytes_moved > 0 ? static_cast<double>(ro.bytes_moved) / rg.bytes_moved : 0.0,
           rg.max_load, rg.mean_load, ro.max_load, ro.mean_load, plan->seconds, replan->seconds);
       std::fprintf(stderr,
-                   "%s/%d: plan %d MIPs (%d improved, %d passes), re-plan %d (%d, %d); ILP "
-                   "plan's cross transitions touching a replicated expert: %.0f %%\n",
-                   shape->name.c_str(), n, plan->ilp.subproblems, plan->ilp.improved,
-                   plan->ilp.passes, replan->ilp.subproblems, replan->ilp.improved,
-                   replan->ilp.passes, 100 * ReplicatedCrossShare(p, plan->plan));
+                   "%s/%d: plan from %s, %d MIPs (%d improved, %d passes); re-plan from %s, "
+                   "%d (%d, %d)\n",
+                   shape->name.c_str(), n, plan->start.c_str(), plan->ilp.subproblems,
+                   plan->ilp.improved, plan->ilp.passes, replan->start.c_str(),
+                   replan->ilp.subproblems, replan->ilp.improved, replan->ilp.passes);
       std::fflush(stdout);
     }
   }

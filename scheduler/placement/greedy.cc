@@ -43,6 +43,69 @@ void EqualShares(PlacementPlan& plan) {
   }
 }
 
+// Moves and swaps copies of layer l until its busiest instance is <= cap (speed-weighted):
+// each step takes the busiest instance h and the move of one of its copies to an instance with
+// a free slot, or its swap with a lighter copy of another instance, that gives the smallest
+// max(load of h, load of the other). `load` and `on` (experts per instance) describe layer l
+// with copy weights weight(e); `free` are the free slots. FAILED_PRECONDITION when no step
+// lowers the maximum.
+template <typename Weight>
+absl::Status BringUnderCap(const PlacementProblem& p, int l, double cap, const Weight& weight,
+                           PlacementPlan& plan, std::vector<int>& free, std::vector<double>& load,
+                           std::vector<std::vector<int>>& on) {
+  const int n = p.instances;
+  auto holds = [&](int e, int i) {
+    const auto& rs = plan.At(l, e);
+    return std::any_of(rs.begin(), rs.end(), [i](const Replica& r) { return r.instance == i; });
+  };
+  const int max_steps = 4 * p.experts + 4 * n;
+  for (int step = 0;; ++step) {
+    int h = 0;
+    for (int i = 1; i < n; ++i) {
+      if (load[i] / p.Speed(i) > load[h] / p.Speed(h)) h = i;
+    }
+    const double lh = load[h] / p.Speed(h);
+    if (lh <= cap) return absl::OkStatus();
+    if (step >= max_steps) break;
+    double best_peak = lh;
+    int best_j = -1, best_u = -1, best_v = -1;  // v < 0: a move
+    for (int u : on[h]) {
+      const double wu = weight(u);
+      for (int j = 0; j < n; ++j) {
+        if (j == h || holds(u, j)) continue;
+        if (free[j] > 0) {
+          const double peak = std::max((load[h] - wu) / p.Speed(h), (load[j] + wu) / p.Speed(j));
+          if (peak < best_peak - 1e-12) best_peak = peak, best_j = j, best_u = u, best_v = -1;
+        }
+        for (int v : on[j]) {
+          const double wv = weight(v);
+          if (wv >= wu || holds(v, h)) continue;
+          const double peak = std::max((load[h] - wu + wv) / p.Speed(h),
+                                       (load[j] - wv + wu) / p.Speed(j));
+          if (peak < best_peak - 1e-12) best_peak = peak, best_j = j, best_u = u, best_v = v;
+        }
+      }
+    }
+    if (best_j < 0) break;
+    auto relocate = [&](int e, int from, int to) {
+      for (Replica& r : plan.At(l, e)) r.instance = r.instance == from ? to : r.instance;
+      on[from].erase(std::find(on[from].begin(), on[from].end(), e));
+      on[to].push_back(e);
+      load[from] -= weight(e);
+      load[to] += weight(e);
+    };
+    relocate(best_u, h, best_j);
+    if (best_v >= 0) {
+      relocate(best_v, best_j, h);
+    } else {
+      ++free[h];
+      --free[best_j];
+    }
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("layer ", l, " stays over the target's busiest instance"));
+}
+
 }  // namespace
 
 absl::StatusOr<PlacementPlan> GreedyPlacement(const PlacementProblem& p,
@@ -210,6 +273,118 @@ absl::StatusOr<PlacementPlan> RepairPlacement(const PlacementProblem& p,
   return plan;
 }
 
+absl::StatusOr<PlacementPlan> AffinityPlacement(const PlacementProblem& p,
+                                                const PlacementPlan& target) {
+  if (absl::Status s = CheckProblem(p); !s.ok()) return s;
+  const size_t groups = static_cast<size_t>(p.layers) * p.experts;
+  if (target.layers != p.layers || target.experts != p.experts ||
+      target.instances != p.instances || target.replicas.size() != groups) {
+    return absl::InvalidArgumentError("target plan's shape differs from the problem");
+  }
+  const int n = p.instances;
+  // pred[(l + 1) * E + b] = (a, count) of the co-activations into b.
+  std::vector<std::vector<std::pair<int, double>>> pred(groups);
+  for (const CoActivation& c : p.coact) {
+    if (c.layer < 0 || c.layer + 1 >= p.layers || c.a < 0 || c.a >= p.experts || c.b < 0 ||
+        c.b >= p.experts || c.count <= 0) {
+      continue;
+    }
+    pred[static_cast<size_t>(c.layer + 1) * p.experts + c.b].push_back(
+        {c.a, static_cast<double>(c.count)});
+  }
+  PlacementPlan plan = EmptyPlan(p);
+  std::vector<int> free(n);
+  for (int i = 0; i < n; ++i) free[i] = p.Capacity(i);
+  std::vector<double> total_load(n, 0.0);
+  std::vector<double> in(n);
+  for (int l = 0; l < p.layers; ++l) {
+    double cap = 0;
+    {
+      std::vector<double> tl(n, 0.0);
+      for (int e = 0; e < p.experts; ++e) {
+        for (const Replica& r : target.At(l, e)) tl[r.instance] += p.Load(l, e) * r.share;
+      }
+      for (int i = 0; i < n; ++i) cap = std::max(cap, tl[i] / p.Speed(i));
+    }
+    cap *= 1 + 1e-9;
+    struct Copy {
+      int expert;
+      double weight;
+    };
+    std::vector<Copy> copies;
+    for (int e = 0; e < p.experts; ++e) {
+      const int k = static_cast<int>(target.At(l, e).size());
+      for (int c = 0; c < k; ++c) copies.push_back({e, p.Load(l, e) / k});
+    }
+    std::stable_sort(copies.begin(), copies.end(),
+                     [](const Copy& a, const Copy& b) { return a.weight > b.weight; });
+    std::vector<double> layer_load(n, 0.0);
+    std::vector<std::vector<int>> on(n);
+    // Slots for this layer: an even part of what is left (rounded up), so the affinity chains
+    // of early layers cannot fill the instances that later layers need for balance.
+    std::vector<int> allow(n);
+    for (int i = 0; i < n; ++i) {
+      allow[i] = std::min(free[i], (free[i] + p.layers - l - 1) / (p.layers - l));
+    }
+    for (const Copy& copy : copies) {
+      const int e = copy.expert;
+      auto& rs = plan.At(l, e);
+      const size_t g = static_cast<size_t>(l) * p.experts + e;
+      std::fill(in.begin(), in.end(), 0.0);
+      double total_in = 0;
+      for (const auto& [a, count] : pred[g]) {
+        total_in += count;
+        const auto& ra = plan.At(l - 1, a);
+        for (const Replica& r : ra) in[r.instance] += count / static_cast<double>(ra.size());
+      }
+      const double quota = total_in / static_cast<double>(target.At(l, e).size());
+      int best = -1, lightest = -1;
+      double best_gain = -1;
+      for (int i = 0; i < n; ++i) {
+        if (allow[i] <= 0) continue;
+        if (std::any_of(rs.begin(), rs.end(), [i](const Replica& r) { return r.instance == i; }))
+          continue;
+        const double li = (layer_load[i] + copy.weight) / p.Speed(i);
+        if (lightest < 0 || li < (layer_load[lightest] + copy.weight) / p.Speed(lightest)) {
+          lightest = i;
+        }
+        if (li > cap) continue;
+        const double gain = std::min(in[i], quota);
+        if (best < 0 || gain > best_gain ||
+            (gain == best_gain &&
+             (li < (layer_load[best] + copy.weight) / p.Speed(best) ||
+              (li == (layer_load[best] + copy.weight) / p.Speed(best) &&
+               total_load[i] / p.Speed(i) < total_load[best] / p.Speed(best))))) {
+          best = i;
+          best_gain = gain;
+        }
+      }
+      if (best < 0) best = lightest;  // over the bound: BringUnderCap below repairs it
+      if (best < 0) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("no room for a copy of expert ", l, ":", e));
+      }
+      rs.push_back({best, 0.0});
+      --allow[best];
+      layer_load[best] += copy.weight;
+      on[best].push_back(e);
+    }
+    auto weight = [&](int e) {
+      return p.Load(l, e) / static_cast<double>(target.At(l, e).size());
+    };
+    if (absl::Status st = BringUnderCap(p, l, cap, weight, plan, allow, layer_load, on);
+        !st.ok()) {
+      return st;
+    }
+    for (int i = 0; i < n; ++i) {
+      free[i] -= static_cast<int>(on[i].size());
+      total_load[i] += layer_load[i];
+    }
+  }
+  EqualShares(plan);
+  return plan;
+}
+
 absl::StatusOr<PlacementPlan> StickyPlacement(const PlacementProblem& p,
                                               const PlacementPlan& target) {
   if (absl::Status s = CheckProblem(p); !s.ok()) return s;
@@ -285,58 +460,8 @@ absl::StatusOr<PlacementPlan> StickyPlacement(const PlacementProblem& p,
         on[best].push_back(e);
       }
     }
-    // Bring the busiest instance under the target's maximum by moves and swaps.
-    const int max_steps = 4 * p.experts + 4 * n;
-    for (int step = 0;; ++step) {
-      int h = 0;
-      for (int i = 1; i < n; ++i) {
-        if (load[i] / p.Speed(i) > load[h] / p.Speed(h)) h = i;
-      }
-      const double lh = load[h] / p.Speed(h);
-      if (lh <= cap) break;
-      if (step >= max_steps) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("layer ", l, " stays over the target's busiest instance"));
-      }
-      // Best action: the smallest resulting max(load of h, load of j).
-      double best_peak = lh;
-      int best_j = -1, best_u = -1, best_v = -1;  // v < 0: a move
-      for (int u : on[h]) {
-        const double wu = weight(u);
-        for (int j = 0; j < n; ++j) {
-          if (j == h || holds(plan.At(l, u), j)) continue;
-          if (free[j] > 0) {
-            const double peak =
-                std::max((load[h] - wu) / p.Speed(h), (load[j] + wu) / p.Speed(j));
-            if (peak < best_peak - 1e-12) best_peak = peak, best_j = j, best_u = u, best_v = -1;
-          }
-          for (int v : on[j]) {
-            const double wv = weight(v);
-            if (wv >= wu || holds(plan.At(l, v), h)) continue;
-            const double peak = std::max((load[h] - wu + wv) / p.Speed(h),
-                                         (load[j] - wv + wu) / p.Speed(j));
-            if (peak < best_peak - 1e-12) best_peak = peak, best_j = j, best_u = u, best_v = v;
-          }
-        }
-      }
-      if (best_j < 0) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("layer ", l, " stays over the target's busiest instance"));
-      }
-      auto relocate = [&](int e, int from, int to) {
-        for (Replica& r : plan.At(l, e)) r.instance = r.instance == from ? to : r.instance;
-        on[from].erase(std::find(on[from].begin(), on[from].end(), e));
-        on[to].push_back(e);
-        load[from] -= weight(e);
-        load[to] += weight(e);
-      };
-      relocate(best_u, h, best_j);
-      if (best_v >= 0) {
-        relocate(best_v, best_j, h);
-      } else {
-        ++free[h];
-        --free[best_j];
-      }
+    if (absl::Status st = BringUnderCap(p, l, cap, weight, plan, free, load, on); !st.ok()) {
+      return st;
     }
   }
   EqualShares(plan);

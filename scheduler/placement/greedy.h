@@ -41,6 +41,16 @@ absl::StatusOr<PlacementPlan> RepairPlacement(const PlacementProblem& problem,
                                               const PlacementPlan& survivors,
                                               const ReplicationParams& params);
 
+// Affinity-first packing (ExFlow's inter-layer affinity as a heuristic): `target`'s number of
+// copies of every (layer, expert) (GreedyPlacement's), placed layer by layer, heaviest copy
+// first, on the instance where the most of the expert's co-activation inflow from the previous
+// layer's placement would stay local (objective.h's dispatch model: min(inflow there, the copy's
+// share of it)), among the instances with room whose load stays <= `target`'s busiest of that
+// layer (speed-weighted, equal shares); ties to the least-loaded. FAILED_PRECONDITION when a copy
+// fits nowhere under that bound (use `target` then).
+absl::StatusOr<PlacementPlan> AffinityPlacement(const PlacementProblem& problem,
+                                                const PlacementPlan& target);
+
 // Re-plan without churn: a plan with `target`'s number of copies of every (layer, expert)
 // (GreedyPlacement's for the new load) that keeps as many of `problem.current`'s copies in
 // place as it can. Per layer: the current copies are kept (up to the target count; on live

@@ -192,6 +192,36 @@ TEST(RepairTest, TopsUpToMinReplicas) {
   EXPECT_EQ(plan->At(0, 1).size(), 2u);
 }
 
+// Affinity-first packing: greedy's copy counts and per-layer maximum, far fewer tokens that
+// change instance between layers.
+TEST(AffinityTest, ChainsPartnersUnderGreedysMaximum) {
+  SyntheticTraceParams s{.layers = 8,
+                         .experts = 32,
+                         .top_k = 4,
+                         .tokens = 20000,
+                         .zipf = 1.0,
+                         .affinity = 0.6,
+                         .seed = 5};
+  PlacementProblem p = SyntheticTrace(s);
+  p.instances = 8;
+  p.slots.assign(8, 8 * 32 * 5 / 4 / 8 + 2);
+  absl::StatusOr<PlacementPlan> greedy = GreedyPlacement(p, {.replication = 1.25});
+  ASSERT_TRUE(greedy.ok());
+  absl::StatusOr<PlacementPlan> plan = AffinityPlacement(p, *greedy);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ExpectWellFormed(p, *plan);
+  EXPECT_TRUE(CheckCapacity(p, *plan).ok());
+  for (size_t g = 0; g < greedy->replicas.size(); ++g) {
+    EXPECT_EQ(plan->replicas[g].size(), greedy->replicas[g].size()) << g;
+  }
+  const PlanObjective g = EvaluatePlan(p, *greedy), o = EvaluatePlan(p, *plan);
+  for (int l = 0; l < p.layers; ++l) {
+    EXPECT_LE(o.layer_max_load[l], g.layer_max_load[l] * (1 + 1e-9)) << l;
+  }
+  EXPECT_LT(o.cross_transitions, 0.6 * g.cross_transitions)
+      << o.cross_transitions << " vs " << g.cross_transitions;
+}
+
 // A re-plan after the skew shifts: greedy's copy counts, most current copies stay, every layer
 // at most greedy's busiest instance, capacity respected.
 TEST(StickyTest, KeepsCopiesUnderGreedysMaximum) {

@@ -1,4 +1,4 @@
-// IlpPlacement: improves a start plan (the greedy one) with an integer program solved by CBC or
+// IlpPlacement: improves a start plan (solver.cc picks greedy, affinity or sticky) with an integer program solved by CBC or
 // GLPK (mip.h), for the objective of objective.h:
 //   sum_l max_i load(l, i) / speed_i  +  lambda * cross-instance tokens  +  mu * copies moved.
 //
@@ -6,17 +6,20 @@
 // y[e][i] with delta * x <= y <= x and sum_i y[e][i] = 1, continuous M_l >= load(l, i) /
 // speed_i for every i; capacity (slots, memory) per instance; at least min_replicas copies per
 // expert (the start plan's minimum), no more copies in the layer than the start plan has;
-// optionally M_l <= the start plan's M_l * (1 + max_load_slack) so the result is never worse
-// than the start on any layer's busiest instance.
+// optionally M_l <= the start plan's M_l * (1 + max_load_slack) (or params.layer_load_cap[l])
+// so the result is never worse than the start (or greedy) on any layer's busiest instance.
 //
 // Two ways to solve it, both with the objective above exactly:
 // - Monolithic (small problems where every expert has one replica, e.g. the brute-force tests):
 //   one MIP over all layers; cross-instance tokens linearised with z[p][i] <= x[l][a][i],
 //   z[p][i] <= x[l + 1][b][i] (exact because shares are 0/1). Optimal within the time limit.
 // - Decomposed (everything else): block coordinate descent over layers. With the neighbouring
-//   layers' shares fixed, a layer's part of the objective is linear in its own shares
-//   (cross tokens = count * (1 - sum_i s_prev(a, i) * y(b, i))), so each layer's MIP is exact for
-//   its part; capacity counts the other layers' copies as taken. A layer's new placement is
+//   layers' shares fixed, a layer's part of the objective is exact in its MIP: the tokens that
+//   stay on an instance (objective.h: min(inflow there, share x inflow total) per copy) are a
+//   column t per copy with t <= inflow (a constant from layer l - 1, or for layer l + 1's
+//   copies sum_a count(a, b) * y(a, j)) and t <= share * total (share y(b, i) for this layer's
+//   copies, a constant for layer l + 1's); a single copy needs no t (x times its inflow).
+//   Capacity counts the other layers' copies as taken. A layer's new placement is
 //   kept only if its MIP objective beats the incumbent's, so the total never increases. At
 //   scale each expert's candidate instances are limited to its current/incumbent ones, the
 //   best by affinity, the least loaded and a few fixed pseudo-random ones.

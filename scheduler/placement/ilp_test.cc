@@ -232,7 +232,7 @@ TEST(SolverTest, ReplanStartsFromTheCurrentPlan) {
   const SolverParams params{.replication = {.replication = 1.25}, .time_limit_seconds = 1};
   absl::StatusOr<SolveReport> first = SolvePlacementWithReport(before, params);
   ASSERT_TRUE(first.ok()) << first.status();
-  EXPECT_FALSE(first->sticky_start);
+  EXPECT_NE(first->start, "sticky");
   s.popularity_seed = 4242;
   PlacementProblem after = SyntheticTrace(s);
   after.instances = before.instances;
@@ -240,7 +240,7 @@ TEST(SolverTest, ReplanStartsFromTheCurrentPlan) {
   after.current = first->plan;
   absl::StatusOr<SolveReport> re = SolvePlacementWithReport(after, params);
   ASSERT_TRUE(re.ok()) << re.status();
-  EXPECT_TRUE(re->sticky_start);
+  EXPECT_EQ(re->start, "sticky");
   EXPECT_TRUE(CheckCapacity(after, re->plan).ok());
   EXPECT_GT(re->greedy_objective.copies_moved, 0);
   EXPECT_LE(re->objective.copies_moved, 0.3 * re->greedy_objective.copies_moved);

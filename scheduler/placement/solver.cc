@@ -45,20 +45,27 @@ absl::StatusOr<SolveReport> SolvePlacementWithReport(const PlacementProblem& pro
         params.time_limit_seconds > 0 ? params.time_limit_seconds : problem.time_limit_seconds;
     ilp.time_limit_seconds = limit > 0 ? limit : 10.0;
     ilp.max_load_slack = params.max_load_slack;
+    // The start: the cheapest of greedy, AffinityPlacement and (on a re-plan)
+    // StickyPlacement; all keep greedy's copy counts and each layer's busiest load under
+    // greedy's, which stays the ILP's load bound.
     const PlacementPlan* start = &report.greedy;
+    double start_cost = report.greedy_objective.cost;
+    report.start = "greedy";
+    absl::StatusOr<PlacementPlan> affinity = AffinityPlacement(problem, report.greedy);
     absl::StatusOr<PlacementPlan> sticky = absl::NotFoundError("no current plan");
-    if (problem.current.has_value()) {
-      sticky = StickyPlacement(problem, report.greedy);
-      if (sticky.ok() && CheckCapacity(problem, *sticky).ok() &&
-          EvaluatePlan(problem, *sticky).cost < report.greedy_objective.cost) {
-        start = &*sticky;
-        report.sticky_start = true;
-        // The load bound stays greedy's, not the sticky start's.
-        if (params.max_load_slack >= 0) {
-          for (double m : EvaluatePlan(problem, report.greedy).layer_max_load) {
-            ilp.layer_load_cap.push_back(m * (1 + params.max_load_slack));
-          }
-        }
+    if (problem.current.has_value()) sticky = StickyPlacement(problem, report.greedy);
+    for (auto [candidate, name] : {std::pair{&affinity, "affinity"}, std::pair{&sticky, "sticky"}}) {
+      if (!candidate->ok() || !CheckCapacity(problem, **candidate).ok()) continue;
+      const double cost = EvaluatePlan(problem, **candidate).cost;
+      if (cost < start_cost) {
+        start = &**candidate;
+        start_cost = cost;
+        report.start = name;
+      }
+    }
+    if (start != &report.greedy && params.max_load_slack >= 0) {
+      for (double m : report.greedy_objective.layer_max_load) {
+        ilp.layer_load_cap.push_back(m * (1 + params.max_load_slack));
       }
     }
     MOE_ASSIGN_OR_RETURN(report.plan, IlpPlacement(problem, *start, ilp, &report.ilp));

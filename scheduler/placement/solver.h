@@ -1,8 +1,8 @@
 // SolvePlacement: the one entry point the scheduler calls to place experts. Pure function of
 // the problem and the params; picks greedy (EPLB) or the ILP (CBC or GLPK). The ILP starts from
-// greedy's plan, or on a re-plan (problem.current set) from StickyPlacement (greedy's copy
-// counts, the current copies kept where the load allows) when that costs less; either way each
-// layer's busiest instance stays <= greedy's * (1 + max_load_slack).
+// the cheapest of greedy's plan, AffinityPlacement and, on a re-plan (problem.current set),
+// StickyPlacement (all with greedy's copy counts); either way each layer's busiest instance
+// stays <= greedy's * (1 + max_load_slack).
 #ifndef MOE_SCHEDULER_PLACEMENT_SOLVER_H_
 #define MOE_SCHEDULER_PLACEMENT_SOLVER_H_
 
@@ -38,7 +38,9 @@ struct SolveReport {
   PlanObjective objective;
   PlacementPlan greedy;  // greedy's plan (== plan for kGreedy)
   PlanObjective greedy_objective;
-  bool sticky_start = false;  // the ILP started from StickyPlacement instead of greedy
+  // The ILP's start plan: "greedy", "affinity" (AffinityPlacement) or "sticky"
+  // (StickyPlacement); empty for kGreedy.
+  std::string start;
   double seconds = 0;  // whole solve, greedy included
   double greedy_seconds = 0;
   IlpStats ilp;  // zero for kGreedy
