@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,8 +19,14 @@ Subprocess::Subprocess(const std::vector<std::string>& argv) {
   name_ = argv.size() > 1 ? argv[0] + " " + argv[1] : argv[0];
   int fds[2];
   if (pipe(fds) != 0) return;
+  const pid_t parent = getpid();
   pid_ = fork();
   if (pid_ == 0) {
+    // The child gets SIGTERM (and drains like any stop) when the thread that started it ends,
+    // including a SIGKILL of the whole parent: a killed `moe up` or scheduler leaves no role
+    // or elastic expert service running. If the parent died before this line, exit now.
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(127);
     // A clean signal mask: the mask survives fork and exec, and a parent that blocks SIGTERM
     // for sigwait (moe scheduler) would otherwise start children that cannot be stopped.
     sigset_t none;

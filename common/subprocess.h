@@ -16,7 +16,9 @@ namespace moe {
 class Subprocess {
  public:
   // Starts argv[0] with the arguments; stdout is a pipe read by WaitForLine, stderr is
-  // inherited. pid() <= 0 if fork failed; a failed exec exits the child with 127.
+  // inherited. pid() <= 0 if fork failed; a failed exec exits the child with 127. The child
+  // gets SIGTERM when the calling thread ends (PR_SET_PDEATHSIG), so call it from a thread that
+  // lives as long as the child should (the main thread, or a long-lived loop).
   explicit Subprocess(const std::vector<std::string>& argv);
   ~Subprocess();  // Stop()
   Subprocess(const Subprocess&) = delete;
