@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "scheduler/placement/objective.h"
 
 namespace moe::scheduler {
 namespace {
@@ -41,6 +42,12 @@ void EqualShares(PlacementPlan& plan) {
     std::sort(rs.begin(), rs.end(),
               [](const Replica& a, const Replica& b) { return a.instance < b.instance; });
   }
+}
+
+// The busiest instance's speed-weighted load in layer l of `target`, with a relative 1e-9 of
+// slack for rounding: the bound AffinityPlacement and StickyPlacement keep.
+double LayerCap(const PlacementProblem& p, const PlacementPlan& target, int l) {
+  return LayerMaxLoad(p, target, l) * (1 + 1e-9);
 }
 
 // Moves and swaps copies of layer l until its busiest instance is <= cap (speed-weighted):
@@ -298,15 +305,7 @@ absl::StatusOr<PlacementPlan> AffinityPlacement(const PlacementProblem& p,
   std::vector<double> total_load(n, 0.0);
   std::vector<double> in(n);
   for (int l = 0; l < p.layers; ++l) {
-    double cap = 0;
-    {
-      std::vector<double> tl(n, 0.0);
-      for (int e = 0; e < p.experts; ++e) {
-        for (const Replica& r : target.At(l, e)) tl[r.instance] += p.Load(l, e) * r.share;
-      }
-      for (int i = 0; i < n; ++i) cap = std::max(cap, tl[i] / p.Speed(i));
-    }
-    cap *= 1 + 1e-9;
+    const double cap = LayerCap(p, target, l);
     struct Copy {
       int expert;
       double weight;
@@ -425,15 +424,7 @@ absl::StatusOr<PlacementPlan> StickyPlacement(const PlacementProblem& p,
     for (int e = 0; e < p.experts; ++e) {
       for (const Replica& r : plan.At(l, e)) load[r.instance] += weight(e), on[r.instance].push_back(e);
     }
-    double cap = 0;
-    {
-      std::vector<double> tl(n, 0.0);
-      for (int e = 0; e < p.experts; ++e) {
-        for (const Replica& r : target.At(l, e)) tl[r.instance] += p.Load(l, e) * r.share;
-      }
-      for (int i = 0; i < n; ++i) cap = std::max(cap, tl[i] / p.Speed(i));
-    }
-    cap *= 1 + 1e-9;
+    const double cap = LayerCap(p, target, l);
     // Missing copies, heaviest first, on the least-loaded instance with room.
     std::vector<int> order(p.experts);
     std::iota(order.begin(), order.end(), 0);

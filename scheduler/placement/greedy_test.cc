@@ -194,17 +194,25 @@ TEST(RepairTest, TopsUpToMinReplicas) {
 
 // Affinity-first packing: greedy's copy counts and per-layer maximum, far fewer tokens that
 // change instance between layers.
-TEST(AffinityTest, ChainsPartnersUnderGreedysMaximum) {
-  SyntheticTraceParams s{.layers = 8,
+// A synthetic trace (32 experts, top-4, Zipf 1) on 8 instances with room for 1.25 copies per
+// expert plus 2 slots each; popularity_seed != 0 redraws the popularity (a skew shift).
+PlacementProblem Synthetic(int layers, uint64_t seed, uint64_t popularity_seed = 0) {
+  SyntheticTraceParams s{.layers = layers,
                          .experts = 32,
                          .top_k = 4,
                          .tokens = 20000,
                          .zipf = 1.0,
                          .affinity = 0.6,
-                         .seed = 5};
+                         .seed = seed};
+  if (popularity_seed != 0) s.popularity_seed = popularity_seed;
   PlacementProblem p = SyntheticTrace(s);
   p.instances = 8;
-  p.slots.assign(8, 8 * 32 * 5 / 4 / 8 + 2);
+  p.slots.assign(8, layers * 32 * 5 / 4 / 8 + 2);
+  return p;
+}
+
+TEST(AffinityTest, ChainsPartnersUnderGreedysMaximum) {
+  PlacementProblem p = Synthetic(8, 5);
   absl::StatusOr<PlacementPlan> greedy = GreedyPlacement(p, {.replication = 1.25});
   ASSERT_TRUE(greedy.ok());
   absl::StatusOr<PlacementPlan> plan = AffinityPlacement(p, *greedy);
@@ -225,22 +233,10 @@ TEST(AffinityTest, ChainsPartnersUnderGreedysMaximum) {
 // A re-plan after the skew shifts: greedy's copy counts, most current copies stay, every layer
 // at most greedy's busiest instance, capacity respected.
 TEST(StickyTest, KeepsCopiesUnderGreedysMaximum) {
-  SyntheticTraceParams s{.layers = 6,
-                         .experts = 32,
-                         .top_k = 4,
-                         .tokens = 20000,
-                         .zipf = 1.0,
-                         .affinity = 0.5,
-                         .seed = 3};
-  PlacementProblem before = SyntheticTrace(s);
-  before.instances = 8;
-  before.slots.assign(8, 6 * 32 * 5 / 4 / 8 + 2);
+  PlacementProblem before = Synthetic(6, 3);
   absl::StatusOr<PlacementPlan> old_plan = GreedyPlacement(before, {.replication = 1.25});
   ASSERT_TRUE(old_plan.ok());
-  s.popularity_seed = 77;
-  PlacementProblem after = SyntheticTrace(s);
-  after.instances = before.instances;
-  after.slots = before.slots;
+  PlacementProblem after = Synthetic(6, 3, 77);
   after.current = *old_plan;
   absl::StatusOr<PlacementPlan> scratch = GreedyPlacement(after, {.replication = 1.25});
   ASSERT_TRUE(scratch.ok());

@@ -53,16 +53,6 @@ struct Context {
   }
 };
 
-double LayerMax(const PlacementProblem& p, const PlacementPlan& plan, int l) {
-  std::vector<double> load(plan.instances, 0.0);
-  for (int e = 0; e < plan.experts; ++e) {
-    for (const Replica& r : plan.At(l, e)) load[r.instance] += p.Load(l, e) * r.share;
-  }
-  double worst = 0;
-  for (int i = 0; i < plan.instances; ++i) worst = std::max(worst, load[i] / p.Speed(i));
-  return worst;
-}
-
 void FinishShares(std::vector<Replica>& rs, double delta) {
   double sum = 0;
   for (Replica& r : rs) sum += r.share = std::max(r.share, delta);
@@ -160,7 +150,7 @@ absl::StatusOr<bool> SolveLayer(const Context& c, int l, int pass, bool fix_mult
   // Model.
   MipModel m;
   std::vector<double> start;
-  const double start_max = LayerMax(p, plan, l);
+  const double start_max = LayerMaxLoad(p, plan, l);
   const int col_m = m.AddCol(0, c.load_cap[l], 1.0, false);
   start.push_back(start_max);
   std::vector<std::vector<std::pair<int, double>>> inst_x(n), inst_load(n);
@@ -274,7 +264,7 @@ absl::StatusOr<PlacementPlan> SolveMonolithic(const Context& c, const PlacementP
   std::vector<int> col_m(layers);
   for (int l = 0; l < layers; ++l) {
     col_m[l] = m.AddCol(0, c.load_cap[l], 1.0, false);
-    start.push_back(LayerMax(p, start_plan, l));
+    start.push_back(LayerMaxLoad(p, start_plan, l));
   }
   auto on = [&](int l, int e, int i) { return start_plan.At(l, e)[0].instance == i; };
   // x[(l * E + e) * n + i], -1 when instance i can hold nothing.
@@ -377,10 +367,10 @@ absl::StatusOr<PlacementPlan> IlpPlacement(const PlacementProblem& p, const Plac
   for (int l = 0; l < p.layers; ++l) {
     double cap = params.max_load_slack < 0
                      ? kMipInf
-                     : LayerMax(p, start, l) * (1 + params.max_load_slack) * (1 + 1e-9);
+                     : LayerMaxLoad(p, start, l) * (1 + params.max_load_slack) * (1 + 1e-9);
     if (!params.layer_load_cap.empty()) {
       cap = params.layer_load_cap[l] * (1 + 1e-9);
-      if (LayerMax(p, start, l) > cap) {
+      if (LayerMaxLoad(p, start, l) > cap) {
         return absl::InvalidArgumentError(
             absl::StrCat("the start plan's layer ", l, " is over layer_load_cap"));
       }

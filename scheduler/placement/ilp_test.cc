@@ -159,7 +159,13 @@ TEST(IlpTest, AffinityCutsCrossInstanceTransitions) {
       << "greedy " << g.cross_per_token << " ilp " << o.cross_per_token;
 }
 
-TEST(IlpTest, ReplanMovesFewCopies) {
+// The skew-shift of a re-plan: `before` (4 x 16, top-2, 4 instances) and `after`, the same
+// partners with the popularity redrawn, with the same instances and slots; `after.current` is
+// left to the caller.
+struct Replan {
+  PlacementProblem before, after;
+};
+Replan ShiftedTraces(int extra_slots) {
   SyntheticTraceParams s{.layers = 4,
                          .experts = 16,
                          .top_k = 2,
@@ -167,15 +173,21 @@ TEST(IlpTest, ReplanMovesFewCopies) {
                          .zipf = 1.0,
                          .affinity = 0.5,
                          .seed = 9};
-  PlacementProblem before = SyntheticTrace(s);
-  before.instances = 4;
-  before.slots.assign(4, 4 * 16 * 5 / 4 / 4);
+  Replan r;
+  r.before = SyntheticTrace(s);
+  r.before.instances = 4;
+  r.before.slots.assign(4, 4 * 16 * 5 / 4 / 4 + extra_slots);
+  s.popularity_seed = 4242;
+  r.after = SyntheticTrace(s);
+  r.after.instances = r.before.instances;
+  r.after.slots = r.before.slots;
+  return r;
+}
+
+TEST(IlpTest, ReplanMovesFewCopies) {
+  auto [before, after] = ShiftedTraces(0);
   absl::StatusOr<PlacementPlan> old_plan = GreedyPlacement(before, {.replication = 1.25});
   ASSERT_TRUE(old_plan.ok());
-  s.popularity_seed = 4242;
-  PlacementProblem after = SyntheticTrace(s);
-  after.instances = before.instances;
-  after.slots = before.slots;
   after.current = *old_plan;
   absl::StatusOr<PlacementPlan> scratch = GreedyPlacement(after, {.replication = 1.25});
   ASSERT_TRUE(scratch.ok());
@@ -219,24 +231,11 @@ TEST(SolverTest, EntryPoint) {
 // A re-plan through the entry point starts from StickyPlacement: far fewer copies move than in
 // greedy's from-scratch plan, and no layer's busiest instance is over greedy's.
 TEST(SolverTest, ReplanStartsFromTheCurrentPlan) {
-  SyntheticTraceParams s{.layers = 4,
-                         .experts = 16,
-                         .top_k = 2,
-                         .tokens = 20000,
-                         .zipf = 1.0,
-                         .affinity = 0.5,
-                         .seed = 9};
-  PlacementProblem before = SyntheticTrace(s);
-  before.instances = 4;
-  before.slots.assign(4, 4 * 16 * 5 / 4 / 4 + 2);
+  auto [before, after] = ShiftedTraces(2);
   const SolverParams params{.replication = {.replication = 1.25}, .time_limit_seconds = 1};
   absl::StatusOr<SolveReport> first = SolvePlacementWithReport(before, params);
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_NE(first->start, "sticky");
-  s.popularity_seed = 4242;
-  PlacementProblem after = SyntheticTrace(s);
-  after.instances = before.instances;
-  after.slots = before.slots;
   after.current = first->plan;
   absl::StatusOr<SolveReport> re = SolvePlacementWithReport(after, params);
   ASSERT_TRUE(re.ok()) << re.status();

@@ -18,22 +18,26 @@ double ResolvedMu(const PlacementProblem& p) {
   return total / static_cast<double>(n);
 }
 
+double LayerMaxLoad(const PlacementProblem& p, const PlacementPlan& plan, int layer) {
+  std::vector<double> load(plan.instances, 0.0);
+  for (int e = 0; e < plan.experts; ++e) {
+    for (const Replica& r : plan.At(layer, e)) load[r.instance] += p.Load(layer, e) * r.share;
+  }
+  double worst = 0;
+  for (int i = 0; i < plan.instances; ++i) worst = std::max(worst, load[i] / p.Speed(i));
+  return worst;
+}
+
 PlanObjective EvaluatePlan(const PlacementProblem& p, const PlacementPlan& plan) {
   PlanObjective o;
   const int n = plan.instances;
   double live_speed = 0;
   for (int i = 0; i < n; ++i) live_speed += p.Live(i) ? p.Speed(i) : 0.0;
   if (live_speed <= 0) live_speed = 1;
-  std::vector<double> load(n);
   for (int l = 0; l < plan.layers; ++l) {
-    std::fill(load.begin(), load.end(), 0.0);
     double total = 0;
-    for (int e = 0; e < plan.experts; ++e) {
-      total += p.Load(l, e);
-      for (const Replica& r : plan.At(l, e)) load[r.instance] += p.Load(l, e) * r.share;
-    }
-    double worst = 0;
-    for (int i = 0; i < n; ++i) worst = std::max(worst, load[i] / p.Speed(i));
+    for (int e = 0; e < plan.experts; ++e) total += p.Load(l, e);
+    const double worst = LayerMaxLoad(p, plan, l);
     const double mean = total / live_speed;
     o.layer_max_load.push_back(worst);
     o.layer_mean_load.push_back(mean);

@@ -58,6 +58,10 @@ double ResolvedMu(const PlacementProblem& problem);
 // outside the problem are ignored.
 PlanObjective EvaluatePlan(const PlacementProblem& problem, const PlacementPlan& plan);
 
+// The busiest instance's speed-weighted load in `layer` of `plan` (tokens x share summed per
+// instance, divided by its speed): the per-layer term of the objective.
+double LayerMaxLoad(const PlacementProblem& problem, const PlacementPlan& plan, int layer);
+
 // Capacity check: no instance holds more copies than problem.Capacity(i), no copy on a dead one.
 absl::Status CheckCapacity(const PlacementProblem& problem, const PlacementPlan& plan);
 
