@@ -153,10 +153,11 @@ int RunPlace(int argc, const char* const* argv) {
   }
   if (*kind != scheduler::SolverKind::kGreedy) {
     PrintRow(scheduler::SolverKindName(*kind), report->objective, report->seconds);
-    std::printf("ilp: %s, %d MIPs (%d improved) in %d passes%s\n",
+    std::printf("ilp: from the %s plan, %s, %d MIPs (%d improved) in %d passes%s\n",
+                report->start.c_str(),
                 report->ilp.monolithic ? "one MIP over all layers" : "per-layer MIPs",
                 report->ilp.subproblems, report->ilp.improved, report->ilp.passes,
-                report->ilp.kept_start ? "; did not beat greedy, kept it" : "");
+                report->ilp.kept_start ? "; did not beat its start, kept it" : "");
   }
   if (!c.out.empty()) {
     std::ofstream out(c.out);
