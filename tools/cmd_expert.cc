@@ -3,10 +3,10 @@
 // stops gracefully on SIGTERM / SIGINT.
 //
 // Shutdown: SIGTERM drains: /ready 503 and gRPC health NOT_SERVING, heartbeats to the scheduler
-// stop (it declares the instance gone after its heartbeat timeout and publishes a plan without
-// it), and Forward calls are still served until none arrived for --drain-idle-ms (the attention
-// workers moved to the new plan), at most --drain-timeout-s; then queued calls finish and it
-// exits. SIGINT stops at once (queued calls still finish). Exit codes: 0 stopped; 3 the drain
+// say "leaving" (it publishes a plan without the instance at once, made before break, as for a
+// scale-down; unless it is the last expert instance), and Forward calls are still served until
+// none arrived for --drain-idle-ms (the attention workers moved to the new plan), at most
+// --drain-timeout-s; then heartbeats stop, queued calls finish and it exits. SIGINT stops at once (queued calls still finish). Exit codes: 0 stopped; 3 the drain
 // timed out while calls were still arriving; 2 bad flags; 1 failed to start.
 //
 // With --scheduler ADDR it registers with `moe scheduler` (ROLE_EXPERT, its host:port) and
@@ -180,6 +180,7 @@ int RunExpert(int argc, const char* const* argv) {
   std::unique_ptr<expert::PlanFollower> follower;  // with --scheduler
   std::atomic<bool> follower_ready{false};
   std::atomic<bool> draining{false};
+  std::atomic<bool> leaving{false};  // SIGTERM with a scheduler: heartbeats say "leaving"
   ao.ready = [&executor, follow, &follower_ready, initial_set, &draining] {
     if (draining.load()) return false;
     if (follow) return follower_ready.load() || (initial_set && !executor.Loaded().empty());
@@ -229,8 +230,9 @@ int RunExpert(int argc, const char* const* argv) {
         [f](const scheduler::v1::PlacementPlan& plan, const std::string& self) {
           f->OnPlan(plan, self);
         },
-        [f, srv, rate] {
+        [f, srv, rate, &leaving] {
           scheduler::InstanceStatus st;
+          st.leaving = leaving.load();
           st.applied_epoch = f->applied_epoch();
           st.ready = f->ready();
           st.loaded_epoch = f->loaded_epoch();
@@ -258,8 +260,17 @@ int RunExpert(int argc, const char* const* argv) {
   const int sig = stop_signals.Wait();
   draining = true;
   (*server)->SetServing(false);
-  if (sched != nullptr) sched->Stop();  // no more heartbeats: the scheduler re-places
-  if (follower != nullptr) follower->Stop();
+  if (follower != nullptr) follower->Stop();  // keep every expert held for the stragglers
+  if (sched != nullptr) {
+    if (sig == SIGTERM) {
+      // Heartbeats go on, saying "leaving": the scheduler publishes a plan without this
+      // instance at once (made before break) instead of after its heartbeat timeout.
+      leaving = true;
+      sched->HeartbeatNow();
+    } else {
+      sched->Stop();
+    }
+  }
   int code = 0;
   if (sig == SIGTERM) {
     // Serve while the attention workers still route here; stop once idle.
@@ -287,6 +298,7 @@ int RunExpert(int argc, const char* const* argv) {
   } else {
     MOE_LOG_INFO("signal {}: stopping now", sig);
   }
+  if (sched != nullptr) sched->Stop();  // heartbeats end: gone after the heartbeat timeout
   (*server)->Shutdown();  // queued calls finish (bounded), then the threads end
   (*admin)->Stop();
   MOE_LOG_INFO("stopped");

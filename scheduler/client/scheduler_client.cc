@@ -176,6 +176,7 @@ void SchedulerClient::HeartbeatLoop() {
       req.set_ready(s.ready);
       req.set_loaded_epoch(s.loaded_epoch);
       req.set_tokens_per_second(s.tokens_per_second);
+      req.set_leaving(s.leaving);
     }
     v1::HeartbeatResponse resp;
     grpc::ClientContext ctx;

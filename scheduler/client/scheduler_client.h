@@ -47,6 +47,7 @@ struct InstanceStatus {
   bool ready = false;         // expert: the applied epoch's experts are loaded
   int64_t loaded_epoch = 0;   // make-before-break: a pending epoch whose experts are loaded
   double tokens_per_second = 0;
+  bool leaving = false;  // expert: shutting down; the scheduler re-places without it
 };
 
 struct SchedulerClientOptions {

@@ -187,6 +187,13 @@ class ServiceImpl final : public v1::SchedulerService::CallbackService {
     hb.ready = req->ready();
     hb.tokens_per_second = req->tokens_per_second();
     absl::Status s = core_->Heartbeat(req->instance_id(), hb, clock_->Now());
+    if (s.ok() && req->leaving()) {
+      // Idempotent; refused for the last expert instance (nothing to move its experts to) or
+      // for another role: the instance then just stops, as without the flag.
+      if (absl::Status d = core_->Drain(req->instance_id()); !d.ok()) {
+        MOE_LOG_DEBUG("instance {} leaving, not drained: {}", req->instance_id(), d.ToString());
+      }
+    }
     // The newest published epoch, pending included (an instance that missed it on its watch
     // learns that there is a plan to load).
     if (auto pending = core_->Pending()) {

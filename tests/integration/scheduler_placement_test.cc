@@ -8,6 +8,8 @@
 // scheduler must then publish a newer epoch (a failover plan) without the dead instance, with
 // which the worker keeps serving. Every wait is bounded; every process is stopped by pid;
 // gRPC stubs are reset before the servers stop.
+#include <signal.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -130,7 +132,7 @@ class SchedulerPlacementTest : public ::testing::Test {
     return sv1::PlacementPlan();
   }
 
-  void RunScenario(int replicas, int micro_batches);
+  void RunScenario(int replicas, int micro_batches, bool sigterm = false);
 
   // One greedy Generate; "" if it returned the golden tokens, else what went wrong.
   std::string Generate(const Case& c) {
@@ -175,7 +177,7 @@ class SchedulerPlacementTest : public ::testing::Test {
 // follows. Replicas 1: the dead instance's experts have no replica left: the worker waits for
 // the failover plan, in which the survivor loads them, and resends.
 // `micro_batches` 2: the worker's two lanes call RemoteExpertExecutor::Run concurrently.
-void SchedulerPlacementTest::RunScenario(int replicas, int micro_batches) {
+void SchedulerPlacementTest::RunScenario(int replicas, int micro_batches, bool sigterm) {
   scheduler_ = std::make_unique<ChildProcess>(std::vector<std::string>{
       MoeBin(), "scheduler", "--host", "127.0.0.1", "--port", "0", "--admin-port", "0",
       "--model", dir_, "--replicas", std::to_string(replicas), "--min-experts", "2", "--policy", "greedy",
@@ -256,7 +258,11 @@ void SchedulerPlacementTest::RunScenario(int replicas, int micro_batches) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   const int done_at_kill = done.load();
-  experts_[0]->Kill();
+  if (sigterm) {
+    ASSERT_EQ(kill(experts_[0]->pid(), SIGTERM), 0);
+  } else {
+    experts_[0]->Kill();
+  }
   killed_ = 0;
   for (auto& c : clients) c.join();
   EXPECT_GE(done_at_kill, 5);
@@ -264,6 +270,29 @@ void SchedulerPlacementTest::RunScenario(int replicas, int micro_batches) {
       << "the kill must happen while requests are still to come";
   EXPECT_EQ(done.load(), kClients * kRounds * static_cast<int>(cases_.size()));
   for (const std::string& e : errors) ADD_FAILURE() << e;
+  if (sigterm) {
+    // Made before break: the scheduler published a plan without the leaving instance while it
+    // still served, the worker switched, and only then did it stop (exit 0): nothing was ever
+    // resent, and no failover plan was needed.
+    const sv1::PlacementPlan drained = WaitForPlan(
+        [&](const sv1::PlacementPlan& p) {
+          return p.epoch() > initial.epoch() && p.instances_size() == 1 &&
+                 p.instances(0).address() == expert_addrs_[1] &&
+                 p.state() == sv1::PLAN_STATE_COMMITTED;
+        },
+        std::chrono::seconds(30));
+    ASSERT_GT(drained.epoch(), initial.epoch()) << "no committed plan without the leaving one";
+    EXPECT_EQ(drained.reason(), sv1::PLAN_REASON_SCALE);
+    int code = -1;
+    const auto exit_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!experts_[0]->Exited(&code) && std::chrono::steady_clock::now() < exit_deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    EXPECT_EQ(code, 0) << "the SIGTERMed expert service did not drain and exit 0";
+    EXPECT_EQ(MetricValue(attention_admin, "moe_failovers_total"), 0);
+    for (const Case& c : cases_) EXPECT_EQ(Generate(c), "");
+    return;
+  }
   // The worker did route to the dead instance and resent those experts elsewhere.
   EXPECT_GT(MetricValue(attention_admin, "moe_failovers_total"), 0);
   if (replicas == 1) {
@@ -300,6 +329,12 @@ TEST_F(SchedulerPlacementTest, TwoReplicasExpertDeathMidGenerationFailsNoRequest
 
 TEST_F(SchedulerPlacementTest, OneReplicaExpertDeathWaitsForTheFailoverPlan) {
   RunScenario(1, /*micro_batches=*/1);
+}
+
+// SIGTERM instead of SIGKILL: the expert's heartbeats say "leaving", the scheduler drains it
+// (a plan without it, made before break) while it keeps serving; no request fails or fails over.
+TEST_F(SchedulerPlacementTest, SigtermedExpertIsReplacedBeforeItStops) {
+  RunScenario(1, /*micro_batches=*/1, /*sigterm=*/true);
 }
 
 }  // namespace
