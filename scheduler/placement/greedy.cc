@@ -44,6 +44,27 @@ void EqualShares(PlacementPlan& plan) {
   }
 }
 
+// True when `rs` has a copy on instance i.
+bool Holds(const std::vector<Replica>& rs, int i) {
+  return std::any_of(rs.begin(), rs.end(), [i](const Replica& r) { return r.instance == i; });
+}
+
+// AffinityPlacement and StickyPlacement re-pack `target`'s copies: same shape as the problem.
+absl::Status CheckTarget(const PlacementProblem& p, const PlacementPlan& target) {
+  if (absl::Status s = CheckProblem(p); !s.ok()) return s;
+  if (target.layers != p.layers || target.experts != p.experts ||
+      target.instances != p.instances ||
+      target.replicas.size() != static_cast<size_t>(p.layers) * p.experts) {
+    return absl::InvalidArgumentError("target plan's shape differs from the problem");
+  }
+  return absl::OkStatus();
+}
+
+// The load one copy of (l, e) carries with `target`'s copy count and equal shares.
+double CopyWeight(const PlacementProblem& p, const PlacementPlan& target, int l, int e) {
+  return p.Load(l, e) / static_cast<double>(target.At(l, e).size());
+}
+
 // The busiest instance's speed-weighted load in layer l of `target`, with a relative 1e-9 of
 // slack for rounding: the bound AffinityPlacement and StickyPlacement keep.
 double LayerCap(const PlacementProblem& p, const PlacementPlan& target, int l) {
@@ -61,10 +82,7 @@ absl::Status BringUnderCap(const PlacementProblem& p, int l, double cap, const W
                            PlacementPlan& plan, std::vector<int>& free, std::vector<double>& load,
                            std::vector<std::vector<int>>& on) {
   const int n = p.instances;
-  auto holds = [&](int e, int i) {
-    const auto& rs = plan.At(l, e);
-    return std::any_of(rs.begin(), rs.end(), [i](const Replica& r) { return r.instance == i; });
-  };
+  auto holds = [&](int e, int i) { return Holds(plan.At(l, e), i); };
   const int max_steps = 4 * p.experts + 4 * n;
   for (int step = 0;; ++step) {
     int h = 0;
@@ -168,8 +186,7 @@ absl::StatusOr<PlacementPlan> GreedyPlacement(const PlacementProblem& p,
         int best = -1;
         for (int i = 0; i < n; ++i) {
           if (free[i] <= 0) continue;
-          if (std::any_of(rs.begin(), rs.end(), [i](const Replica& r) { return r.instance == i; }))
-            continue;
+          if (Holds(rs, i)) continue;
           // Speed-weighted (p.Speed is 1 unless the problem says otherwise).
           const double li = layer_load[i] / p.Speed(i),
                        lb = best < 0 ? 0 : layer_load[best] / p.Speed(best);
@@ -259,8 +276,7 @@ absl::StatusOr<PlacementPlan> RepairPlacement(const PlacementProblem& p,
         int best = -1;
         for (int i = 0; i < n; ++i) {
           if (free[i] <= 0) continue;
-          if (std::any_of(rs.begin(), rs.end(), [i](const Replica& r) { return r.instance == i; }))
-            continue;
+          if (Holds(rs, i)) continue;
           if (best < 0 || layer_load[i] / p.Speed(i) < layer_load[best] / p.Speed(best)) best = i;
         }
         if (best < 0) {
@@ -282,23 +298,9 @@ absl::StatusOr<PlacementPlan> RepairPlacement(const PlacementProblem& p,
 
 absl::StatusOr<PlacementPlan> AffinityPlacement(const PlacementProblem& p,
                                                 const PlacementPlan& target) {
-  if (absl::Status s = CheckProblem(p); !s.ok()) return s;
-  const size_t groups = static_cast<size_t>(p.layers) * p.experts;
-  if (target.layers != p.layers || target.experts != p.experts ||
-      target.instances != p.instances || target.replicas.size() != groups) {
-    return absl::InvalidArgumentError("target plan's shape differs from the problem");
-  }
+  if (absl::Status s = CheckTarget(p, target); !s.ok()) return s;
   const int n = p.instances;
-  // pred[(l + 1) * E + b] = (a, count) of the co-activations into b.
-  std::vector<std::vector<std::pair<int, double>>> pred(groups);
-  for (const CoActivation& c : p.coact) {
-    if (c.layer < 0 || c.layer + 1 >= p.layers || c.a < 0 || c.a >= p.experts || c.b < 0 ||
-        c.b >= p.experts || c.count <= 0) {
-      continue;
-    }
-    pred[static_cast<size_t>(c.layer + 1) * p.experts + c.b].push_back(
-        {c.a, static_cast<double>(c.count)});
-  }
+  const std::vector<std::vector<std::pair<int, double>>> pred = Predecessors(p);
   PlacementPlan plan = EmptyPlan(p);
   std::vector<int> free(n);
   for (int i = 0; i < n; ++i) free[i] = p.Capacity(i);
@@ -313,7 +315,7 @@ absl::StatusOr<PlacementPlan> AffinityPlacement(const PlacementProblem& p,
     std::vector<Copy> copies;
     for (int e = 0; e < p.experts; ++e) {
       const int k = static_cast<int>(target.At(l, e).size());
-      for (int c = 0; c < k; ++c) copies.push_back({e, p.Load(l, e) / k});
+      for (int c = 0; c < k; ++c) copies.push_back({e, CopyWeight(p, target, l, e)});
     }
     std::stable_sort(copies.begin(), copies.end(),
                      [](const Copy& a, const Copy& b) { return a.weight > b.weight; });
@@ -341,8 +343,7 @@ absl::StatusOr<PlacementPlan> AffinityPlacement(const PlacementProblem& p,
       double best_gain = -1;
       for (int i = 0; i < n; ++i) {
         if (allow[i] <= 0) continue;
-        if (std::any_of(rs.begin(), rs.end(), [i](const Replica& r) { return r.instance == i; }))
-          continue;
+        if (Holds(rs, i)) continue;
         const double li = (layer_load[i] + copy.weight) / p.Speed(i);
         if (lightest < 0 || li < (layer_load[lightest] + copy.weight) / p.Speed(lightest)) {
           lightest = i;
@@ -368,9 +369,7 @@ absl::StatusOr<PlacementPlan> AffinityPlacement(const PlacementProblem& p,
       layer_load[best] += copy.weight;
       on[best].push_back(e);
     }
-    auto weight = [&](int e) {
-      return p.Load(l, e) / static_cast<double>(target.At(l, e).size());
-    };
+    auto weight = [&](int e) { return CopyWeight(p, target, l, e); };
     if (absl::Status st = BringUnderCap(p, l, cap, weight, plan, allow, layer_load, on);
         !st.ok()) {
       return st;
@@ -386,43 +385,36 @@ absl::StatusOr<PlacementPlan> AffinityPlacement(const PlacementProblem& p,
 
 absl::StatusOr<PlacementPlan> StickyPlacement(const PlacementProblem& p,
                                               const PlacementPlan& target) {
-  if (absl::Status s = CheckProblem(p); !s.ok()) return s;
+  if (absl::Status s = CheckTarget(p, target); !s.ok()) return s;
   const size_t groups = static_cast<size_t>(p.layers) * p.experts;
   if (!p.current.has_value() || p.current->layers != p.layers ||
       p.current->experts != p.experts || p.current->replicas.size() != groups) {
     return absl::FailedPreconditionError("no current plan of the problem's shape");
   }
-  if (target.layers != p.layers || target.experts != p.experts ||
-      target.instances != p.instances || target.replicas.size() != groups) {
-    return absl::InvalidArgumentError("target plan's shape differs from the problem");
-  }
   const int n = p.instances;
   PlacementPlan plan = EmptyPlan(p);
   std::vector<int> free(n);
   for (int i = 0; i < n; ++i) free[i] = p.Capacity(i);
-  auto holds = [](const std::vector<Replica>& rs, int i) {
-    return std::any_of(rs.begin(), rs.end(), [i](const Replica& r) { return r.instance == i; });
-  };
   // Keep what stays: current copies up to the target count.
   for (size_t g = 0; g < groups; ++g) {
     const size_t want = target.replicas[g].size();
     for (const Replica& r : p.current->replicas[g]) {
       if (plan.replicas[g].size() >= want) break;
       if (r.instance < 0 || r.instance >= n || free[r.instance] <= 0) continue;
-      if (holds(plan.replicas[g], r.instance)) continue;
+      if (Holds(plan.replicas[g], r.instance)) continue;
       plan.replicas[g].push_back({r.instance, 0.0});
       --free[r.instance];
     }
   }
   for (int l = 0; l < p.layers; ++l) {
-    // Weight of one copy of e (equal shares) and the layer's load per instance.
-    auto weight = [&](int e) {
-      return p.Load(l, e) / static_cast<double>(target.At(l, e).size());
-    };
+    auto weight = [&](int e) { return CopyWeight(p, target, l, e); };
     std::vector<double> load(n, 0.0);
     std::vector<std::vector<int>> on(n);  // experts of this layer on each instance
     for (int e = 0; e < p.experts; ++e) {
-      for (const Replica& r : plan.At(l, e)) load[r.instance] += weight(e), on[r.instance].push_back(e);
+      for (const Replica& r : plan.At(l, e)) {
+        load[r.instance] += weight(e);
+        on[r.instance].push_back(e);
+      }
     }
     const double cap = LayerCap(p, target, l);
     // Missing copies, heaviest first, on the least-loaded instance with room.
@@ -435,7 +427,7 @@ absl::StatusOr<PlacementPlan> StickyPlacement(const PlacementProblem& p,
       while (rs.size() < target.At(l, e).size()) {
         int best = -1;
         for (int i = 0; i < n; ++i) {
-          if (free[i] <= 0 || holds(rs, i)) continue;
+          if (free[i] <= 0 || Holds(rs, i)) continue;
           if (best < 0 || (load[i] + weight(e)) / p.Speed(i) <
                               (load[best] + weight(e)) / p.Speed(best)) {
             best = i;

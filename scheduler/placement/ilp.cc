@@ -378,31 +378,13 @@ absl::StatusOr<PlacementPlan> IlpPlacement(const PlacementProblem& p, const Plac
     c.load_cap.push_back(cap);
   }
   const size_t groups = static_cast<size_t>(p.layers) * p.experts;
+  c.pred = Predecessors(p);
   c.succ.resize(groups);
-  c.pred.resize(groups);
-  {
-    std::vector<std::vector<std::pair<int, double>>> merged(groups);
-    for (const CoActivation& co : p.coact) {
-      if (co.layer < 0 || co.layer + 1 >= p.layers || co.a < 0 || co.a >= p.experts || co.b < 0 ||
-          co.b >= p.experts || co.count <= 0) {
-        continue;
-      }
-      auto& list = merged[static_cast<size_t>(co.layer) * p.experts + co.a];
-      auto it =
-          std::find_if(list.begin(), list.end(), [&](const auto& pr) { return pr.first == co.b; });
-      if (it == list.end()) {
-        list.push_back({co.b, static_cast<double>(co.count)});
-      } else {
-        it->second += static_cast<double>(co.count);
-      }
-    }
-    for (size_t g = 0; g < groups; ++g) {
-      const int l = static_cast<int>(g / p.experts), a = static_cast<int>(g % p.experts);
-      for (const auto& [b, count] : merged[g]) {
-        c.succ[g].push_back({b, count});
-        c.pred[static_cast<size_t>(l + 1) * p.experts + b].push_back({a, count});
-      }
-    }
+  for (size_t g = 0; g < groups; ++g) {
+    if (g < static_cast<size_t>(p.experts)) continue;  // layer 0 has no predecessors
+    const int b = static_cast<int>(g % p.experts);
+    const size_t prev = g - static_cast<size_t>(b) - static_cast<size_t>(p.experts);
+    for (const auto& [a, count] : c.pred[g]) c.succ[prev + a].push_back({b, count});
   }
   int64_t pairs = 0;
   for (const auto& s : c.succ) pairs += static_cast<int64_t>(s.size());

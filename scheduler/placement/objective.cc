@@ -18,6 +18,25 @@ double ResolvedMu(const PlacementProblem& p) {
   return total / static_cast<double>(n);
 }
 
+std::vector<std::vector<std::pair<int, double>>> Predecessors(const PlacementProblem& p) {
+  std::vector<std::vector<std::pair<int, double>>> pred(static_cast<size_t>(p.layers) *
+                                                        std::max(0, p.experts));
+  for (const CoActivation& c : p.coact) {
+    if (c.layer < 0 || c.layer + 1 >= p.layers || c.a < 0 || c.a >= p.experts || c.b < 0 ||
+        c.b >= p.experts || c.count <= 0) {
+      continue;
+    }
+    auto& list = pred[static_cast<size_t>(c.layer + 1) * p.experts + c.b];
+    auto it = std::find_if(list.begin(), list.end(), [&](const auto& x) { return x.first == c.a; });
+    if (it == list.end()) {
+      list.push_back({c.a, static_cast<double>(c.count)});
+    } else {
+      it->second += static_cast<double>(c.count);
+    }
+  }
+  return pred;
+}
+
 double LayerMaxLoad(const PlacementProblem& p, const PlacementPlan& plan, int layer) {
   std::vector<double> load(plan.instances, 0.0);
   for (int e = 0; e < plan.experts; ++e) {
@@ -56,15 +75,8 @@ PlanObjective EvaluatePlan(const PlacementProblem& p, const PlacementPlan& plan)
   // C_b = sum of its co-activation counts arrives on instance i as in_b(i) = sum over a of
   // count(a, b) * share(l, a, i); the replica of b on i takes min(in_b(i), share(b, i) * C_b)
   // of it locally; the rest changes instance.
-  std::vector<std::vector<std::pair<int, double>>> inflow(plan.replicas.size());
-  for (const CoActivation& c : p.coact) {
-    if (c.layer < 0 || c.layer + 1 >= plan.layers || c.a < 0 || c.a >= plan.experts || c.b < 0 ||
-        c.b >= plan.experts || c.count <= 0) {
-      continue;
-    }
-    inflow[static_cast<size_t>(c.layer + 1) * plan.experts + c.b].push_back(
-        {c.a, static_cast<double>(c.count)});
-  }
+  std::vector<std::vector<std::pair<int, double>>> inflow = Predecessors(p);
+  if (inflow.size() != plan.replicas.size()) inflow.clear();  // not the problem's shape
   std::vector<double> in(n, 0.0);
   for (size_t g = 0; g < inflow.size(); ++g) {
     if (inflow[g].empty()) continue;

@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "scheduler/placement/plan.h"
@@ -57,6 +58,11 @@ double ResolvedMu(const PlacementProblem& problem);
 // a current plan of another shape counts every copy as moved, its replicas on instances
 // outside the problem are ignored.
 PlanObjective EvaluatePlan(const PlacementProblem& problem, const PlacementPlan& plan);
+
+// The co-activations into each (layer, expert), merged: entry (l + 1) * experts + b lists
+// (a, total count) of the pairs (l, a) -> (l + 1, b); out-of-range or empty entries of
+// problem.coact are skipped. Layer 0's entries are empty.
+std::vector<std::vector<std::pair<int, double>>> Predecessors(const PlacementProblem& problem);
 
 // The busiest instance's speed-weighted load in `layer` of `plan` (tokens x share summed per
 // instance, divided by its speed): the per-layer term of the objective.
