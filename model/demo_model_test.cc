@@ -11,6 +11,7 @@
 #include <set>
 #include <string>
 
+#include "common/file.h"
 #include "model/config.h"
 #include "model/demo_tokenizer.h"
 #include "model/safetensors.h"
@@ -34,11 +35,6 @@ class TempDir {
  private:
   std::string path_;
 };
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
 
 DemoModelStats Generate(const std::string& dir, Architecture arch, DType dtype = DType::kBF16,
                         uint64_t seed = 1234, int threads = 2) {
@@ -141,10 +137,10 @@ TEST_P(DemoModelArchTest, TinyLoadsBackWithEveryTensor) {
   // The other files are there and are JSON.
   for (const char* f : {"tokenizer.json", "tokenizer_config.json", "generation_config.json",
                         "special_tokens_map.json"}) {
-    json j = json::parse(ReadFile(dir.path() + "/" + f), nullptr, false);
+    json j = json::parse(ReadFile(dir.path() + "/" + f).value_or(""), nullptr, false);
     EXPECT_TRUE(j.is_object()) << f;
   }
-  json gen = json::parse(ReadFile(dir.path() + "/generation_config.json"));
+  json gen = json::parse(ReadFile(dir.path() + "/generation_config.json").value_or(""));
   EXPECT_EQ(gen["eos_token_id"], json({509, 511}));
 }
 
@@ -159,10 +155,13 @@ TEST(DemoModelTest, SameSeedGivesByteIdenticalFiles) {
   Generate(c.path(), Architecture::kQwen3Moe, DType::kBF16, 8, /*threads=*/2);
   for (const char* f : {"model.safetensors", "config.json", "tokenizer.json",
                         "tokenizer_config.json", "generation_config.json"}) {
-    EXPECT_EQ(ReadFile(a.path() + "/" + f), ReadFile(b.path() + "/" + f)) << f;
+    EXPECT_EQ(ReadFile(a.path() + "/" + f).value_or(""), ReadFile(b.path() + "/" + f).value_or(""))
+        << f;
   }
-  EXPECT_NE(ReadFile(a.path() + "/model.safetensors"), ReadFile(c.path() + "/model.safetensors"));
-  EXPECT_EQ(ReadFile(a.path() + "/tokenizer.json"), ReadFile(c.path() + "/tokenizer.json"));
+  EXPECT_NE(ReadFile(a.path() + "/model.safetensors").value_or(""),
+            ReadFile(c.path() + "/model.safetensors").value_or(""));
+  EXPECT_EQ(ReadFile(a.path() + "/tokenizer.json").value_or(""),
+            ReadFile(c.path() + "/tokenizer.json").value_or(""));
 }
 
 TEST(DemoModelTest, Bf16AndF32HoldTheSameValues) {
@@ -173,7 +172,7 @@ TEST(DemoModelTest, Bf16AndF32HoldTheSameValues) {
   auto sb = WeightStore::Open(b.path());
   ASSERT_TRUE(sa.ok() && sb.ok());
   ASSERT_EQ((*sa)->Names(), (*sb)->Names());
-  json cfg = json::parse(ReadFile(b.path() + "/config.json"));
+  json cfg = json::parse(ReadFile(b.path() + "/config.json").value_or(""));
   EXPECT_EQ(cfg["torch_dtype"], "float32");
   for (const std::string& name : (*sa)->Names()) {
     auto ta = (*sa)->Get(name);
@@ -350,8 +349,8 @@ TEST(DemoTokenizerTest, TinyVocabularyIsValidAndMatchesGoldenBytes) {
   json tok = json::parse(*text);
   CheckTokenizer(tok, 512);
   // The 256 byte tokens are spelled and numbered exactly as in the golden tokenizer.json.
-  json golden =
-      json::parse(ReadFile(std::string(MOE_GOLDEN_DIR) + "/tiny-qwen3moe/hf-f32/tokenizer.json"));
+  json golden = json::parse(
+      ReadFile(std::string(MOE_GOLDEN_DIR) + "/tiny-qwen3moe/hf-f32/tokenizer.json").value_or(""));
   int checked = 0;
   for (auto it = golden["model"]["vocab"].begin(); it != golden["model"]["vocab"].end(); ++it) {
     if (it.value().get<int>() < 256) {

@@ -11,6 +11,7 @@
 #include <random>
 #include <string>
 
+#include "common/file.h"
 #include "model/safetensors_writer.h"
 
 namespace moe::model {
@@ -33,11 +34,6 @@ class TempDir {
  private:
   std::string path_;
 };
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
 
 TensorData RawTensor(std::string name, DType dtype, std::vector<int64_t> shape, uint32_t seed) {
   TensorData t;
@@ -64,7 +60,7 @@ TEST(SafetensorsTest, RoundTripAllDTypes) {
   ASSERT_TRUE(WriteSafetensors(path, tensors, {{"format", "pt"}}).ok());
 
   // Header padded with spaces so the data section starts at a multiple of 8.
-  std::string bytes = ReadFile(path);
+  std::string bytes = ReadFile(path).value_or("");
   uint64_t header_len = 0;
   std::memcpy(&header_len, bytes.data(), 8);
   EXPECT_EQ((8 + header_len) % 8, 0u);
@@ -96,7 +92,8 @@ TEST(SafetensorsTest, WriterIsDeterministic) {
                                      RawTensor("a", DType::kF32, {2}, 2)};
   ASSERT_TRUE(WriteSafetensors(dir.path() + "/1.safetensors", tensors).ok());
   ASSERT_TRUE(WriteSafetensors(dir.path() + "/2.safetensors", tensors).ok());
-  EXPECT_EQ(ReadFile(dir.path() + "/1.safetensors"), ReadFile(dir.path() + "/2.safetensors"));
+  EXPECT_EQ(ReadFile(dir.path() + "/1.safetensors").value_or(""),
+            ReadFile(dir.path() + "/2.safetensors").value_or(""));
 }
 
 TEST(SafetensorsTest, StreamingWriterChecksItsInputs) {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/strings/str_format.h"
+#include "common/file.h"
 #include "common/flags.h"
 #include "scheduler/placement/objective.h"
 #include "scheduler/placement/plan.h"
@@ -34,14 +35,6 @@ struct PlaceConfig {
   double lambda = 0.5;
   double mu = -1;
 };
-
-std::optional<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return std::nullopt;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 void PrintRow(const std::string& name, const PlanObjective& o, double seconds) {
   std::printf("%-9s %10.1f %10.1f %8.3f %11.3f %7lld %7lld %12lld %12.1f %8.3f\n", name.c_str(),

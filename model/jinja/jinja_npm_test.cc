@@ -15,6 +15,7 @@
 #include <sstream>
 #include <string>
 
+#include "common/file.h"
 #include "model/jinja/template.h"
 #include "tests/testing/command.h"
 
@@ -26,13 +27,6 @@ namespace fs = std::filesystem;
 
 const std::string kNpmDir = std::string(MOE_SOURCE_DIR) + "/tests/npm";
 const std::string kTestdata = std::string(MOE_SOURCE_DIR) + "/model/jinja/testdata";
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 // Runs a shell command; returns its stdout and sets *exit_code.
 std::string RunCommand(const std::string& command, int* exit_code) {
@@ -51,7 +45,8 @@ struct Request {
 };
 
 std::vector<Request> LoadRequests() {
-  const ordered_json doc = ordered_json::parse(ReadFile(kTestdata + "/conversations.json"));
+  const ordered_json doc =
+      ordered_json::parse(ReadFile(kTestdata + "/conversations.json").value_or(""));
   std::vector<Request> requests;
   for (const auto& c : doc.at("cases")) {
     for (const auto& t : c.at("templates")) {
@@ -60,7 +55,7 @@ std::vector<Request> LoadRequests() {
       Request r;
       r.name = c.at("name").get<std::string>() + "/" + name;
       r.template_name = name;
-      r.source = ReadFile(kTestdata + "/" + info.at("file").get<std::string>());
+      r.source = ReadFile(kTestdata + "/" + info.at("file").get<std::string>()).value_or("");
       r.context = ordered_json::object();
       r.context["bos_token"] = info.at("bos_token");
       r.context["eos_token"] = info.at("eos_token");
@@ -97,7 +92,7 @@ ordered_json RunReference(const ordered_json& js_requests, std::string* skip) {
                      Quote(input.string()) + " 2>" + Quote(stderr_path.string()),
                  &code);
   fs::remove(input);
-  EXPECT_EQ(code, 0) << "node failed: " << ReadFile(stderr_path.string());
+  EXPECT_EQ(code, 0) << "node failed: " << ReadFile(stderr_path.string()).value_or("");
   fs::remove(stderr_path);
   ordered_json reference = ordered_json::parse(out, nullptr, false);
   EXPECT_TRUE(reference.is_array()) << out.substr(0, 500);
@@ -160,7 +155,8 @@ TEST(JinjaNpmConformanceTest, RealChatTemplatesMatchHuggingFaceJinja) {
 // tests, methods, slicing, operators) rendered by both implementations: identical output, or
 // both fail.
 TEST(JinjaNpmConformanceTest, LanguageCasesMatchHuggingFaceJinja) {
-  const ordered_json cases = ordered_json::parse(ReadFile(kTestdata + "/language_cases.json"));
+  const ordered_json cases =
+      ordered_json::parse(ReadFile(kTestdata + "/language_cases.json").value_or(""));
   ASSERT_GE(cases.size(), 60u);
   std::string skip;
   const ordered_json reference = RunReference(cases, &skip);

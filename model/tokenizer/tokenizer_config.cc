@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "common/file.h"
 #include "common/status.h"
 
 namespace moe::model {
@@ -15,14 +16,6 @@ namespace {
 using nlohmann::json;
 
 // Reads a whole file; nullopt if it does not exist or cannot be opened.
-std::optional<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 absl::StatusOr<json> ParseObject(std::string_view text) {
   json j = json::parse(text, /*cb=*/nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return absl::InvalidArgumentError("not valid JSON");

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "common/file.h"
 #include "model/tokenizer/tokenizer.h"
 #include "model/tokenizer/tokenizer_test_util.h"
 #include "tests/testing/command.h"
@@ -35,13 +36,6 @@ std::string RunCommand(const std::string& command, int* exit_code) {
   return r.output;
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 std::string Quote(const std::string& s) { return "'" + s + "'"; }
 
 class NpmReferenceTest : public ::testing::Test {
@@ -56,7 +50,7 @@ class NpmReferenceTest : public ::testing::Test {
       GTEST_SKIP() << "tests/npm/node_modules is missing: run scripts/install-deps.sh "
                       "(npm ci in tests/npm)";
     }
-    corpus_ = json::parse(ReadFile(kCorpus), nullptr, false);
+    corpus_ = json::parse(ReadFile(kCorpus).value_or(""), nullptr, false);
     ASSERT_TRUE(corpus_.is_array()) << kCorpus;
     ASSERT_GE(corpus_.size(), 200u);
   }
@@ -73,7 +67,7 @@ class NpmReferenceTest : public ::testing::Test {
         Quote(node_) + " " + Quote(kNpmDir + "/hf_tokenize.mjs") + " " + Quote(tokenizer_path) +
             " " + Quote(config_path) + " " + Quote(kCorpus) + " 2>" + Quote(stderr_path.string()),
         &code);
-    ASSERT_EQ(code, 0) << "node failed: " << ReadFile(stderr_path.string());
+    ASSERT_EQ(code, 0) << "node failed: " << ReadFile(stderr_path.string()).value_or("");
     const json reference = json::parse(out, nullptr, false);
     ASSERT_TRUE(reference.is_array()) << out.substr(0, 500);
     ASSERT_EQ(reference.size(), corpus_.size());

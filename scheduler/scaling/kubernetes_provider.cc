@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/file.h"
 #include "common/status.h"
 
 namespace moe::scheduler {
@@ -25,15 +26,13 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace ssl = asio::ssl;
 
-absl::StatusOr<std::string> ReadFile(const std::string& path, const char* what) {
-  std::ifstream in(path);
-  if (!in) {
+absl::StatusOr<std::string> ReadServiceAccountFile(const std::string& path, const char* what) {
+  std::optional<std::string> text = ReadFile(path);
+  if (!text) {
     return absl::FailedPreconditionError(absl::StrCat("cannot read the service-account ", what, " ",
                                                       path, " (not running in a Kubernetes pod?)"));
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return std::string(absl::StripAsciiWhitespace(ss.str()));
+  return std::string(absl::StripAsciiWhitespace(*text));
 }
 
 absl::Status FromHttp(int code, const std::string& what, const std::string& body) {
@@ -86,7 +85,7 @@ absl::StatusOr<std::unique_ptr<KubernetesProvider>> KubernetesProvider::Create(
     return absl::InvalidArgumentError("kubernetes provider: need the expert StatefulSet's name");
   }
   if (o.namespace_name.empty()) {
-    MOE_ASSIGN_OR_RETURN(o.namespace_name, ReadFile(o.namespace_file, "namespace"));
+    MOE_ASSIGN_OR_RETURN(o.namespace_name, ReadServiceAccountFile(o.namespace_file, "namespace"));
     if (o.namespace_name.empty()) {
       return absl::FailedPreconditionError(absl::StrCat(o.namespace_file, " is empty"));
     }
@@ -155,7 +154,8 @@ std::string KubernetesProvider::Describe() const {
 
 absl::StatusOr<int> KubernetesProvider::Request(bool patch, int replicas) {
   const std::string what = absl::StrCat("kubernetes ", patch ? "PATCH " : "GET ", ScalePath());
-  MOE_ASSIGN_OR_RETURN(const std::string token, ReadFile(options_.token_file, "token"));
+  MOE_ASSIGN_OR_RETURN(const std::string token,
+                       ReadServiceAccountFile(options_.token_file, "token"));
   http::request<http::string_body> req(patch ? http::verb::patch : http::verb::get, ScalePath(),
                                        11);
   const bool v6 = absl::StrContains(endpoint_.host, ':');
