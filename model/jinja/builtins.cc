@@ -78,6 +78,24 @@ absl::StatusOr<int> Compare(const Value& a, const Value& b, bool case_sensitive)
   return Err(absl::StrCat("cannot compare ", a.TypeName(), " with ", b.TypeName()));
 }
 
+// `items` stably sorted by key(item) under Compare (the first comparison error is returned).
+template <typename Key>
+absl::StatusOr<Value> SortedBy(std::vector<Value> items, bool case_sensitive, bool descending,
+                               const Key& key) {
+  absl::Status status;
+  std::stable_sort(items.begin(), items.end(), [&](const Value& x, const Value& y) {
+    if (!status.ok()) return false;
+    auto c = Compare(key(x), key(y), case_sensitive);
+    if (!c.ok()) {
+      status = c.status();
+      return false;
+    }
+    return descending ? *c > 0 : *c < 0;
+  });
+  MOE_RETURN_IF_ERROR(status);
+  return Value::Array(std::move(items));
+}
+
 absl::StatusOr<Value> SortArray(const Value& operand, std::vector<Value>& args, Kwargs& kwargs) {
   const Value* reverse = Arg(args, kwargs, 0, "reverse");
   const Value* case_sensitive = Arg(args, kwargs, 1, "case_sensitive");
@@ -87,21 +105,8 @@ absl::StatusOr<Value> SortArray(const Value& operand, std::vector<Value>& args, 
   if (attribute != nullptr && attribute->is_int()) attr = std::to_string(attribute->as_int());
   const bool desc = reverse != nullptr && reverse->Truthy();
   const bool cs = case_sensitive != nullptr && case_sensitive->Truthy();
-  std::vector<Value> items = operand.array();
-  absl::Status status;
-  std::stable_sort(items.begin(), items.end(), [&](const Value& x, const Value& y) {
-    if (!status.ok()) return false;
-    const Value a = attr.empty() ? x : AttributePath(x, attr);
-    const Value b = attr.empty() ? y : AttributePath(y, attr);
-    auto c = Compare(a, b, cs);
-    if (!c.ok()) {
-      status = c.status();
-      return false;
-    }
-    return desc ? *c > 0 : *c < 0;
-  });
-  MOE_RETURN_IF_ERROR(status);
-  return Value::Array(std::move(items));
+  return SortedBy(operand.array(), cs, desc,
+                  [&](const Value& x) { return attr.empty() ? x : AttributePath(x, attr); });
 }
 
 absl::StatusOr<Value> ToJsonFilter(const Value& operand, std::vector<Value>& args, Kwargs& kwargs,
@@ -264,19 +269,8 @@ absl::StatusOr<Value> DictSort(const Value& operand, std::vector<Value>& args, K
   const size_t index = by != nullptr && by->is_string() && by->as_string() == "value" ? 1 : 0;
   const bool cs = case_sensitive != nullptr && case_sensitive->Truthy();
   const bool desc = reverse != nullptr && reverse->Truthy();
-  std::vector<Value> items = Items(operand).array();
-  absl::Status status;
-  std::stable_sort(items.begin(), items.end(), [&](const Value& x, const Value& y) {
-    if (!status.ok()) return false;
-    auto c = Compare(x.array()[index], y.array()[index], cs);
-    if (!c.ok()) {
-      status = c.status();
-      return false;
-    }
-    return desc ? *c > 0 : *c < 0;
-  });
-  MOE_RETURN_IF_ERROR(status);
-  return Value::Array(std::move(items));
+  return SortedBy(Items(operand).array(), cs, desc,
+                  [index](const Value& item) { return item.array()[index]; });
 }
 
 // Python int()/float() of a string: surrounding whitespace allowed, nothing else.
