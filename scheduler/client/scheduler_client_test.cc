@@ -5,7 +5,10 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <grpcpp/grpcpp.h>
 
 #include <gtest/gtest.h>
 
@@ -299,6 +302,42 @@ TEST_F(SchedulerClientTest, WatchReconnectsAfterSchedulerRestart) {
   EXPECT_EQ(client->registrations(), 2);
   client->Stop();
   client->Stop();  // idempotent
+}
+
+// A watcher that stops reading while writes are in flight must not hold Shutdown forever:
+// Close ends its stream during a blocked write, Shutdown's deadline then fails that write, and
+// the reactor must still finish (it used to stay undone: Server::Shutdown waited for ever).
+TEST_F(SchedulerClientTest, ShutdownEndsAWatchStreamThatStoppedReading) {
+  auto channel = grpc::CreateChannel(Address(), grpc::InsecureChannelCredentials());
+  auto stub = v1::SchedulerService::NewStub(channel);
+  grpc::ClientContext ctx;
+  auto reader = stub->WatchPlan(&ctx, v1::WatchPlanRequest());  // never read
+  // Plans of ~1 MB each: a few fill the stream's flow-control window, so a write blocks.
+  PublishedPlan big;
+  big.plan.layers = 256;
+  big.plan.experts = 256;
+  big.plan.instances = 4;
+  big.plan.replicas.assign(256 * 256, {{0, 0.25}, {1, 0.25}, {2, 0.25}, {3, 0.25}});
+  for (int i = 1; i <= 8; ++i) {
+    big.plan.epoch = i;
+    server_->PublishPlan(big);
+  }
+  absl::SleepFor(absl::Milliseconds(200));  // let the first writes go out and block
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  SchedulerServer* server = server_.get();
+  std::thread([server, done] {
+    server->Shutdown();
+    *done = true;
+  }).detach();
+  const bool ended = Eventually([&] { return done->load(); });
+  EXPECT_TRUE(ended) << "SchedulerServer::Shutdown did not return";
+  ctx.TryCancel();
+  if (!ended) {
+    (void)server_.release();  // still inside Shutdown on the detached thread: never destroy it
+    (void)reader.release();
+    return;
+  }
+  reader.reset();
 }
 
 }  // namespace

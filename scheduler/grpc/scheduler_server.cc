@@ -44,10 +44,10 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::PlacementPlan> {
     absl::MutexLock lock(&mu_);
     writing_ = false;
     queue_.pop_front();
-    if (!ok) {
-      EndLocked(grpc::Status(grpc::StatusCode::CANCELLED, "write failed"));
-      return;
-    }
+    // A failed write ends the stream; if it was already ending (Close or OnCancel during the
+    // write), the Finish that waited for this write is due now. (Returning without it left the
+    // reactor undone, and Server::Shutdown waited for it forever.)
+    if (!ok) EndLocked(grpc::Status(grpc::StatusCode::CANCELLED, "write failed"));
     if (finishing_) {
       if (!finished_) {
         finished_ = true;
