@@ -126,6 +126,9 @@ struct Shape {
 };
 constexpr Shape kShapes[] = {{"mixtral", 1024, 2816}, {"finegrained", 1024, 512}};
 
+// Rows per expert call: 1-4 are what decode batches give each expert.
+constexpr int64_t kMs[] = {1, 2, 3, 4, 8, 16, 32, 64, 512};
+
 struct PackedExpert {
   PackedLinear gate_up;  // [2*inter, hidden]
   PackedLinear down;     // [hidden, inter]
@@ -138,9 +141,22 @@ struct ExpertSet {
   int64_t weight_bytes_per_expert = 0;
 };
 
-ExpertSet& Experts(const Shape& shape, LinearImpl impl) {
+// One kernel variant the table compares: an implementation and its activation split (see
+// PackedLinearOptions::split_activation_max_rows; "avx512_bf16_nosplit" rounds activations to
+// BF16 at every M).
+struct Variant {
+  const char* name;
+  LinearImpl impl;
+  int64_t split_max_rows;
+};
+constexpr Variant kVariants[] = {{"onednn", LinearImpl::kOneDnn, 16},
+                                 {"avx512_bf16", LinearImpl::kAvx512Bf16, 16},
+                                 {"avx512_bf16_nosplit", LinearImpl::kAvx512Bf16, 0},
+                                 {"auto", LinearImpl::kAuto, 16}};
+
+ExpertSet& Experts(const Shape& shape, const Variant& variant) {
   static ExpertSet set;
-  const std::string key = std::string(shape.name) + "/" + moe::kernels::LinearImplName(impl);
+  const std::string key = std::string(shape.name) + "/" + variant.name;
   if (set.key == key) return set;
   set.experts.clear();
   set.key = key;
@@ -152,10 +168,11 @@ ExpertSet& Experts(const Shape& shape, LinearImpl impl) {
   for (int64_t e = 0; e < count; ++e) {
     for (auto& v : gate_up) v = moe::F32ToBf16(dist(rng));
     for (auto& v : down) v = moe::F32ToBf16(dist(rng));
-    auto gu = PackedLinear::Create(DType::kBF16, gate_up.data(), 2 * shape.inter, shape.hidden,
-                                   {.impl = impl});
-    auto dn = PackedLinear::Create(DType::kBF16, down.data(), shape.hidden, shape.inter,
-                                   {.impl = impl});
+    const moe::kernels::PackedLinearOptions opts{
+        .impl = variant.impl, .split_activation_max_rows = variant.split_max_rows};
+    auto gu =
+        PackedLinear::Create(DType::kBF16, gate_up.data(), 2 * shape.inter, shape.hidden, opts);
+    auto dn = PackedLinear::Create(DType::kBF16, down.data(), shape.hidden, shape.inter, opts);
     if (!gu.ok() || !dn.ok()) {
       std::fprintf(stderr, "packing failed: %s\n", (gu.ok() ? dn.status() : gu.status()).ToString().c_str());
       std::abort();
@@ -165,13 +182,13 @@ ExpertSet& Experts(const Shape& shape, LinearImpl impl) {
   return set;
 }
 
-void BM_ExpertFfn(benchmark::State& state, Shape shape, LinearImpl impl) {
-  if (impl != LinearImpl::kOneDnn && !moe::kernels::HasAvx512Bf16()) {
+void BM_ExpertFfn(benchmark::State& state, Shape shape, Variant variant) {
+  if (variant.impl != LinearImpl::kOneDnn && !moe::kernels::HasAvx512Bf16()) {
     state.SkipWithError("no avx512_bf16");
     return;
   }
   const int64_t m = state.range(0);
-  ExpertSet& set = Experts(shape, impl);
+  ExpertSet& set = Experts(shape, variant);
   std::vector<float> x(m * shape.hidden), gate_up(m * 2 * shape.inter), h(m * shape.inter),
       out(m * shape.hidden);
   std::mt19937 rng(2);
@@ -193,6 +210,41 @@ void BM_ExpertFfn(benchmark::State& state, Shape shape, LinearImpl impl) {
       static_cast<double>(set.weight_bytes_per_expert) / 1e9,
       benchmark::Counter::kIsIterationInvariantRate);
   state.SetLabel(moe::kernels::LinearImplName(set.experts[0].gate_up.ImplFor(m)));
+}
+
+// A decode step's MoE layer as the CPU expert backend runs it at batch 8: `experts` different
+// experts of M rows each, every expert whole on one thread of the kernels' pool (shard-level
+// parallelism). weightGBs counts every expert's bytes.
+void BM_ExpertLayer(benchmark::State& state, Shape shape, Variant variant) {
+  if (variant.impl != LinearImpl::kOneDnn && !moe::kernels::HasAvx512Bf16()) {
+    state.SkipWithError("no avx512_bf16");
+    return;
+  }
+  const int64_t m = state.range(0);
+  const int64_t experts = state.range(1);
+  ExpertSet& set = Experts(shape, variant);
+  std::vector<float> x(m * shape.hidden), out(experts * m * shape.hidden);
+  std::mt19937 rng(2);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (auto& v : x) v = dist(rng);
+  size_t next = 0;
+  for (auto _ : state) {
+    const size_t first = next;
+    next = (next + experts) % set.experts.size();
+    moe::kernels::ParallelFor(experts, [&](int64_t j) {
+      const PackedExpert& e = set.experts[(first + j) % set.experts.size()];
+      thread_local std::vector<float> gate_up, h;
+      gate_up.resize(m * 2 * shape.inter);
+      h.resize(m * shape.inter);
+      e.gate_up.Forward(x.data(), m, gate_up.data());
+      moe::kernels::SiluMulStacked(gate_up.data(), m, shape.inter, h.data());
+      e.down.Forward(h.data(), m, out.data() + j * m * shape.hidden);
+    });
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["weightGBs"] =
+      benchmark::Counter(static_cast<double>(experts * set.weight_bytes_per_expert) / 1e9,
+                         benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // ---------------------------------------------------------------- the table
@@ -288,21 +340,21 @@ void PrintTable(const TableReporter& r) {
   std::printf("\n== expert FFN, BF16 weights, F32 activations (medians; %% of the %d-thread "
               "ceilings above%s) ==\n", moe::kernels::KernelThreads(),
               one_thread ? "; @cpu: over CPU time" : "");
-  std::printf("%-12s %5s %-12s %-12s %11s %11s %9s %7s %10s %7s %7s", "shape", "M",
-              "requested", "ran", "time_us", "cpu_us", "GFLOP/s", "%peak", "weightGB/s", "%membw",
-              "spread");
+  std::printf("%-12s %5s %-19s %-12s %11s %11s %9s %7s %10s %7s %7s", "shape", "M", "requested",
+              "ran", "time_us", "cpu_us", "GFLOP/s", "%peak", "weightGB/s", "%membw", "spread");
   if (one_thread) std::printf(" %9s %7s %9s %7s", "GF/s@cpu", "%pk@cpu", "GB/s@cpu", "%bw@cpu");
   std::printf("\n");
   for (const Shape& shape : kShapes) {
-    for (int64_t m : {1, 8, 16, 32, 64, 512}) {
-      for (const char* impl : {"onednn", "avx512_bf16", "auto"}) {
+    for (int64_t m : kMs) {
+      for (const Variant& variant : kVariants) {
+        const char* impl = variant.name;
         const std::string name = std::string("ffn/") + shape.name + "/" + impl + "/m:" +
                                  std::to_string(m);
         auto it = r.rows().find(name);
         if (it == r.rows().end()) continue;
         const double gflops = Counter(r, name, "GFLOPs");
         const double gbs = Counter(r, name, "weightGBs");
-        std::printf("%-12s %5ld %-12s %-12s %11.1f %11.1f %9.1f %6.1f%% %10.1f %6.1f%% %6.0f%%",
+        std::printf("%-12s %5ld %-19s %-12s %11.1f %11.1f %9.1f %6.1f%% %10.1f %6.1f%% %6.0f%%",
                     shape.name, static_cast<long>(m), impl, it->second.label.c_str(),
                     it->second.real_us, it->second.cpu_us, gflops,
                     peak > 0 ? 100.0 * gflops / peak : 0.0, gbs, bw > 0 ? 100.0 * gbs / bw : 0.0,
@@ -334,16 +386,31 @@ int main(int argc, char** argv) {
         ->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
   }
   benchmark::RegisterBenchmark("memory_read", BM_MemoryRead)
-      ->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
-  const std::pair<const char*, LinearImpl> impls[] = {{"onednn", LinearImpl::kOneDnn},
-                                                      {"avx512_bf16", LinearImpl::kAvx512Bf16},
-                                                      {"auto", LinearImpl::kAuto}};
+      ->ArgName("threads")
+      ->Arg(1)
+      ->Arg(2)
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
   for (const Shape& shape : kShapes) {
-    for (const auto& [impl_name, impl] : impls) {
-      const std::string name = std::string("ffn/") + shape.name + "/" + impl_name;
-      benchmark::RegisterBenchmark(name.c_str(), BM_ExpertFfn, shape, impl)
-          ->ArgName("m")->Arg(1)->Arg(8)->Arg(16)->Arg(32)->Arg(64)->Arg(512)
-          ->UseRealTime()->Unit(benchmark::kMicrosecond)->MinTime(0.3);
+    for (const Variant& variant : kVariants) {
+      const std::string name = std::string("ffn/") + shape.name + "/" + variant.name;
+      auto* b = benchmark::RegisterBenchmark(name.c_str(), BM_ExpertFfn, shape, variant);
+      b->ArgName("m")->UseRealTime()->Unit(benchmark::kMicrosecond)->MinTime(0.3);
+      for (int64_t m : kMs) b->Arg(m);
+    }
+  }
+  for (const Shape& shape : kShapes) {
+    for (const Variant& variant : kVariants) {
+      if (variant.impl != LinearImpl::kAvx512Bf16) continue;
+      const std::string name = std::string("layer/") + shape.name + "/" + variant.name;
+      benchmark::RegisterBenchmark(name.c_str(), BM_ExpertLayer, shape, variant)
+          ->ArgNames({"m", "experts"})
+          ->Args({1, 10})
+          ->Args({2, 10})
+          ->Args({3, 10})
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond)
+          ->MinTime(0.3);
     }
   }
   TableReporter reporter;

@@ -58,8 +58,12 @@ struct PackedLinear::State {
     }
   }
 
-  void ForwardCustom(const float* x, int64_t m, float* y, const LinearEpilogue& e) const;
-  void ForwardReference(const float* x, int64_t m, float* y, const LinearEpilogue& e) const;
+  int64_t blocks() const { return shape.n_pad() / kBlockN; }
+  // Output blocks [b0, b1) (64 features each) of every row.
+  void ForwardCustom(const float* x, int64_t m, float* y, const LinearEpilogue& e, int64_t b0,
+                     int64_t b1) const;
+  void ForwardReference(const float* x, int64_t m, float* y, const LinearEpilogue& e, int64_t b0,
+                        int64_t b1) const;
 };
 
 PackedLinear::PackedLinear(std::unique_ptr<State> state) : state_(std::move(state)) {}
@@ -185,7 +189,7 @@ absl::StatusOr<PackedLinear> PackedLinear::CreateStacked(absl::Span<const Matrix
 }
 
 void PackedLinear::State::ForwardCustom(const float* x, int64_t m, float* y,
-                                        const LinearEpilogue& e) const {
+                                        const LinearEpilogue& e, int64_t b0, int64_t b1) const {
   thread_local AlignedBuffer xb_buffer;
   thread_local size_t xb_size = 0;
   thread_local std::vector<float> split_y;
@@ -222,18 +226,20 @@ void PackedLinear::State::ForwardCustom(const float* x, int64_t m, float* y,
     args.bias = e.bias;
     args.accumulate = e.accumulate;
   }
-  // Chunks of whole 64-output blocks, a few per thread so a busy core sheds its share.
-  const int64_t blocks = shape.n_pad() / kBlockN;
+  // Chunks of whole 64-output blocks, a few per thread so a busy core sheds its share (inline
+  // when this already runs on one of the pool's threads).
+  const int64_t blocks = b1 - b0;
   const int64_t chunks = std::min<int64_t>(blocks, KernelThreads() * kChunksPerThread);
   ParallelFor(chunks, [&](int64_t i) {
-    internal::Bf16GemmBlocks(args, blocks * i / chunks, blocks * (i + 1) / chunks);
+    internal::Bf16GemmBlocks(args, b0 + blocks * i / chunks, b0 + blocks * (i + 1) / chunks);
   });
   if (split) {
+    const int64_t o0 = b0 * kBlockN, o1 = std::min(n, b1 * kBlockN);
     for (int64_t r = 0; r < m; ++r) {
       const float* hi = &split_y[r * n];
       const float* lo = &split_y[(m + r) * n];
       float* out = y + r * n;
-      for (int64_t o = 0; o < n; ++o) {
+      for (int64_t o = o0; o < o1; ++o) {
         float v = hi[o] + lo[o] + (e.bias != nullptr ? e.bias[o] : 0.0f);
         out[o] = e.accumulate ? out[o] + v : v;
       }
@@ -242,14 +248,14 @@ void PackedLinear::State::ForwardCustom(const float* x, int64_t m, float* y,
 }
 
 void PackedLinear::State::ForwardReference(const float* x, int64_t m, float* y,
-                                           const LinearEpilogue& e) const {
+                                           const LinearEpilogue& e, int64_t b0, int64_t b1) const {
   const bool bf16 = packed_dtype == DType::kBF16;
   std::vector<float> row(static_cast<size_t>(k));
   for (int64_t r = 0; r < m; ++r) {
     for (int64_t c = 0; c < k; ++c) {
       row[c] = bf16 ? Bf16ToF32(F32ToBf16(x[r * k + c])) : x[r * k + c];
     }
-    for (int64_t o = 0; o < n; ++o) {
+    for (int64_t o = b0 * kBlockN; o < std::min(n, b1 * kBlockN); ++o) {
       float sum = 0.0f;
       if (bf16) {
         const auto* w = reinterpret_cast<const uint16_t*>(plain.get()) + o * k;
@@ -267,11 +273,33 @@ void PackedLinear::State::ForwardReference(const float* x, int64_t m, float* y,
 
 void PackedLinear::Forward(const float* x, int64_t m, float* y,
                            const LinearEpilogue& epilogue) const {
-  MOE_CHECK(m >= 0);
-  if (m == 0) return;
+  ForwardPart(x, m, y, 0, 1, epilogue);
+}
+
+int64_t PackedLinear::MaxParts(int64_t m) const {
   switch (state_->Choose(m)) {
-    case LinearImpl::kAvx512Bf16: state_->ForwardCustom(x, m, y, epilogue); return;
-    case LinearImpl::kReference: state_->ForwardReference(x, m, y, epilogue); return;
+    case LinearImpl::kAvx512Bf16:
+    case LinearImpl::kReference:
+      return state_->blocks();
+    default:
+      return 1;
+  }
+}
+
+void PackedLinear::ForwardPart(const float* x, int64_t m, float* y, int64_t part, int64_t parts,
+                               const LinearEpilogue& epilogue) const {
+  MOE_CHECK(m >= 0);
+  MOE_CHECK(parts >= 1 && part >= 0 && part < parts && (parts == 1 || parts <= MaxParts(m)));
+  if (m == 0) return;
+  const int64_t blocks = state_->blocks();
+  const int64_t b0 = blocks * part / parts, b1 = blocks * (part + 1) / parts;
+  switch (state_->Choose(m)) {
+    case LinearImpl::kAvx512Bf16:
+      state_->ForwardCustom(x, m, y, epilogue, b0, b1);
+      return;
+    case LinearImpl::kReference:
+      state_->ForwardReference(x, m, y, epilogue, b0, b1);
+      return;
     default: state_->onednn->Forward(x, m, y, epilogue); return;
   }
 }

@@ -93,6 +93,17 @@ class PackedLinear {
   // m >= 0 (m == 0 does nothing). x and y must not overlap.
   void Forward(const float* x, int64_t m, float* y, const LinearEpilogue& epilogue = {}) const;
 
+  // Work sharing for callers that run many small products at once (the CPU expert backend
+  // spreads one MoE layer's experts over the kernels' threads in pieces this size): the output
+  // features are cut into `parts` ranges of whole 64-feature blocks, and ForwardPart(..., part,
+  // parts) writes only range `part` of every row of y (row stride `out`, as Forward), with
+  // exactly the values Forward writes there. Different parts may run concurrently. Only the
+  // per-block implementations can be cut: MaxParts(m) is how many parts a product of m rows
+  // can be cut into (1 when oneDNN computes it). 1 <= parts <= MaxParts(m), 0 <= part < parts.
+  int64_t MaxParts(int64_t m) const;
+  void ForwardPart(const float* x, int64_t m, float* y, int64_t part, int64_t parts,
+                   const LinearEpilogue& epilogue = {}) const;
+
   int64_t out_features() const;
   int64_t in_features() const;
   DType source_dtype() const;

@@ -380,5 +380,37 @@ TEST(PackedLinear, ConcurrentForwardCallsAgree) {
   EXPECT_EQ(mismatches, std::vector<int>(4, 0));
 }
 
+TEST(PackedLinear, PartsTogetherEqualForwardBitForBit) {
+  // 300 outputs = 5 blocks of 64 (the last one partial); bias and accumulate per part.
+  const Weights w = MakeWeights(DType::kBF16, 300, 200, 61);
+  const std::vector<float> bias = RandomVector(300, 62);
+  for (LinearImpl impl : {LinearImpl::kAuto, LinearImpl::kReference, LinearImpl::kOneDnn}) {
+    absl::StatusOr<PackedLinear> lin =
+        PackedLinear::Create(w.dtype, w.data(), w.out, w.in, {.impl = impl});
+    ASSERT_TRUE(lin.ok()) << lin.status();
+    for (int64_t m : {1, 2, 3, 17, 80}) {
+      const bool per_block =
+          lin->ImplFor(m) == LinearImpl::kAvx512Bf16 || lin->ImplFor(m) == LinearImpl::kReference;
+      EXPECT_EQ(lin->MaxParts(m), per_block ? 5 : 1) << LinearImplName(impl) << " m=" << m;
+      const std::vector<float> x = RandomVector(m * 200, static_cast<uint32_t>(63 + m));
+      const std::vector<float> y0 = RandomVector(m * 300, 64);
+      const LinearEpilogue epilogue{.bias = bias.data(), .accumulate = true};
+      std::vector<float> whole = y0;
+      lin->Forward(x.data(), m, whole.data(), epilogue);
+      for (int64_t parts = 1; parts <= lin->MaxParts(m); ++parts) {
+        std::vector<float> pieced = y0;
+        // Parts in reverse order, on separate threads: each writes only its own columns.
+        std::vector<std::thread> threads;
+        for (int64_t p = parts - 1; p >= 0; --p) {
+          threads.emplace_back(
+              [&, p] { lin->ForwardPart(x.data(), m, pieced.data(), p, parts, epilogue); });
+        }
+        for (auto& t : threads) t.join();
+        EXPECT_EQ(pieced, whole) << LinearImplName(impl) << " m=" << m << " parts=" << parts;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace moe::kernels

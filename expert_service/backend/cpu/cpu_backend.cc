@@ -37,15 +37,27 @@ struct CpuExpert {
   }
 };
 
-
-// Shards run whole on one thread each (different experts on different threads) unless one
-// shard holds more than 1/threads of the layer's tokens (then LPT scheduling would leave
-// threads idle): shards then run one after another, each GEMM split over the threads.
+// Shards are spread over the threads together (RunShardsParallel) unless one shard holds more
+// than 1/threads of the layer's tokens (its GEMMs then run on oneDNN, which cannot be cut into
+// pieces): shards then run one after another, each GEMM split over the threads.
 // MOE_CPU_SHARD_PARALLEL=0 turns shard-level parallelism off (for A/B measurements).
 bool ShardParallelEnabled() {
   static const bool v = [] {
     const char* env = std::getenv("MOE_CPU_SHARD_PARALLEL");
     return env == nullptr || std::atoi(env) != 0;
+  }();
+  return v;
+}
+
+// Weight bytes per piece when a layer's experts are spread over the threads in pieces
+// (RunShardsParallel): about 1 MiB, tens of microseconds of streaming, so the threads end a
+// layer within one piece of each other while a piece still amortises converting its
+// activations. MOE_CPU_EXPERT_PART_KB overrides it; 0 runs every expert whole on one thread.
+int64_t PartBytes() {
+  static const int64_t v = [] {
+    const char* env = std::getenv("MOE_CPU_EXPERT_PART_KB");
+    return env != nullptr && *env != '\0' ? std::max(0, std::atoi(env)) * int64_t{1024}
+                                          : int64_t{1} << 20;
   }();
   return v;
 }
@@ -145,36 +157,73 @@ class CpuBackend final : public ExpertBackend {
     }
   }
 
-  // Every shard on one thread of the kernels' pool (its GEMMs then run inline on that thread:
-  // no hand-off per GEMM), largest shards first; each writes its down projection to its own
-  // rows of shard_out_, and the writes / combines into the callers' outputs then run on this
-  // thread in shard order, so the results are bit-identical to RunShard's.
+  // The shards' experts spread over the kernels' pool in pieces of about PartBytes() of
+  // weights (PackedLinear::ForwardPart: ranges of output features), so the threads finish a
+  // layer together instead of waiting on whichever drew the last whole expert: first every
+  // gate|up piece, then SiLU-mul per shard, then every down piece. Pieces are claimed
+  // dynamically, largest shards first. Each shard's down projection goes to its own rows of
+  // shard_out_; the writes / combines into the callers' outputs then run on this thread in
+  // shard order, so the results are bit-identical to RunShard's (every output feature is
+  // computed by the same kernel over the same inputs, whichever thread runs it).
   void RunShardsParallel(const std::vector<std::shared_ptr<const CpuExpert>>& experts,
                          absl::Span<const ExpertShard> shards) {
     const size_t n = shards.size();
-    std::vector<int64_t> offset(n + 1, 0);
-    for (size_t i = 0; i < n; ++i) offset[i + 1] = offset[i] + shards[i].tokens * experts[i]->hidden;
-    if (shard_out_.size() < static_cast<size_t>(offset[n])) shard_out_.resize(offset[n]);
     std::vector<int> order;
     for (size_t i = 0; i < n; ++i) {
       if (shards[i].tokens > 0) order.push_back(static_cast<int>(i));
     }
     std::stable_sort(order.begin(), order.end(),
                      [&](int a, int b) { return shards[a].tokens > shards[b].tokens; });
+    std::vector<int64_t> out_at(n + 1, 0), gate_up_at(n + 1, 0);
+    for (size_t i = 0; i < n; ++i) {
+      out_at[i + 1] = out_at[i] + shards[i].tokens * experts[i]->hidden;
+      gate_up_at[i + 1] = gate_up_at[i] + shards[i].tokens * 2 * experts[i]->inter;
+    }
+    if (shard_out_.size() < static_cast<size_t>(out_at[n])) shard_out_.resize(out_at[n]);
+    if (gate_up_.size() < static_cast<size_t>(gate_up_at[n])) gate_up_.resize(gate_up_at[n]);
+
+    // Pieces of one projection of every shard in `order`: piece j belongs to the shard whose
+    // range [first[s], first[s + 1]) holds j.
+    struct Pieces {
+      std::vector<int64_t> first{0};
+      std::vector<int64_t> parts;
+    };
+    const auto cut = [&](auto projection) {
+      Pieces p;
+      for (const int i : order) {
+        const PackedLinear& w = experts[i].get()->*projection;
+        const int64_t want =
+            static_cast<int64_t>(w.packed_bytes()) / std::max<int64_t>(1, PartBytes());
+        const int64_t parts =
+            PartBytes() > 0 ? std::clamp<int64_t>(want, 1, w.MaxParts(shards[i].tokens)) : 1;
+        p.parts.push_back(parts);
+        p.first.push_back(p.first.back() + parts);
+      }
+      return p;
+    };
+    const auto run = [&](const Pieces& p, auto&& piece) {
+      kernels::ParallelFor(p.first.back(), [&](int64_t j) {
+        const size_t s = std::upper_bound(p.first.begin(), p.first.end(), j) - p.first.begin() - 1;
+        piece(order[s], j - p.first[s], p.parts[s]);
+      });
+    };
+    run(cut(&CpuExpert::gate_up), [&](int i, int64_t part, int64_t parts) {
+      experts[i]->gate_up.ForwardPart(shards[i].input, shards[i].tokens,
+                                      gate_up_.data() + gate_up_at[i], part, parts);
+    });
     kernels::ParallelFor(static_cast<int64_t>(order.size()), [&](int64_t j) {
       const int i = order[j];
-      const CpuExpert& e = *experts[i];
-      const int64_t t = shards[i].tokens;
-      thread_local std::vector<float> gate_up;
-      if (gate_up.size() < static_cast<size_t>(t * 2 * e.inter)) gate_up.resize(t * 2 * e.inter);
-      e.gate_up.Forward(shards[i].input, t, gate_up.data());
-      kernels::SiluMulStacked(gate_up.data(), t, e.inter, gate_up.data());
-      e.down.Forward(gate_up.data(), t, shard_out_.data() + offset[i]);
+      float* gu = gate_up_.data() + gate_up_at[i];
+      kernels::SiluMulStacked(gu, shards[i].tokens, experts[i]->inter, gu);  // in place
+    });
+    run(cut(&CpuExpert::down), [&](int i, int64_t part, int64_t parts) {
+      experts[i]->down.ForwardPart(gate_up_.data() + gate_up_at[i], shards[i].tokens,
+                                   shard_out_.data() + out_at[i], part, parts);
     });
     for (size_t i = 0; i < n; ++i) {
       const ExpertShard& s = shards[i];
       const int64_t hidden = experts[i]->hidden;
-      const float* out = shard_out_.data() + offset[i];
+      const float* out = shard_out_.data() + out_at[i];
       if (s.tokens == 0) continue;
       if (s.combine_weight == nullptr) {
         std::memcpy(s.output, out, static_cast<size_t>(s.tokens * hidden) * sizeof(float));
@@ -190,7 +239,7 @@ class CpuBackend final : public ExpertBackend {
   const BackendOptions options_;
   kernels::PackedLinearOptions pack_options_;
   ExpertMap<CpuExpert> map_{"cpu backend", options_.memory_limit_bytes};
-  std::vector<float> gate_up_;  // Run's scratch: [tokens, 2*inter]
+  std::vector<float> gate_up_;  // Run's scratch: [tokens, 2*inter] (all shards' in parallel)
   std::vector<float> down_;     // Run's scratch for combine: [tokens, hidden]
   std::vector<float> shard_out_;  // RunShardsParallel's down outputs: [sum of tokens, hidden]
 };

@@ -74,6 +74,47 @@ TEST(CpuBackend, LoadRunUnloadAndDescribe) {
   EXPECT_EQ(st.code(), absl::StatusCode::kNotFound);
 }
 
+// A layer's shards run together (spread over the kernels' threads in pieces of output
+// features: 4 MiB gate|up and 2 MiB down matrices here are cut into several pieces each) give
+// bit for bit what each shard gives run alone, with and without the combine.
+TEST(CpuBackend, ShardsRunTogetherEqualShardsRunAlone) {
+  constexpr int kLayer = 3, kHidden = 1024, kInter = 1024;
+  const int tokens[] = {3, 1, 2, 1, 2, 1, 1};
+  auto b = Cpu();
+  std::vector<RandomExpert> experts;
+  for (int e = 0; e < 7; ++e) {
+    experts.push_back(MakeExpert(kLayer, e, kHidden, kInter, DType::kBF16, 10 + e));
+    ASSERT_TRUE(b->Load({experts.back().Weights()}).ok());
+  }
+  for (const bool combine : {false, true}) {
+    std::vector<std::vector<float>> inputs, alone, together;
+    std::vector<std::vector<float>> gates;
+    std::vector<ExpertShard> shards;
+    for (int e = 0; e < 7; ++e) {
+      inputs.push_back(RandomActivations(tokens[e] * kHidden, 20 + e));
+      gates.push_back(RandomActivations(tokens[e], 30 + e));
+      alone.emplace_back(tokens[e] * kHidden, 0.5f);
+      together.emplace_back(tokens[e] * kHidden, 0.5f);
+    }
+    for (int e = 0; e < 7; ++e) {
+      ExpertShard s{e, tokens[e], inputs[e].data(), alone[e].data()};
+      if (combine) s.combine_weight = gates[e].data();
+      ASSERT_TRUE(b->Run(kLayer, absl::MakeConstSpan(&s, 1)).ok());
+      ExpertShard t{e, tokens[e], inputs[e].data(), together[e].data()};
+      if (combine) t.combine_weight = gates[e].data();
+      shards.push_back(t);
+    }
+    ASSERT_TRUE(b->Run(kLayer, shards).ok());
+    for (int e = 0; e < 7; ++e) EXPECT_EQ(together[e], alone[e]) << "expert " << e;
+    // And the values are the expert's, not just self-consistent.
+    const std::vector<double> want = experts[0].Reference(inputs[0].data());
+    for (int c = 0; c < kHidden; ++c) {
+      const double w = combine ? gates[0][0] * want[c] + 0.5 : want[c];
+      EXPECT_NEAR(together[0][c], w, 0.02 + 0.02 * std::abs(w)) << c;
+    }
+  }
+}
+
 TEST(CpuBackend, LoadIsAllOrNothingOnBadShapes) {
   auto b = Cpu();
   const RandomExpert good = MakeExpert(0, 0, 32, 48, DType::kBF16, 3);
