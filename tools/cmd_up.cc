@@ -47,7 +47,11 @@ struct UpConfig {
   std::string api_key;
   int64_t kv_cache_mb = 512;
   int attention_threads = 2;  // the attention worker computes while the experts wait...
-  int expert_threads = 1;     // ...and the expert services compute while it waits
+  // ...and the expert services compute while it waits: each may use every core, since a
+  // service's kernel pool spreads a layer's experts over its threads in pieces, so one that
+  // finishes early leaves its core to the other (bench/README.md: +2-16% at 1-8 concurrent
+  // requests over one thread per service on 2 cores).
+  int expert_threads = 2;
   std::string transport = "grpc";
   int micro_batches = 1;
   std::string policy = "round-robin";
