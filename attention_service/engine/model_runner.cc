@@ -1,6 +1,7 @@
 #include "attention_service/engine/model_runner.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -95,9 +96,33 @@ bool ModelRunner::IsDenseTensor(std::string_view name) {
 ModelRunner::ModelRunner(const model::ModelConfig& config) : config_(config) {}
 ModelRunner::~ModelRunner() = default;
 
+namespace {
+
+// The dense projections (attention, shared experts, LM head) carry activations as BF16 hi+lo
+// (PackedLinearOptions::split_activation_max_rows) only up to this many rows: the split doubles
+// the kernel's rows, which is free while a product is bound by weight streaming (up to 3 rows
+// on this kernel) but makes 4-16 rows compute-bound (bench/README.md: +35% at 4 rows, +75% at
+// 8), and a decode step at batch 8 runs every dense matrix with 8 rows. Batch-1 decode and
+// teacher-forced prompts keep their precision; batched decode rounds the dense layers'
+// activations to BF16 as llama.cpp does at every batch. The routed experts keep their own
+// setting (the SwiGLU intermediate is what flips routing near-ties). MOE_DENSE_SPLIT_MAX_ROWS
+// overrides it (A/B measurements).
+int64_t DenseSplitMaxRows() {
+  static const int64_t v = [] {
+    const char* env = std::getenv("MOE_DENSE_SPLIT_MAX_ROWS");
+    return env != nullptr && *env != '\0' ? int64_t{std::max(0, std::atoi(env))} : int64_t{3};
+  }();
+  return v;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Load(
     const model::ModelConfig& config, const model::ModelArchitecture& arch,
-    const model::WeightStore& weights, const kernels::PackedLinearOptions& opts) {
+    const model::WeightStore& weights, const kernels::PackedLinearOptions& opts_in) {
+  kernels::PackedLinearOptions opts = opts_in;
+  opts.split_activation_max_rows =
+      std::min(opts.split_activation_max_rows, DenseSplitMaxRows());
   if (config.hidden_act != "silu") {
     return absl::UnimplementedError(absl::StrCat("hidden_act ", config.hidden_act));
   }
