@@ -206,23 +206,28 @@ class RemoteExpertExecutorTest : public ::testing::Test {
     return v;
   }
 
-  // Runs both executors on the same inputs and compares: every layer in order, as one forward
-  // pass of `tokens` tokens (one DispatchMemory).
+  // Runs one layer on both executors (the remote one with `memory`) and compares the outputs.
+  void ExpectLayerMatchesLocal(ExpertExecutor* remote, int layer, const std::vector<float>& x,
+                               const model::Routing& routing, DispatchMemory* memory) {
+    std::vector<float> want(x.size(), 0.0f), got(x.size(), 123.0f);
+    ASSERT_TRUE(local_->Run(layer, x.data(), kHidden, routing, want.data(), nullptr).ok());
+    absl::Status s = remote->Run(layer, x.data(), kHidden, routing, got.data(), memory);
+    ASSERT_TRUE(s.ok()) << s;
+    double max_abs = 0;
+    for (float v : want) max_abs = std::max(max_abs, std::abs(double(v)));
+    ASSERT_GT(max_abs, 1e-3) << "outputs must not be trivially zero";
+    for (size_t i = 0; i < x.size(); ++i) {
+      ASSERT_NEAR(got[i], want[i], 1e-6) << "layer " << layer << " index " << i;
+    }
+  }
+
+  // Every layer in order, as one forward pass of `tokens` tokens (one DispatchMemory).
   void ExpectMatchesLocal(ExpertExecutor* remote, int tokens, uint32_t seed) {
     DispatchMemory memory;
     for (int layer = 0; layer < kLayers; ++layer) {
-      const model::Routing routing = RandomRouting(tokens, seed + layer);
-      const std::vector<float> x = RandomX(tokens, seed * 7 + layer);
-      std::vector<float> want(x.size(), 0.0f), got(x.size(), 123.0f);
-      ASSERT_TRUE(local_->Run(layer, x.data(), kHidden, routing, want.data(), nullptr).ok());
-      absl::Status s = remote->Run(layer, x.data(), kHidden, routing, got.data(), &memory);
-      ASSERT_TRUE(s.ok()) << s;
-      double max_abs = 0;
-      for (float v : want) max_abs = std::max(max_abs, std::abs(double(v)));
-      ASSERT_GT(max_abs, 1e-3) << "outputs must not be trivially zero";
-      for (size_t i = 0; i < x.size(); ++i) {
-        ASSERT_NEAR(got[i], want[i], 1e-6) << "layer " << layer << " index " << i;
-      }
+      ASSERT_NO_FATAL_FAILURE(
+          ExpectLayerMatchesLocal(remote, layer, RandomX(tokens, seed * 7 + layer),
+                                  RandomRouting(tokens, seed + layer), &memory));
     }
   }
 
@@ -544,11 +549,8 @@ TEST_F(RemoteExpertExecutorTest, SecondLayerFollowsFirstLayersInstances) {
   DispatchMemory memory;
   std::vector<std::string> layer0_at;
   for (int layer = 0; layer < 2; ++layer) {
-    const model::Routing routing = AllTo(kTokens, layer);
-    std::vector<float> want(x.size()), got(x.size());
-    ASSERT_TRUE(local_->Run(layer, x.data(), kHidden, routing, want.data(), nullptr).ok());
-    ASSERT_TRUE(remote.Run(layer, x.data(), kHidden, routing, got.data(), &memory).ok());
-    for (size_t i = 0; i < x.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-6) << layer << " " << i;
+    ASSERT_NO_FATAL_FAILURE(
+        ExpectLayerMatchesLocal(&remote, layer, x, AllTo(kTokens, layer), &memory));
     EXPECT_EQ(memory.layer, layer);
     if (layer == 0) layer0_at = TokenAddresses(memory);
   }
@@ -584,11 +586,8 @@ TEST_F(RemoteExpertExecutorTest, MemoryRecordsWhereResentPairsRan) {
   const std::vector<float> x = RandomX(kTokens, 62);
   DispatchMemory memory;
   for (int layer = 0; layer < 2; ++layer) {
-    const model::Routing routing = AllTo(kTokens, layer);
-    std::vector<float> want(x.size()), got(x.size());
-    ASSERT_TRUE(local_->Run(layer, x.data(), kHidden, routing, want.data(), nullptr).ok());
-    ASSERT_TRUE(remote.Run(layer, x.data(), kHidden, routing, got.data(), &memory).ok());
-    for (size_t i = 0; i < x.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-6) << layer << " " << i;
+    ASSERT_NO_FATAL_FAILURE(
+        ExpectLayerMatchesLocal(&remote, layer, x, AllTo(kTokens, layer), &memory));
   }
   EXPECT_GT(remote.failovers(), 0);
   EXPECT_EQ(TokenAddresses(memory), std::vector<std::string>(kTokens, addresses_[0]));
