@@ -1,10 +1,11 @@
 #include "scheduler/placement/greedy.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
-
-#include <gtest/gtest.h>
+#include <utility>
 
 #include "scheduler/placement/objective.h"
 #include "scheduler/placement/trace.h"
@@ -211,21 +212,31 @@ PlacementProblem Synthetic(int layers, uint64_t seed, uint64_t popularity_seed =
   return p;
 }
 
+// What every start plan keeps of greedy's `base`: well formed, within capacity, greedy's copy
+// count per expert, and each layer's busiest instance no busier than greedy's. Returns the
+// objectives of (base, plan).
+std::pair<PlanObjective, PlanObjective> ExpectGreedysShape(const PlacementProblem& p,
+                                                           const PlacementPlan& base,
+                                                           const PlacementPlan& plan) {
+  ExpectWellFormed(p, plan);
+  EXPECT_TRUE(CheckCapacity(p, plan).ok());
+  for (size_t g = 0; g < base.replicas.size(); ++g) {
+    EXPECT_EQ(plan.replicas[g].size(), base.replicas[g].size()) << g;
+  }
+  PlanObjective b = EvaluatePlan(p, base), o = EvaluatePlan(p, plan);
+  for (int l = 0; l < p.layers; ++l) {
+    EXPECT_LE(o.layer_max_load[l], b.layer_max_load[l] * (1 + 1e-9)) << l;
+  }
+  return {b, o};
+}
+
 TEST(AffinityTest, ChainsPartnersUnderGreedysMaximum) {
   PlacementProblem p = Synthetic(8, 5);
   absl::StatusOr<PlacementPlan> greedy = GreedyPlacement(p, {.replication = 1.25});
   ASSERT_TRUE(greedy.ok());
   absl::StatusOr<PlacementPlan> plan = AffinityPlacement(p, *greedy);
   ASSERT_TRUE(plan.ok()) << plan.status();
-  ExpectWellFormed(p, *plan);
-  EXPECT_TRUE(CheckCapacity(p, *plan).ok());
-  for (size_t g = 0; g < greedy->replicas.size(); ++g) {
-    EXPECT_EQ(plan->replicas[g].size(), greedy->replicas[g].size()) << g;
-  }
-  const PlanObjective g = EvaluatePlan(p, *greedy), o = EvaluatePlan(p, *plan);
-  for (int l = 0; l < p.layers; ++l) {
-    EXPECT_LE(o.layer_max_load[l], g.layer_max_load[l] * (1 + 1e-9)) << l;
-  }
+  const auto [g, o] = ExpectGreedysShape(p, *greedy, *plan);
   EXPECT_LT(o.cross_transitions, 0.6 * g.cross_transitions)
       << o.cross_transitions << " vs " << g.cross_transitions;
 }
@@ -242,15 +253,7 @@ TEST(StickyTest, KeepsCopiesUnderGreedysMaximum) {
   ASSERT_TRUE(scratch.ok());
   absl::StatusOr<PlacementPlan> sticky = StickyPlacement(after, *scratch);
   ASSERT_TRUE(sticky.ok()) << sticky.status();
-  ExpectWellFormed(after, *sticky);
-  EXPECT_TRUE(CheckCapacity(after, *sticky).ok());
-  for (size_t g = 0; g < scratch->replicas.size(); ++g) {
-    EXPECT_EQ(sticky->replicas[g].size(), scratch->replicas[g].size()) << g;
-  }
-  const PlanObjective g = EvaluatePlan(after, *scratch), o = EvaluatePlan(after, *sticky);
-  for (int l = 0; l < after.layers; ++l) {
-    EXPECT_LE(o.layer_max_load[l], g.layer_max_load[l] * (1 + 1e-9)) << l;
-  }
+  const auto [g, o] = ExpectGreedysShape(after, *scratch, *sticky);
   EXPECT_GT(g.copies_moved, 100);
   EXPECT_LT(o.copies_moved, g.copies_moved / 3) << o.copies_moved << " vs " << g.copies_moved;
   // Without a current plan there is nothing to keep.
