@@ -137,6 +137,14 @@ class CpuBackend final : public ExpertBackend {
   }
 
  private:
+  // output[combine_row[r]] += combine_weight[r] * ffn[r] for the shard's rows `ffn`.
+  static void Combine(const ExpertShard& s, int64_t hidden, const float* ffn) {
+    for (int64_t r = 0; r < s.tokens; ++r) {
+      const int64_t row = s.combine_row != nullptr ? s.combine_row[r] : r;
+      kernels::Axpy(s.combine_weight[r], ffn + r * hidden, hidden, s.output + row * hidden);
+    }
+  }
+
   // Called only from Run (one thread at a time): the scratch buffers need no lock.
   void RunShard(const CpuExpert& e, const ExpertShard& s) {
     if (s.tokens == 0) return;
@@ -150,11 +158,7 @@ class CpuBackend final : public ExpertBackend {
     }
     if (down_.size() < static_cast<size_t>(t * e.hidden)) down_.resize(t * e.hidden);
     e.down.Forward(gate_up_.data(), t, down_.data());
-    for (int64_t r = 0; r < t; ++r) {
-      const int64_t row = s.combine_row != nullptr ? s.combine_row[r] : r;
-      kernels::Axpy(s.combine_weight[r], down_.data() + r * e.hidden, e.hidden,
-                    s.output + row * e.hidden);
-    }
+    Combine(s, e.hidden, down_.data());
   }
 
   // The shards' experts spread over the kernels' pool in pieces of about PartBytes() of
@@ -227,11 +231,8 @@ class CpuBackend final : public ExpertBackend {
       if (s.tokens == 0) continue;
       if (s.combine_weight == nullptr) {
         std::memcpy(s.output, out, static_cast<size_t>(s.tokens * hidden) * sizeof(float));
-        continue;
-      }
-      for (int64_t r = 0; r < s.tokens; ++r) {
-        const int64_t row = s.combine_row != nullptr ? s.combine_row[r] : r;
-        kernels::Axpy(s.combine_weight[r], out + r * hidden, hidden, s.output + row * hidden);
+      } else {
+        Combine(s, hidden, out);
       }
     }
   }
