@@ -144,13 +144,16 @@ struct ExpertSet {
 // One kernel variant the table compares: an implementation and its activation split (see
 // PackedLinearOptions::split_activation_max_rows; "avx512_bf16_nosplit" rounds activations to
 // BF16 at every M).
+// "coded" keeps the weights exponent-coded (PackedLinearOptions::coded_bf16: 12 bits each).
 struct Variant {
   const char* name;
   LinearImpl impl;
   int64_t split_max_rows;
+  bool coded = false;
 };
 constexpr Variant kVariants[] = {{"onednn", LinearImpl::kOneDnn, 16},
                                  {"avx512_bf16", LinearImpl::kAvx512Bf16, 16},
+                                 {"avx512_bf16_coded", LinearImpl::kAvx512Bf16, 16, true},
                                  {"avx512_bf16_nosplit", LinearImpl::kAvx512Bf16, 0},
                                  {"auto", LinearImpl::kAuto, 16}};
 
@@ -169,7 +172,9 @@ ExpertSet& Experts(const Shape& shape, const Variant& variant) {
     for (auto& v : gate_up) v = moe::F32ToBf16(dist(rng));
     for (auto& v : down) v = moe::F32ToBf16(dist(rng));
     const moe::kernels::PackedLinearOptions opts{
-        .impl = variant.impl, .split_activation_max_rows = variant.split_max_rows};
+        .impl = variant.impl,
+        .split_activation_max_rows = variant.split_max_rows,
+        .coded_bf16 = variant.coded};
     auto gu =
         PackedLinear::Create(DType::kBF16, gate_up.data(), 2 * shape.inter, shape.hidden, opts);
     auto dn = PackedLinear::Create(DType::kBF16, down.data(), shape.hidden, shape.inter, opts);

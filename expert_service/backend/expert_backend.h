@@ -61,6 +61,9 @@ struct BackendOptions {
   int device_ordinal = 0;          // cuda: which GPU
   int64_t memory_limit_bytes = 0;  // > 0: Load fails RESOURCE_EXHAUSTED past it
   bool f16_as_bf16 = false;        // cpu: pack F16 weights as BF16 (half the bytes, lossy)
+  // cpu: keep BF16 weights exponent-coded (kernels::PackedLinearOptions::coded_bf16: lossless,
+  // 12 bits per weight); the environment variable MOE_CODED_WEIGHTS=0 turns it off.
+  bool coded_bf16 = true;
 };
 
 struct BackendInfo {

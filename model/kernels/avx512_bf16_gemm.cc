@@ -4,6 +4,10 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <memory>
+
+#include "model/kernels/packed_layout.h"
 
 namespace moe::kernels::internal {
 namespace {
@@ -14,12 +18,19 @@ constexpr int64_t kPairStride = 128;  // bf16 elements per k pair inside a block
 // Rows [0, MR) of x against one N-block: MR x 4 accumulators over all k pairs.
 template <int MR>
 inline void MicroKernel(const uint16_t* block, const uint32_t* x, int64_t x_stride_pairs,
-                        int64_t k_pairs, __m512 (&acc)[MR][kVectors]) {
+                        int64_t k_pairs, __m512 (&acc)[MR][kVectors],
+                        const uint8_t* prefetch = nullptr) {
   for (int r = 0; r < MR; ++r) {
     for (int v = 0; v < kVectors; ++v) acc[r][v] = _mm512_setzero_ps();
   }
   const uint16_t* w = block;
   for (int64_t p = 0; p < k_pairs; ++p, w += kPairStride) {
+    if (prefetch != nullptr) {  // the next coded block, 192 bytes per k pair, into L2
+      const char* next = reinterpret_cast<const char*>(prefetch) + p * kCodedPairBytes;
+      _mm_prefetch(next, _MM_HINT_T1);
+      _mm_prefetch(next + 64, _MM_HINT_T1);
+      _mm_prefetch(next + 128, _MM_HINT_T1);
+    }
     __m512bh wv[kVectors];
     for (int v = 0; v < kVectors; ++v) {
       wv[v] = (__m512bh)_mm512_load_si512(reinterpret_cast<const void*>(w + v * 32));
@@ -27,6 +38,49 @@ inline void MicroKernel(const uint16_t* block, const uint32_t* x, int64_t x_stri
     for (int r = 0; r < MR; ++r) {
       const __m512bh xv = (__m512bh)_mm512_set1_epi32(static_cast<int>(x[r * x_stride_pairs + p]));
       for (int v = 0; v < kVectors; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], wv[v], xv);
+    }
+  }
+}
+
+// One k pair of coded weights (192 bytes: low bytes of vectors 0-1, of vectors 2-3, then the
+// 4-bit codes of the high bytes) decoded into the four vectors of the plain layout.
+inline void DecodePair(const uint8_t* p, __m512i table, __m512i low_nibbles,
+                       __m512i (&out)[kVectors]) {
+  const __m512i lo0 = _mm512_load_si512(reinterpret_cast<const void*>(p));
+  const __m512i lo1 = _mm512_load_si512(reinterpret_cast<const void*>(p + 64));
+  const __m512i codes = _mm512_load_si512(reinterpret_cast<const void*>(p + 128));
+  const __m512i hi0 = _mm512_shuffle_epi8(table, _mm512_and_si512(codes, low_nibbles));
+  const __m512i hi1 =
+      _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(codes, 4), low_nibbles));
+  out[0] = _mm512_unpacklo_epi8(lo0, hi0);
+  out[1] = _mm512_unpackhi_epi8(lo0, hi0);
+  out[2] = _mm512_unpacklo_epi8(lo1, hi1);
+  out[3] = _mm512_unpackhi_epi8(lo1, hi1);
+}
+
+inline __m512i TableVector(const uint8_t* table) {
+  // maskz form: the unmasked intrinsic trips a false -Wuninitialized in GCC 12.
+  return _mm512_maskz_broadcast_i32x4(__mmask16(0xffff),
+                                      _mm_loadu_si128(reinterpret_cast<const __m128i*>(table)));
+}
+
+// MicroKernel over coded weights: each k pair is decoded in registers once for all MR rows.
+template <int MR>
+inline void MicroKernelCoded(const uint8_t* block, const uint8_t* table, const uint32_t* x,
+                             int64_t x_stride_pairs, int64_t k_pairs, __m512 (&acc)[MR][kVectors]) {
+  for (int r = 0; r < MR; ++r) {
+    for (int v = 0; v < kVectors; ++v) acc[r][v] = _mm512_setzero_ps();
+  }
+  const __m512i tv = TableVector(table);
+  const __m512i low_nibbles = _mm512_set1_epi8(0x0f);
+  const uint8_t* w = block;
+  for (int64_t p = 0; p < k_pairs; ++p, w += kCodedPairBytes) {
+    __m512i wv[kVectors];
+    DecodePair(w, tv, low_nibbles, wv);
+    for (int r = 0; r < MR; ++r) {
+      const __m512bh xv = (__m512bh)_mm512_set1_epi32(static_cast<int>(x[r * x_stride_pairs + p]));
+      for (int v = 0; v < kVectors; ++v)
+        acc[r][v] = _mm512_dpbf16_ps(acc[r][v], (__m512bh)wv[v], xv);
     }
   }
 }
@@ -51,32 +105,130 @@ inline void StoreRows(const Bf16GemmArgs& a, int64_t row0, int64_t n0,
 }
 
 template <int MR>
-void RunRows(const Bf16GemmArgs& a, int64_t row0, const uint16_t* block, int64_t n0) {
+void RunRows(const Bf16GemmArgs& a, int64_t row0, const uint16_t* block, int64_t n0,
+             const uint8_t* prefetch = nullptr) {
   __m512 acc[MR][kVectors];
   const auto* x = reinterpret_cast<const uint32_t*>(a.x) + row0 * (a.k_pad / 2);
-  MicroKernel<MR>(block, x, a.k_pad / 2, a.k_pad / 2, acc);
+  MicroKernel<MR>(block, x, a.k_pad / 2, a.k_pad / 2, acc, prefetch);
   StoreRows<MR>(a, row0, n0, acc);
+}
+
+template <int MR>
+void RunRowsCoded(const Bf16GemmArgs& a, int64_t row0, const uint8_t* block, int64_t n0) {
+  __m512 acc[MR][kVectors];
+  const auto* x = reinterpret_cast<const uint32_t*>(a.x) + row0 * (a.k_pad / 2);
+  MicroKernelCoded<MR>(block, a.coded->table, x, a.k_pad / 2, a.k_pad / 2, acc);
+  StoreRows<MR>(a, row0, n0, acc);
+}
+
+// Adds the exceptions of N-block `b` (weights the codes cannot express) to every row of y.
+void AddExceptions(const Bf16GemmArgs& a, int64_t b) {
+  const CodedBf16Weights& c = *a.coded;
+  for (int32_t i = c.exc_offsets[b]; i < c.exc_offsets[b + 1]; ++i) {
+    const int64_t n = c.exc_n[i], k = c.exc_k[i];
+    for (int64_t r = 0; r < a.m; ++r) {
+      const uint16_t xb = a.x[r * a.k_pad + k];
+      uint32_t bits = static_cast<uint32_t>(xb) << 16;
+      float xv;
+      __builtin_memcpy(&xv, &bits, sizeof(xv));
+      a.y[r * a.n + n] += xv * c.exc_w[i];
+    }
+  }
 }
 
 }  // namespace
 
+void DecodeCodedBlock(const CodedBf16Weights& w, int64_t k_pad, int64_t block, uint16_t* out) {
+  const __m512i tv = TableVector(w.table);
+  const __m512i low_nibbles = _mm512_set1_epi8(0x0f);
+  const uint8_t* p = w.data + block * (k_pad / 2) * kCodedPairBytes;
+  for (int64_t pair = 0; pair < k_pad / 2; ++pair, p += kCodedPairBytes, out += kPairStride) {
+    __m512i v[kVectors];
+    DecodePair(p, tv, low_nibbles, v);
+    for (int i = 0; i < kVectors; ++i)
+      _mm512_store_si512(reinterpret_cast<void*>(out + i * 32), v[i]);
+  }
+}
+
 void Bf16GemmBlocks(const Bf16GemmArgs& a, int64_t block_begin, int64_t block_end) {
   const int64_t block_elems = a.k_pad * 64;
+  if (a.coded != nullptr && a.m <= 6) {
+    // Few rows (decode): decode each k pair in registers; weight bytes are what bounds it.
+    const uint8_t* base = a.coded->data;
+    const int64_t block_bytes = a.k_pad / 2 * kCodedPairBytes;
+    for (int64_t b = block_begin; b < block_end; ++b) {
+      const uint8_t* block = base + b * block_bytes;
+      const int64_t n0 = b * 64;
+      switch (a.m) {
+        case 6:
+          RunRowsCoded<6>(a, 0, block, n0);
+          break;
+        case 5:
+          RunRowsCoded<5>(a, 0, block, n0);
+          break;
+        case 4:
+          RunRowsCoded<4>(a, 0, block, n0);
+          break;
+        case 3:
+          RunRowsCoded<3>(a, 0, block, n0);
+          break;
+        case 2:
+          RunRowsCoded<2>(a, 0, block, n0);
+          break;
+        case 1:
+          RunRowsCoded<1>(a, 0, block, n0);
+          break;
+        default:
+          break;
+      }
+      AddExceptions(a, b);
+    }
+    return;
+  }
+  thread_local std::unique_ptr<uint16_t, void (*)(void*)> decoded(nullptr, std::free);
+  thread_local int64_t decoded_elems = 0;
+  if (a.coded != nullptr && decoded_elems < block_elems) {
+    decoded.reset(static_cast<uint16_t*>(std::aligned_alloc(64, block_elems * 2)));
+    decoded_elems = block_elems;
+  }
   for (int64_t b = block_begin; b < block_end; ++b) {
-    const uint16_t* block = a.w + b * block_elems;
+    const uint16_t* block;
+    if (a.coded != nullptr) {
+      // Many rows: decode the block once (into L2) and run the plain kernel over it.
+      DecodeCodedBlock(*a.coded, a.k_pad, b, decoded.get());
+      block = decoded.get();
+    } else {
+      block = a.w + b * block_elems;
+    }
     const int64_t n0 = b * 64;
+    // Coded: the first row chunk pulls the next block's coded bytes into L2 while it computes,
+    // so decoding that block next does not wait on DRAM.
+    const uint8_t* prefetch = a.coded != nullptr && b + 1 < block_end
+                                  ? a.coded->data + (b + 1) * (a.k_pad / 2) * kCodedPairBytes
+                                  : nullptr;
     int64_t row = 0;
     // Rows in chunks of 6 (24 accumulators + 4 weight vectors + 1 broadcast of 32 registers);
     // the block stays in L2 between chunks.
-    for (; row + 6 <= a.m; row += 6) RunRows<6>(a, row, block, n0);
+    for (; row + 6 <= a.m; row += 6, prefetch = nullptr) RunRows<6>(a, row, block, n0, prefetch);
     switch (a.m - row) {
-      case 5: RunRows<5>(a, row, block, n0); break;
-      case 4: RunRows<4>(a, row, block, n0); break;
-      case 3: RunRows<3>(a, row, block, n0); break;
-      case 2: RunRows<2>(a, row, block, n0); break;
-      case 1: RunRows<1>(a, row, block, n0); break;
+      case 5:
+        RunRows<5>(a, row, block, n0, prefetch);
+        break;
+      case 4:
+        RunRows<4>(a, row, block, n0, prefetch);
+        break;
+      case 3:
+        RunRows<3>(a, row, block, n0, prefetch);
+        break;
+      case 2:
+        RunRows<2>(a, row, block, n0, prefetch);
+        break;
+      case 1:
+        RunRows<1>(a, row, block, n0, prefetch);
+        break;
       default: break;
     }
+    if (a.coded != nullptr) AddExceptions(a, b);
   }
 }
 

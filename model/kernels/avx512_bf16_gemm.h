@@ -8,8 +8,19 @@
 
 namespace moe::kernels::internal {
 
+// Exponent-coded BF16 (packed_layout.h, CodedBf16): per N-block and k pair, 192 bytes.
+struct CodedBf16Weights {
+  const uint8_t* data = nullptr;         // [n_pad / 64][k_pad / 2][192]
+  const uint8_t* table = nullptr;        // 16 high bytes, indexed by the 4-bit codes
+  const int32_t* exc_offsets = nullptr;  // [n_pad / 64 + 1]: exceptions of each N-block
+  const int32_t* exc_n = nullptr;        // output feature of each exception
+  const int32_t* exc_k = nullptr;        // input feature of each exception
+  const float* exc_w = nullptr;          // its weight (the coded slot decodes to +0)
+};
+
 struct Bf16GemmArgs {
-  const uint16_t* w = nullptr;  // packed [n_pad / 64][k_pad / 2][64][2]
+  const uint16_t* w = nullptr;  // packed [n_pad / 64][k_pad / 2][64][2]; null when `coded`
+  const CodedBf16Weights* coded = nullptr;  // set instead of w for exponent-coded weights
   int64_t n = 0;                // out features
   int64_t k_pad = 0;            // in features rounded up to 32
   const uint16_t* x = nullptr;  // activations, BF16 [m][k_pad], zero past k, 64-byte aligned
@@ -22,6 +33,10 @@ struct Bf16GemmArgs {
 // y rows [0, m) for the outputs of N-blocks [block_begin, block_end) (64 outputs each).
 // Different block ranges touch disjoint parts of y: threads split the blocks between them.
 void Bf16GemmBlocks(const Bf16GemmArgs& args, int64_t block_begin, int64_t block_end);
+
+// Decodes N-block `block` of coded weights into the plain blocked layout ([k_pad / 2][64][2]
+// BF16, exceptions as +0): for tests and the many-row path.
+void DecodeCodedBlock(const CodedBf16Weights& w, int64_t k_pad, int64_t block, uint16_t* out);
 
 // Round-to-nearest-even F32 -> BF16 with vcvtneps2bf16.
 void ConvertF32ToBf16Avx512(const float* src, int64_t n, uint16_t* dst);

@@ -45,6 +45,8 @@ struct PackedLinear::State {
   BlockedShape shape;
   AlignedBuffer blocked;  // BF16 blocked layout (packed_layout.h), or null
   size_t blocked_bytes = 0;
+  std::unique_ptr<CodedBf16> coded;  // exponent-coded BF16 (instead of `blocked`), or null
+  internal::CodedBf16Weights coded_view;
   AlignedBuffer plain;    // kReference: row-major [n, k] of packed_dtype, or null
   size_t plain_bytes = 0;
   std::unique_ptr<internal::OneDnnMatmul> onednn;
@@ -155,6 +157,20 @@ absl::StatusOr<PackedLinear> PackedLinear::CreateStacked(absl::Span<const Matrix
       row0 += p.rows;
     }
     st->custom_ok = HasAvx512Bf16();
+    if (options.coded_bf16 && st->custom_ok &&
+        (options.impl == LinearImpl::kAuto || options.impl == LinearImpl::kAvx512Bf16)) {
+      auto coded = std::make_unique<CodedBf16>();
+      if (EncodeCodedBf16(dst, st->shape, coded.get())) {
+        st->coded = std::move(coded);
+        st->coded_view = internal::CodedBf16Weights{
+            st->coded->data.get(),   st->coded->table,        st->coded->exc_offsets.data(),
+            st->coded->exc_n.data(), st->coded->exc_k.data(), st->coded->exc_w.data()};
+        st->blocked.reset();
+        st->blocked_bytes = 0;
+        if (st->requested == LinearImpl::kAuto) st->requested = LinearImpl::kAvx512Bf16;
+        return PackedLinear(std::move(st));
+      }
+    }
     if (options.impl != LinearImpl::kAvx512Bf16) {
       bool shares = false;
       MOE_ASSIGN_OR_RETURN(st->onednn, internal::OneDnnMatmul::CreateBf16(dst, st->shape, &shares));
@@ -213,7 +229,11 @@ void PackedLinear::State::ForwardCustom(const float* x, int64_t m, float* y,
     }
   }
   internal::Bf16GemmArgs args;
-  args.w = reinterpret_cast<const uint16_t*>(blocked.get());
+  if (coded != nullptr) {
+    args.coded = &coded_view;
+  } else {
+    args.w = reinterpret_cast<const uint16_t*>(blocked.get());
+  }
   args.n = n;
   args.k_pad = k_pad;
   args.x = xb;
@@ -310,7 +330,12 @@ DType PackedLinear::source_dtype() const { return state_->source_dtype; }
 DType PackedLinear::packed_dtype() const { return state_->packed_dtype; }
 size_t PackedLinear::packed_bytes() const {
   return state_->blocked_bytes + state_->plain_bytes +
+         (state_->coded != nullptr ? state_->coded->bytes() : 0) +
          (state_->onednn != nullptr ? state_->onednn->owned_bytes() : 0);
+}
+bool PackedLinear::coded() const { return state_->coded != nullptr; }
+int64_t PackedLinear::coded_exceptions() const {
+  return state_->coded != nullptr ? static_cast<int64_t>(state_->coded->exc_n.size()) : 0;
 }
 LinearImpl PackedLinear::ImplFor(int64_t m) const { return state_->Choose(m); }
 

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <iterator>
 #include <ostream>
 #include <random>
 #include <string>
@@ -384,9 +385,14 @@ TEST(PackedLinear, PartsTogetherEqualForwardBitForBit) {
   // 300 outputs = 5 blocks of 64 (the last one partial); bias and accumulate per part.
   const Weights w = MakeWeights(DType::kBF16, 300, 200, 61);
   const std::vector<float> bias = RandomVector(300, 62);
-  for (LinearImpl impl : {LinearImpl::kAuto, LinearImpl::kReference, LinearImpl::kOneDnn}) {
+  for (const PackedLinearOptions options :
+       {PackedLinearOptions{.impl = LinearImpl::kAuto},
+        PackedLinearOptions{.impl = LinearImpl::kReference},
+        PackedLinearOptions{.impl = LinearImpl::kOneDnn},
+        PackedLinearOptions{.impl = LinearImpl::kAuto, .coded_bf16 = true}}) {
+    const LinearImpl impl = options.impl;
     absl::StatusOr<PackedLinear> lin =
-        PackedLinear::Create(w.dtype, w.data(), w.out, w.in, {.impl = impl});
+        PackedLinear::Create(w.dtype, w.data(), w.out, w.in, options);
     ASSERT_TRUE(lin.ok()) << lin.status();
     for (int64_t m : {1, 2, 3, 17, 80}) {
       const bool per_block =
@@ -410,6 +416,122 @@ TEST(PackedLinear, PartsTogetherEqualForwardBitForBit) {
       }
     }
   }
+}
+
+// BF16 weights whose high bytes (sign + 7 exponent MSBs) take 6 values: magnitudes in
+// [0.25, 4) (exponents 125-128) with random signs, so exponent coding needs no exception.
+Weights NarrowExponentWeights(int64_t out, int64_t in, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> mag(0.25f, 4.0f);
+  Weights w{DType::kBF16, out, in, {}, {}, {}};
+  w.u16.resize(out * in);
+  w.source.resize(out * in);
+  for (int64_t i = 0; i < out * in; ++i) {
+    const float v = (rng() & 1) ? mag(rng) : -mag(rng);
+    w.u16[i] = F32ToBf16(v);
+    w.source[i] = Bf16ToF32(w.u16[i]);
+  }
+  return w;
+}
+
+TEST(CodedBf16, EqualsPlainKernelBitForBitWithoutExceptions) {
+  if (!HasAvx512Bf16()) GTEST_SKIP() << "no avx512_bf16";
+  // 300 outputs (a partial last block) x 200 inputs (k padded to 224).
+  const Weights w = NarrowExponentWeights(300, 200, 71);
+  absl::StatusOr<PackedLinear> plain =
+      PackedLinear::Create(w.dtype, w.data(), w.out, w.in, {.impl = LinearImpl::kAvx512Bf16});
+  absl::StatusOr<PackedLinear> coded = PackedLinear::Create(
+      w.dtype, w.data(), w.out, w.in, {.impl = LinearImpl::kAuto, .coded_bf16 = true});
+  ASSERT_TRUE(plain.ok() && coded.ok());
+  EXPECT_FALSE(plain->coded());
+  ASSERT_TRUE(coded->coded());
+  EXPECT_EQ(coded->coded_exceptions(), 0);
+  // 12 bits per weight (plus the per-block exception offsets) against 16.
+  EXPECT_LT(coded->packed_bytes(), plain->packed_bytes() * 3 / 4 + 64);
+  const std::vector<float> bias = RandomVector(300, 72);
+  // Rows 1-3 (2-6 split rows) decode in registers; the others decode whole blocks.
+  for (int64_t m : {1, 2, 3, 4, 7, 17, 80}) {
+    EXPECT_EQ(coded->ImplFor(m), LinearImpl::kAvx512Bf16) << m;
+    const std::vector<float> x = RandomVector(m * 200, static_cast<uint32_t>(73 + m));
+    const std::vector<float> y0 = RandomVector(m * 300, 74);
+    const LinearEpilogue epilogue{.bias = bias.data(), .accumulate = true};
+    std::vector<float> want = y0, got = y0;
+    plain->Forward(x.data(), m, want.data(), epilogue);
+    coded->Forward(x.data(), m, got.data(), epilogue);
+    EXPECT_EQ(got, want) << "m=" << m;
+  }
+}
+
+TEST(CodedBf16, ExceptionsAreAddedBack) {
+  if (!HasAvx512Bf16()) GTEST_SKIP() << "no avx512_bf16";
+  Weights w = MakeWeights(DType::kBF16, 130, 97, 81);
+  // Outliers far above and below the common binades: each must come back exactly.
+  const int64_t picks[] = {0, 5, 96, 97 * 3 + 1, 97 * 64, 97 * 129 + 96, 4000, 7777};
+  for (size_t i = 0; i < std::size(picks); ++i) {
+    const float v = (i % 2 == 0 ? 1.0f : -1.0f) * (i < 4 ? 3000.0f : 3e-20f);
+    w.u16[picks[i]] = F32ToBf16(v);
+    w.source[picks[i]] = Bf16ToF32(w.u16[picks[i]]);
+  }
+  absl::StatusOr<PackedLinear> lin =
+      PackedLinear::Create(w.dtype, w.data(), w.out, w.in, {.coded_bf16 = true});
+  ASSERT_TRUE(lin.ok()) << lin.status();
+  ASSERT_TRUE(lin->coded());
+  EXPECT_GE(lin->coded_exceptions(), static_cast<int64_t>(std::size(picks)));
+  for (int64_t m : {1, 3, 9, 70}) {
+    const std::vector<float> x = RandomVector(m * w.in, static_cast<uint32_t>(82 + m));
+    std::vector<float> y(m * w.out, 12345.0f);
+    lin->Forward(x.data(), m, y.data());
+    std::vector<double> ref, mag;
+    Reference(w, x, m, /*bf16=*/true, &ref, &mag, /*split=*/m <= 16);
+    int bad = 0;
+    for (int64_t i = 0; i < m * w.out && bad < 5; ++i) {
+      if (std::fabs(y[i] - ref[i]) > 1e-5 * mag[i] + 1e-6) {
+        ADD_FAILURE() << "m=" << m << " i=" << i << " got " << y[i] << " want " << ref[i];
+        ++bad;
+      }
+    }
+  }
+}
+
+TEST(CodedBf16, OnlyTheHandWrittenKernelCodes) {
+  if (!HasAvx512Bf16()) GTEST_SKIP() << "no avx512_bf16";
+  const Weights w = NarrowExponentWeights(70, 40, 95);
+  for (LinearImpl impl : {LinearImpl::kOneDnn, LinearImpl::kReference}) {
+    absl::StatusOr<PackedLinear> lin =
+        PackedLinear::Create(w.dtype, w.data(), w.out, w.in, {.impl = impl, .coded_bf16 = true});
+    ASSERT_TRUE(lin.ok()) << lin.status();
+    EXPECT_FALSE(lin->coded()) << LinearImplName(impl);
+    EXPECT_EQ(lin->ImplFor(2), impl);
+    const std::vector<float> x = RandomVector(2 * 40, 96);
+    std::vector<float> y(2 * 70);
+    lin->Forward(x.data(), 2, y.data());
+    std::vector<double> ref, mag;
+    Reference(w, x, 2, /*bf16=*/true, &ref, &mag);
+    for (int i = 0; i < 2 * 70; ++i) EXPECT_NEAR(y[i], ref[i], 1e-5 * mag[i] + 1e-6) << i;
+  }
+}
+
+TEST(CodedBf16, SpreadExponentsStayPlain) {
+  if (!HasAvx512Bf16()) GTEST_SKIP() << "no avx512_bf16";
+  // Magnitudes over 2^-40 .. 2^40: far more than 16 high bytes are common.
+  std::mt19937 rng(91);
+  Weights w{DType::kBF16, 64, 64, {}, {}, {}};
+  for (int i = 0; i < 64 * 64; ++i) {
+    const float v = std::ldexp(1.0f + (rng() % 128) / 128.0f, static_cast<int>(rng() % 81) - 40);
+    w.u16.push_back(F32ToBf16((rng() & 1) ? v : -v));
+    w.source.push_back(Bf16ToF32(w.u16.back()));
+  }
+  absl::StatusOr<PackedLinear> lin =
+      PackedLinear::Create(w.dtype, w.data(), w.out, w.in, {.coded_bf16 = true});
+  ASSERT_TRUE(lin.ok()) << lin.status();
+  EXPECT_FALSE(lin->coded());
+  EXPECT_EQ(lin->coded_exceptions(), 0);
+  const std::vector<float> x = RandomVector(2 * 64, 92);
+  std::vector<float> y(2 * 64);
+  lin->Forward(x.data(), 2, y.data());
+  std::vector<double> ref, mag;
+  Reference(w, x, 2, /*bf16=*/true, &ref, &mag, /*split=*/true);
+  for (int i = 0; i < 2 * 64; ++i) EXPECT_NEAR(y[i], ref[i], 1e-5 * mag[i] + 1e-6) << i;
 }
 
 }  // namespace

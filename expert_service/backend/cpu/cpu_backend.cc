@@ -62,6 +62,15 @@ int64_t PartBytes() {
   return v;
 }
 
+// MOE_CODED_WEIGHTS=0 keeps BF16 weights uncoded (A/B runs; see BackendOptions::coded_bf16).
+bool CodedWeightsEnabled() {
+  static const bool v = [] {
+    const char* env = std::getenv("MOE_CODED_WEIGHTS");
+    return env == nullptr || std::atoi(env) != 0;
+  }();
+  return v;
+}
+
 absl::StatusOr<std::shared_ptr<const CpuExpert>> Pack(const ExpertWeights& w,
                                                       const kernels::PackedLinearOptions& opts) {
   int64_t hidden = 0, inter = 0;
@@ -80,6 +89,7 @@ class CpuBackend final : public ExpertBackend {
   explicit CpuBackend(const BackendOptions& options) : options_(options) {
     pack_options_.f16_packing =
         options.f16_as_bf16 ? kernels::F16Packing::kBF16 : kernels::F16Packing::kF32;
+    pack_options_.coded_bf16 = options.coded_bf16 && CodedWeightsEnabled();
   }
 
   absl::Status Load(absl::Span<const ExpertWeights> experts) override {
