@@ -306,16 +306,20 @@ class ServiceImpl final : public v1::ExpertService::CallbackService {
   // The one Forward path for every transport: validate (caller's thread), enqueue (bounded:
   // RESOURCE_EXHAUSTED when full), then on the compute thread check cancellation and the
   // deadline and compute.
-  void Submit(std::shared_ptr<ForwardCall> call) {
+  // `may_inline`: the calling thread may compute the call itself when the compute queue is
+  // idle (the shm serving threads: their client waits for this answer anyway).
+  void Submit(std::shared_ptr<ForwardCall> call, bool may_inline = false) {
     auto decoded = std::make_shared<ForwardRequest>(DecodeForwardRequest(call->request()));
     if (absl::Status s = executor_->Validate(*decoded); !s.ok()) return Finish(*call, s);
-    const bool queued = compute_.TryPush([this, call, decoded] {
+    WorkQueue::Job job = [this, call, decoded] {
       if (call->Cancelled()) return Finish(*call, absl::CancelledError("cancelled"));
       if (call->deadline() < std::chrono::system_clock::now()) {
         return Finish(*call, absl::DeadlineExceededError("deadline passed while queued"));
       }
       Compute(*decoded, *call);
-    });
+    };
+    if (may_inline && options_.inline_shm_compute && compute_.TryRunInline(job)) return;
+    const bool queued = compute_.TryPush(std::move(job));
     if (!queued) {
       Finish(*call, absl::ResourceExhaustedError(absl::StrCat(
                         "expert queue full (", options_.max_queue, " calls waiting)")));
@@ -392,7 +396,7 @@ class ServiceImpl final : public v1::ExpertService::CallbackService {
           Finish(call, absl::InvalidArgumentError("malformed ComputeRequest in the shm slot"));
           continue;
         }
-        Submit(std::shared_ptr<ForwardCall>(self, &call));
+        Submit(std::shared_ptr<ForwardCall>(self, &call), /*may_inline=*/true);
       }
       if (claimed.empty() && ring.ClientGone()) {
         MOE_LOG_INFO("shared-memory client of {} went away", ring.name());
