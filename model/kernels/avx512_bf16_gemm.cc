@@ -121,6 +121,22 @@ void RunRowsCoded(const Bf16GemmArgs& a, int64_t row0, const uint8_t* block, int
   StoreRows<MR>(a, row0, n0, acc);
 }
 
+// Rows [row0, row0 + rows) of one N-block, 1 <= rows <= MR: over the coded bytes
+// `coded_block` (decoded in registers) when set, else over the plain `block` (pulling
+// `prefetch`, if set, into L2 meanwhile).
+template <int MR>
+void RunChunk(const Bf16GemmArgs& a, int64_t row0, int64_t rows, const uint16_t* block,
+              const uint8_t* coded_block, int64_t n0, const uint8_t* prefetch) {
+  if constexpr (MR > 1) {
+    if (rows < MR) return RunChunk<MR - 1>(a, row0, rows, block, coded_block, n0, prefetch);
+  }
+  if (coded_block != nullptr) {
+    RunRowsCoded<MR>(a, row0, coded_block, n0);
+  } else {
+    RunRows<MR>(a, row0, block, n0, prefetch);
+  }
+}
+
 // Adds the exceptions of N-block `b` (weights the codes cannot express) to every row of y.
 void AddExceptions(const Bf16GemmArgs& a, int64_t b) {
   const CodedBf16Weights& c = *a.coded;
@@ -158,29 +174,7 @@ void Bf16GemmBlocks(const Bf16GemmArgs& a, int64_t block_begin, int64_t block_en
     const int64_t block_bytes = a.k_pad / 2 * kCodedPairBytes;
     for (int64_t b = block_begin; b < block_end; ++b) {
       const uint8_t* block = base + b * block_bytes;
-      const int64_t n0 = b * 64;
-      switch (a.m) {
-        case 6:
-          RunRowsCoded<6>(a, 0, block, n0);
-          break;
-        case 5:
-          RunRowsCoded<5>(a, 0, block, n0);
-          break;
-        case 4:
-          RunRowsCoded<4>(a, 0, block, n0);
-          break;
-        case 3:
-          RunRowsCoded<3>(a, 0, block, n0);
-          break;
-        case 2:
-          RunRowsCoded<2>(a, 0, block, n0);
-          break;
-        case 1:
-          RunRowsCoded<1>(a, 0, block, n0);
-          break;
-        default:
-          break;
-      }
+      RunChunk<6>(a, 0, a.m, nullptr, block, b * 64, nullptr);
       AddExceptions(a, b);
     }
     return;
@@ -206,27 +200,10 @@ void Bf16GemmBlocks(const Bf16GemmArgs& a, int64_t block_begin, int64_t block_en
     const uint8_t* prefetch = a.coded != nullptr && b + 1 < block_end
                                   ? a.coded->data + (b + 1) * (a.k_pad / 2) * kCodedPairBytes
                                   : nullptr;
-    int64_t row = 0;
     // Rows in chunks of 6 (24 accumulators + 4 weight vectors + 1 broadcast of 32 registers);
     // the block stays in L2 between chunks.
-    for (; row + 6 <= a.m; row += 6, prefetch = nullptr) RunRows<6>(a, row, block, n0, prefetch);
-    switch (a.m - row) {
-      case 5:
-        RunRows<5>(a, row, block, n0, prefetch);
-        break;
-      case 4:
-        RunRows<4>(a, row, block, n0, prefetch);
-        break;
-      case 3:
-        RunRows<3>(a, row, block, n0, prefetch);
-        break;
-      case 2:
-        RunRows<2>(a, row, block, n0, prefetch);
-        break;
-      case 1:
-        RunRows<1>(a, row, block, n0, prefetch);
-        break;
-      default: break;
+    for (int64_t row = 0; row < a.m; row += 6, prefetch = nullptr) {
+      RunChunk<6>(a, row, std::min<int64_t>(6, a.m - row), block, nullptr, n0, prefetch);
     }
     if (a.coded != nullptr) AddExceptions(a, b);
   }
