@@ -56,6 +56,7 @@ struct AttentionConfig {
   std::string transport = "grpc";
   int replicas = 1;
   int64_t dispatch_timeout_ms = 10000;
+  bool pack_replicas = false;  // ReplicaChoiceParams::pack
   std::string backend = "cpu";
   int64_t kv_cache_mb = 512;
   int max_batch_tokens = 512;
@@ -80,6 +81,7 @@ struct RemoteParts {
   std::unique_ptr<attention::ExpertTransport> transport;
   std::string transport_kind = "grpc";  // --transport: grpc or shm
   int max_batch_tokens = 512;           // sizes the shm slots
+  bool pack_replicas = false;           // --pack-replicas
   std::unique_ptr<attention::RemoteExpertExecutor> executor;
 
   absl::Status Open(const std::string& dir, const std::vector<std::string>& addrs, int replicas,
@@ -117,6 +119,7 @@ struct RemoteParts {
     ro.timeout = timeout;
     ro.placement_wait = placement_wait;
     ro.load = load.get();
+    ro.replica_choice.pack = pack_replicas;
     executor = std::make_unique<attention::RemoteExpertExecutor>(&placement, transport.get(), ro);
     return absl::OkStatus();
   }
@@ -150,6 +153,9 @@ int RunAttention(int argc, const char* const* argv) {
                "replica");
   flags.AddInt("replicas", &c.replicas, "remote: replicas per expert (round-robin placement)");
   flags.AddInt("dispatch-timeout-ms", &c.dispatch_timeout_ms, "remote: deadline per layer dispatch");
+  flags.AddBool("pack-replicas", &c.pack_replicas,
+                "remote: send a layer's small shards to as few expert services as their replicas "
+                "allow (expert services sharing this host's cores; moe up sets it)");
   flags.AddString("backend", &c.backend, "expert backend for --experts local");
   flags.AddInt("kv-cache-mb", &c.kv_cache_mb, "KV cache size in MiB");
   flags.AddInt("max-batch-tokens", &c.max_batch_tokens, "token budget per engine step");
@@ -203,6 +209,7 @@ int RunAttention(int argc, const char* const* argv) {
     parts.transport_kind = c.transport;
     if (!c.scheduler.empty()) parts.placement_wait = absl::Milliseconds(c.placement_wait_ms);
     parts.max_batch_tokens = c.max_batch_tokens;
+    parts.pack_replicas = c.pack_replicas;
     if (absl::Status s = parts.Open(c.model, addrs, c.replicas,
                                     absl::Milliseconds(c.dispatch_timeout_ms));
         !s.ok()) {

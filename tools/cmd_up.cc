@@ -9,6 +9,8 @@
 // Threads: every role shares this machine's cores. Each role gets a thread budget
 // (--attention-threads, --expert-threads) and idle roles sleep: OMP_WAIT_POLICY=passive for
 // oneDNN's OpenMP and a short spin for our kernel pool (MOE_KERNEL_SPIN_US), unless set.
+// Attention workers run with --pack-replicas: with --replicas > 1 a decode layer's experts go
+// to as few expert services as possible, since here a second service adds no cores.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -243,14 +245,32 @@ int Run(const UpConfig& c) {
   std::vector<std::string> workers, worker_admins;
   for (int i = 0; i < c.attention; ++i) {
     std::string& admin = worker_admins.emplace_back();
-    std::string addr = cluster.Start(
-        absl::StrCat("attention worker ", i),
-        {"attention", "--model", model, "--host", c.host, "--port", "0", "--admin-port", "0",
-         "--experts", "remote", "--scheduler", scheduler, "--transport", c.transport,
-         "--micro-batches", std::to_string(c.micro_batches), "--kv-cache-mb",
-         std::to_string(c.kv_cache_mb), "--threads", std::to_string(c.attention_threads),
-         "--log-level", c.log_level},
-        &admin);
+    std::string addr = cluster.Start(absl::StrCat("attention worker ", i),
+                                     {"attention",
+                                      "--model",
+                                      model,
+                                      "--host",
+                                      c.host,
+                                      "--port",
+                                      "0",
+                                      "--admin-port",
+                                      "0",
+                                      "--experts",
+                                      "remote",
+                                      "--scheduler",
+                                      scheduler,
+                                      "--transport",
+                                      c.transport,
+                                      "--micro-batches",
+                                      std::to_string(c.micro_batches),
+                                      "--kv-cache-mb",
+                                      std::to_string(c.kv_cache_mb),
+                                      "--threads",
+                                      std::to_string(c.attention_threads),
+                                      "--log-level",
+                                      c.log_level,
+                                      "--pack-replicas"},
+                                     &admin);
     if (addr.empty()) return fail("");
     if (!cluster.WaitReady(1 + c.experts + i, admin)) return fail("");
     workers.push_back(addr);

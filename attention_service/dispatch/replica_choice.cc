@@ -153,6 +153,13 @@ void ChooseReplicas(absl::Span<const Piece> pieces, int num_instances,
   });
   for (const Flexible& f : flexible) {
     int best = f.instances[0];
+    if (params.pack) {
+      for (int i : f.instances) {
+        if (load[i] > load[best]) best = i;
+      }
+      pin(f.piece, best);
+      continue;
+    }
     for (int i : f.instances) {
       if (load[i] < load[best]) best = i;
     }

@@ -27,6 +27,11 @@
 //   the shard's pairs' tokens (ties: the less loaded, then the earlier in preference order);
 //   if none of them is a home, the least-loaded replica (ties: the earlier).
 // - A shard of an expert with one usable replica goes there whole.
+// - With ReplicaChoiceParams::pack (instances sharing one host's cores, as under `moe up`),
+//   smaller shards instead go to the usable replica whose instance is already the most loaded
+//   in this dispatch (ties: the earlier in preference order), so a decode layer runs on as few
+//   instances as possible: on one host a second instance adds no cores or memory bandwidth,
+//   only another wake-up and a fight for the cores. Large shards are still split by share.
 #ifndef MOE_ATTENTION_SERVICE_DISPATCH_REPLICA_CHOICE_H_
 #define MOE_ATTENTION_SERVICE_DISPATCH_REPLICA_CHOICE_H_
 
@@ -52,6 +57,7 @@ struct Piece {
 struct ReplicaChoiceParams {
   int split_min_tokens = 32;  // split shards at least this large over replicas by share
   double fixed_cost = 6.0;    // cost of one expert call, in tokens (weight streaming at small M)
+  bool pack = false;          // smaller shards onto the most-loaded usable replica (see above)
 };
 
 // The usable replicas of `expert` (instance indices in preference order) and their shares

@@ -115,6 +115,48 @@ TEST(ChooseReplicasTest, DecodePiecesSpreadEvenlyOverFullReplication) {
   EXPECT_EQ(Coverage(out).size(), 10u);
 }
 
+TEST(ChooseReplicasTest, PackPutsSmallShardsOnFewestInstances) {
+  // Experts 0-3 only on instance 1; 4-9 on both, half of them preferring instance 0; one
+  // large shard of expert 10 on both. Packed, every small shard joins instance 1 (already
+  // loaded by the pinned ones); the large shard is still split by share.
+  Table t;
+  std::vector<Piece> pieces;
+  for (int e = 0; e < 10; ++e) {
+    t.instances[e] = e < 4   ? std::vector<int>{1}
+                     : e % 2 ? std::vector<int>{1, 0}
+                             : std::vector<int>{0, 1};
+    pieces.push_back({e, e, e + 1});
+  }
+  t.instances[10] = {0, 1};
+  pieces.push_back({10, 10, 50});
+  std::vector<std::vector<Piece>> out;
+  std::vector<Piece> orphans;
+  ReplicaChoiceParams params;
+  params.pack = true;
+  ChooseReplicas(pieces, 2, t.Fn(), params, {}, &out, &orphans);
+  EXPECT_TRUE(orphans.empty());
+  ASSERT_EQ(out.size(), 2u);
+  ASSERT_EQ(out[0].size(), 1u);  // only its half of the large shard
+  EXPECT_EQ(out[0][0].expert, 10);
+  EXPECT_EQ(out[0][0].tokens(), 20);
+  EXPECT_EQ(out[1].size(), 11u);  // all 10 small shards + the other half
+  EXPECT_EQ(PairsPer(out), (std::vector<int>{20, 30}));
+  EXPECT_EQ(Coverage(out).size(), 11u);  // experts
+
+  // Without pinned experts the first shard's preferred instance collects them all.
+  Table both;
+  std::vector<Piece> small;
+  for (int e = 0; e < 6; ++e) {
+    both.instances[e] = e % 2 ? std::vector<int>{1, 0} : std::vector<int>{0, 1};
+    small.push_back({e, e, e + 1});
+  }
+  ChooseReplicas(small, 2, both.Fn(), params, {}, &out, &orphans);
+  EXPECT_EQ(PairsPer(out), (std::vector<int>{6, 0}));
+  // The default spreads the same shards evenly.
+  ChooseReplicas(small, 2, both.Fn(), {}, {}, &out, &orphans);
+  EXPECT_EQ(PairsPer(out), (std::vector<int>{3, 3}));
+}
+
 TEST(ChooseReplicasTest, PinnedExpertsCountTowardsBalance) {
   // Experts 0-3 live only on instance 0; 4-7 on both: those go to instance 1.
   Table t;
