@@ -67,7 +67,8 @@ inline __m512i TableVector(const uint8_t* table) {
 // MicroKernel over coded weights: each k pair is decoded in registers once for all MR rows.
 template <int MR>
 inline void MicroKernelCoded(const uint8_t* block, const uint8_t* table, const uint32_t* x,
-                             int64_t x_stride_pairs, int64_t k_pairs, __m512 (&acc)[MR][kVectors]) {
+                             int64_t x_stride_pairs, int64_t k_pairs, __m512 (&acc)[MR][kVectors],
+                             uint16_t* decoded, const uint8_t* prefetch) {
   for (int r = 0; r < MR; ++r) {
     for (int v = 0; v < kVectors; ++v) acc[r][v] = _mm512_setzero_ps();
   }
@@ -75,8 +76,19 @@ inline void MicroKernelCoded(const uint8_t* block, const uint8_t* table, const u
   const __m512i low_nibbles = _mm512_set1_epi8(0x0f);
   const uint8_t* w = block;
   for (int64_t p = 0; p < k_pairs; ++p, w += kCodedPairBytes) {
+    if (prefetch != nullptr) {
+      const char* next = reinterpret_cast<const char*>(prefetch) + p * kCodedPairBytes;
+      _mm_prefetch(next, _MM_HINT_T1);
+      _mm_prefetch(next + 64, _MM_HINT_T1);
+      _mm_prefetch(next + 128, _MM_HINT_T1);
+    }
     __m512i wv[kVectors];
     DecodePair(w, tv, low_nibbles, wv);
+    if (decoded != nullptr) {  // kept for the block's other row chunks
+      for (int v = 0; v < kVectors; ++v) {
+        _mm512_store_si512(reinterpret_cast<void*>(decoded + p * kPairStride + v * 32), wv[v]);
+      }
+    }
     for (int r = 0; r < MR; ++r) {
       const __m512bh xv = (__m512bh)_mm512_set1_epi32(static_cast<int>(x[r * x_stride_pairs + p]));
       for (int v = 0; v < kVectors; ++v)
@@ -114,24 +126,27 @@ void RunRows(const Bf16GemmArgs& a, int64_t row0, const uint16_t* block, int64_t
 }
 
 template <int MR>
-void RunRowsCoded(const Bf16GemmArgs& a, int64_t row0, const uint8_t* block, int64_t n0) {
+void RunRowsCoded(const Bf16GemmArgs& a, int64_t row0, const uint8_t* block, int64_t n0,
+                  uint16_t* decoded, const uint8_t* prefetch) {
   __m512 acc[MR][kVectors];
   const auto* x = reinterpret_cast<const uint32_t*>(a.x) + row0 * (a.k_pad / 2);
-  MicroKernelCoded<MR>(block, a.coded->table, x, a.k_pad / 2, a.k_pad / 2, acc);
+  MicroKernelCoded<MR>(block, a.coded->table, x, a.k_pad / 2, a.k_pad / 2, acc, decoded, prefetch);
   StoreRows<MR>(a, row0, n0, acc);
 }
 
 // Rows [row0, row0 + rows) of one N-block, 1 <= rows <= MR: over the coded bytes
-// `coded_block` (decoded in registers) when set, else over the plain `block` (pulling
-// `prefetch`, if set, into L2 meanwhile).
+// `coded_block` (decoded in registers; also stored to `decoded` when set) when set, else over
+// the plain `block`. Either way `prefetch`, if set, is pulled into L2 meanwhile.
 template <int MR>
 void RunChunk(const Bf16GemmArgs& a, int64_t row0, int64_t rows, const uint16_t* block,
-              const uint8_t* coded_block, int64_t n0, const uint8_t* prefetch) {
+              const uint8_t* coded_block, uint16_t* decoded, int64_t n0, const uint8_t* prefetch) {
   if constexpr (MR > 1) {
-    if (rows < MR) return RunChunk<MR - 1>(a, row0, rows, block, coded_block, n0, prefetch);
+    if (rows < MR) {
+      return RunChunk<MR - 1>(a, row0, rows, block, coded_block, decoded, n0, prefetch);
+    }
   }
   if (coded_block != nullptr) {
-    RunRowsCoded<MR>(a, row0, coded_block, n0);
+    RunRowsCoded<MR>(a, row0, coded_block, n0, decoded, prefetch);
   } else {
     RunRows<MR>(a, row0, block, n0, prefetch);
   }
@@ -154,18 +169,6 @@ void AddExceptions(const Bf16GemmArgs& a, int64_t b) {
 
 }  // namespace
 
-void DecodeCodedBlock(const CodedBf16Weights& w, int64_t k_pad, int64_t block, uint16_t* out) {
-  const __m512i tv = TableVector(w.table);
-  const __m512i low_nibbles = _mm512_set1_epi8(0x0f);
-  const uint8_t* p = w.data + block * (k_pad / 2) * kCodedPairBytes;
-  for (int64_t pair = 0; pair < k_pad / 2; ++pair, p += kCodedPairBytes, out += kPairStride) {
-    __m512i v[kVectors];
-    DecodePair(p, tv, low_nibbles, v);
-    for (int i = 0; i < kVectors; ++i)
-      _mm512_store_si512(reinterpret_cast<void*>(out + i * 32), v[i]);
-  }
-}
-
 void Bf16GemmBlocks(const Bf16GemmArgs& a, int64_t block_begin, int64_t block_end) {
   const int64_t block_elems = a.k_pad * 64;
   if (a.coded != nullptr && a.m <= 6) {
@@ -174,7 +177,7 @@ void Bf16GemmBlocks(const Bf16GemmArgs& a, int64_t block_begin, int64_t block_en
     const int64_t block_bytes = a.k_pad / 2 * kCodedPairBytes;
     for (int64_t b = block_begin; b < block_end; ++b) {
       const uint8_t* block = base + b * block_bytes;
-      RunChunk<6>(a, 0, a.m, nullptr, block, b * 64, nullptr);
+      RunChunk<6>(a, 0, a.m, nullptr, block, nullptr, b * 64, nullptr);
       AddExceptions(a, b);
     }
     return;
@@ -186,24 +189,24 @@ void Bf16GemmBlocks(const Bf16GemmArgs& a, int64_t block_begin, int64_t block_en
     decoded_elems = block_elems;
   }
   for (int64_t b = block_begin; b < block_end; ++b) {
-    const uint16_t* block;
-    if (a.coded != nullptr) {
-      // Many rows: decode the block once (into L2) and run the plain kernel over it.
-      DecodeCodedBlock(*a.coded, a.k_pad, b, decoded.get());
-      block = decoded.get();
-    } else {
-      block = a.w + b * block_elems;
-    }
     const int64_t n0 = b * 64;
-    // Coded: the first row chunk pulls the next block's coded bytes into L2 while it computes,
-    // so decoding that block next does not wait on DRAM.
-    const uint8_t* prefetch = a.coded != nullptr && b + 1 < block_end
-                                  ? a.coded->data + (b + 1) * (a.k_pad / 2) * kCodedPairBytes
-                                  : nullptr;
     // Rows in chunks of 6 (24 accumulators + 4 weight vectors + 1 broadcast of 32 registers);
-    // the block stays in L2 between chunks.
-    for (int64_t row = 0; row < a.m; row += 6, prefetch = nullptr) {
-      RunChunk<6>(a, row, std::min<int64_t>(6, a.m - row), block, nullptr, n0, prefetch);
+    // the block stays in L2 between chunks. Coded: the first chunk decodes the block in
+    // registers, keeps the decoded block (in L2) for the other chunks, and pulls the next
+    // block's coded bytes into L2 while it computes.
+    const uint16_t* block = a.coded != nullptr ? decoded.get() : a.w + b * block_elems;
+    const uint8_t* coded_block = nullptr;
+    const uint8_t* prefetch = nullptr;
+    if (a.coded != nullptr) {
+      const int64_t block_bytes = a.k_pad / 2 * kCodedPairBytes;
+      coded_block = a.coded->data + b * block_bytes;
+      if (b + 1 < block_end) prefetch = coded_block + block_bytes;
+    }
+    for (int64_t row = 0; row < a.m; row += 6) {
+      RunChunk<6>(a, row, std::min<int64_t>(6, a.m - row), block, coded_block, decoded.get(), n0,
+                  prefetch);
+      coded_block = nullptr;  // the other chunks read the decoded block
+      prefetch = nullptr;
     }
     if (a.coded != nullptr) AddExceptions(a, b);
   }

@@ -34,10 +34,6 @@ struct Bf16GemmArgs {
 // Different block ranges touch disjoint parts of y: threads split the blocks between them.
 void Bf16GemmBlocks(const Bf16GemmArgs& args, int64_t block_begin, int64_t block_end);
 
-// Decodes N-block `block` of coded weights into the plain blocked layout ([k_pad / 2][64][2]
-// BF16, exceptions as +0): for tests and the many-row path.
-void DecodeCodedBlock(const CodedBf16Weights& w, int64_t k_pad, int64_t block, uint16_t* out);
-
 // Round-to-nearest-even F32 -> BF16 with vcvtneps2bf16.
 void ConvertF32ToBf16Avx512(const float* src, int64_t n, uint16_t* dst);
 

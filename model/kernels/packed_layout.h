@@ -53,8 +53,9 @@ void PackBlockedBf16Rows(DType src_dtype, const void* src, int64_t rows, int64_t
 // 16 high bytes. Entry 0 is always 0x00. A weight whose high byte is not in the table is an
 // exception: its slot holds +0 (code 0, low byte 0) and its value is kept aside, added to the
 // outputs after the block's product. Decoding is two byte shuffles and four unpacks per
-// 128 weights (avx512_bf16_gemm.cc), so at decode batch sizes, where streaming the weights is
-// the bound, a product reads 25% fewer bytes.
+// 128 weights (avx512_bf16_gemm.cc: in registers; with more than 6 rows the first row chunk
+// also keeps the decoded block in L2 for the others), so at decode batch sizes, where streaming
+// the weights is the bound, a product reads 25% fewer bytes.
 //
 // Per N-block and k pair (128 BF16 values = 4 vectors of the blocked layout), 192 bytes:
 //   [0, 64)    low bytes of vectors 0 and 1, [64, 128) low bytes of vectors 2 and 3,
