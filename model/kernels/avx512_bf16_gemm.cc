@@ -18,19 +18,12 @@ constexpr int64_t kPairStride = 128;  // bf16 elements per k pair inside a block
 // Rows [0, MR) of x against one N-block: MR x 4 accumulators over all k pairs.
 template <int MR>
 inline void MicroKernel(const uint16_t* block, const uint32_t* x, int64_t x_stride_pairs,
-                        int64_t k_pairs, __m512 (&acc)[MR][kVectors],
-                        const uint8_t* prefetch = nullptr) {
+                        int64_t k_pairs, __m512 (&acc)[MR][kVectors]) {
   for (int r = 0; r < MR; ++r) {
     for (int v = 0; v < kVectors; ++v) acc[r][v] = _mm512_setzero_ps();
   }
   const uint16_t* w = block;
   for (int64_t p = 0; p < k_pairs; ++p, w += kPairStride) {
-    if (prefetch != nullptr) {  // the next coded block, 192 bytes per k pair, into L2
-      const char* next = reinterpret_cast<const char*>(prefetch) + p * kCodedPairBytes;
-      _mm_prefetch(next, _MM_HINT_T1);
-      _mm_prefetch(next + 64, _MM_HINT_T1);
-      _mm_prefetch(next + 128, _MM_HINT_T1);
-    }
     __m512bh wv[kVectors];
     for (int v = 0; v < kVectors; ++v) {
       wv[v] = (__m512bh)_mm512_load_si512(reinterpret_cast<const void*>(w + v * 32));
@@ -76,7 +69,7 @@ inline void MicroKernelCoded(const uint8_t* block, const uint8_t* table, const u
   const __m512i low_nibbles = _mm512_set1_epi8(0x0f);
   const uint8_t* w = block;
   for (int64_t p = 0; p < k_pairs; ++p, w += kCodedPairBytes) {
-    if (prefetch != nullptr) {
+    if (prefetch != nullptr) {  // the next block's k pair p, into L2
       const char* next = reinterpret_cast<const char*>(prefetch) + p * kCodedPairBytes;
       _mm_prefetch(next, _MM_HINT_T1);
       _mm_prefetch(next + 64, _MM_HINT_T1);
@@ -117,11 +110,10 @@ inline void StoreRows(const Bf16GemmArgs& a, int64_t row0, int64_t n0,
 }
 
 template <int MR>
-void RunRows(const Bf16GemmArgs& a, int64_t row0, const uint16_t* block, int64_t n0,
-             const uint8_t* prefetch = nullptr) {
+void RunRows(const Bf16GemmArgs& a, int64_t row0, const uint16_t* block, int64_t n0) {
   __m512 acc[MR][kVectors];
   const auto* x = reinterpret_cast<const uint32_t*>(a.x) + row0 * (a.k_pad / 2);
-  MicroKernel<MR>(block, x, a.k_pad / 2, a.k_pad / 2, acc, prefetch);
+  MicroKernel<MR>(block, x, a.k_pad / 2, a.k_pad / 2, acc);
   StoreRows<MR>(a, row0, n0, acc);
 }
 
@@ -135,8 +127,8 @@ void RunRowsCoded(const Bf16GemmArgs& a, int64_t row0, const uint8_t* block, int
 }
 
 // Rows [row0, row0 + rows) of one N-block, 1 <= rows <= MR: over the coded bytes
-// `coded_block` (decoded in registers; also stored to `decoded` when set) when set, else over
-// the plain `block`. Either way `prefetch`, if set, is pulled into L2 meanwhile.
+// `coded_block` when set (decoded in registers; also stored to `decoded` and `prefetch` pulled
+// into L2 meanwhile, when set), else over the plain `block`.
 template <int MR>
 void RunChunk(const Bf16GemmArgs& a, int64_t row0, int64_t rows, const uint16_t* block,
               const uint8_t* coded_block, uint16_t* decoded, int64_t n0, const uint8_t* prefetch) {
@@ -148,7 +140,7 @@ void RunChunk(const Bf16GemmArgs& a, int64_t row0, int64_t rows, const uint16_t*
   if (coded_block != nullptr) {
     RunRowsCoded<MR>(a, row0, coded_block, n0, decoded, prefetch);
   } else {
-    RunRows<MR>(a, row0, block, n0, prefetch);
+    RunRows<MR>(a, row0, block, n0);
   }
 }
 
@@ -171,39 +163,29 @@ void AddExceptions(const Bf16GemmArgs& a, int64_t b) {
 
 void Bf16GemmBlocks(const Bf16GemmArgs& a, int64_t block_begin, int64_t block_end) {
   const int64_t block_elems = a.k_pad * 64;
-  if (a.coded != nullptr && a.m <= 6) {
-    // Few rows (decode): decode each k pair in registers; weight bytes are what bounds it.
-    const uint8_t* base = a.coded->data;
-    const int64_t block_bytes = a.k_pad / 2 * kCodedPairBytes;
-    for (int64_t b = block_begin; b < block_end; ++b) {
-      const uint8_t* block = base + b * block_bytes;
-      RunChunk<6>(a, 0, a.m, nullptr, block, nullptr, b * 64, nullptr);
-      AddExceptions(a, b);
+  const int64_t coded_bytes = a.k_pad / 2 * kCodedPairBytes;  // of one coded block
+  // Coded weights: up to 6 rows (decode) decode each k pair in registers, weight bytes being
+  // what bounds them. With more rows the first chunk also keeps the decoded block (in L2) for
+  // the other chunks and pulls the next block's coded bytes into L2 while it computes.
+  uint16_t* decoded = nullptr;
+  if (a.coded != nullptr && a.m > 6) {
+    thread_local std::unique_ptr<uint16_t, void (*)(void*)> buffer(nullptr, std::free);
+    thread_local int64_t buffer_elems = 0;
+    if (buffer_elems < block_elems) {
+      buffer.reset(static_cast<uint16_t*>(std::aligned_alloc(64, block_elems * 2)));
+      buffer_elems = block_elems;
     }
-    return;
-  }
-  thread_local std::unique_ptr<uint16_t, void (*)(void*)> decoded(nullptr, std::free);
-  thread_local int64_t decoded_elems = 0;
-  if (a.coded != nullptr && decoded_elems < block_elems) {
-    decoded.reset(static_cast<uint16_t*>(std::aligned_alloc(64, block_elems * 2)));
-    decoded_elems = block_elems;
+    decoded = buffer.get();
   }
   for (int64_t b = block_begin; b < block_end; ++b) {
-    const int64_t n0 = b * 64;
+    const uint16_t* block = a.coded != nullptr ? decoded : a.w + b * block_elems;
+    const uint8_t* coded_block = a.coded != nullptr ? a.coded->data + b * coded_bytes : nullptr;
+    const uint8_t* prefetch =
+        decoded != nullptr && b + 1 < block_end ? coded_block + coded_bytes : nullptr;
     // Rows in chunks of 6 (24 accumulators + 4 weight vectors + 1 broadcast of 32 registers);
-    // the block stays in L2 between chunks. Coded: the first chunk decodes the block in
-    // registers, keeps the decoded block (in L2) for the other chunks, and pulls the next
-    // block's coded bytes into L2 while it computes.
-    const uint16_t* block = a.coded != nullptr ? decoded.get() : a.w + b * block_elems;
-    const uint8_t* coded_block = nullptr;
-    const uint8_t* prefetch = nullptr;
-    if (a.coded != nullptr) {
-      const int64_t block_bytes = a.k_pad / 2 * kCodedPairBytes;
-      coded_block = a.coded->data + b * block_bytes;
-      if (b + 1 < block_end) prefetch = coded_block + block_bytes;
-    }
+    // the block stays in L2 between chunks.
     for (int64_t row = 0; row < a.m; row += 6) {
-      RunChunk<6>(a, row, std::min<int64_t>(6, a.m - row), block, coded_block, decoded.get(), n0,
+      RunChunk<6>(a, row, std::min<int64_t>(6, a.m - row), block, coded_block, decoded, b * 64,
                   prefetch);
       coded_block = nullptr;  // the other chunks read the decoded block
       prefetch = nullptr;

@@ -87,8 +87,8 @@ bool EncodeCodedBf16(const uint16_t* blocked, const BlockedShape& shape, CodedBf
     for (int64_t p = 0; p < pairs; ++p) {
       const uint16_t* src = blocked + (b * pairs + p) * (kBlockN * 2);
       uint8_t* dst = c.data.get() + (b * pairs + p) * kCodedPairBytes;
-      for (int q = 0; q < kBlockN * 2;
-           ++q) {  // q = (n % 64) * 2 + k % 2: word q % 32 of vector q / 32
+      // q = (n % 64) * 2 + k % 2 is word q % 32 of vector q / 32.
+      for (int q = 0; q < kBlockN * 2; ++q) {
         const int v = q / 32, w = q % 32;
         const int pos = (w / 8) * 16 + (v % 2) * 8 + w % 8;
         const uint16_t value = src[q];

@@ -46,7 +46,6 @@ struct PackedLinear::State {
   AlignedBuffer blocked;  // BF16 blocked layout (packed_layout.h), or null
   size_t blocked_bytes = 0;
   std::unique_ptr<CodedBf16> coded;  // exponent-coded BF16 (instead of `blocked`), or null
-  internal::CodedBf16Weights coded_view;
   AlignedBuffer plain;    // kReference: row-major [n, k] of packed_dtype, or null
   size_t plain_bytes = 0;
   std::unique_ptr<internal::OneDnnMatmul> onednn;
@@ -162,9 +161,6 @@ absl::StatusOr<PackedLinear> PackedLinear::CreateStacked(absl::Span<const Matrix
       auto coded = std::make_unique<CodedBf16>();
       if (EncodeCodedBf16(dst, st->shape, coded.get())) {
         st->coded = std::move(coded);
-        st->coded_view = internal::CodedBf16Weights{
-            st->coded->data.get(),   st->coded->table,        st->coded->exc_offsets.data(),
-            st->coded->exc_n.data(), st->coded->exc_k.data(), st->coded->exc_w.data()};
         st->blocked.reset();
         st->blocked_bytes = 0;
         if (st->requested == LinearImpl::kAuto) st->requested = LinearImpl::kAvx512Bf16;
@@ -229,7 +225,10 @@ void PackedLinear::State::ForwardCustom(const float* x, int64_t m, float* y,
     }
   }
   internal::Bf16GemmArgs args;
+  internal::CodedBf16Weights coded_view;
   if (coded != nullptr) {
+    coded_view = {coded->data.get(),   coded->table,        coded->exc_offsets.data(),
+                  coded->exc_n.data(), coded->exc_k.data(), coded->exc_w.data()};
     args.coded = &coded_view;
   } else {
     args.w = reinterpret_cast<const uint16_t*>(blocked.get());
