@@ -41,11 +41,14 @@ struct CpuExpert {
 // than 1/threads of the layer's tokens (its GEMMs then run on oneDNN, which cannot be cut into
 // pieces): shards then run one after another, each GEMM split over the threads.
 // MOE_CPU_SHARD_PARALLEL=0 turns shard-level parallelism off (for A/B measurements).
+// An A/B switch from the environment: on unless `name` is set to 0.
+bool EnvSwitchOn(const char* name) {
+  const char* env = std::getenv(name);
+  return env == nullptr || std::atoi(env) != 0;
+}
+
 bool ShardParallelEnabled() {
-  static const bool v = [] {
-    const char* env = std::getenv("MOE_CPU_SHARD_PARALLEL");
-    return env == nullptr || std::atoi(env) != 0;
-  }();
+  static const bool v = EnvSwitchOn("MOE_CPU_SHARD_PARALLEL");
   return v;
 }
 
@@ -64,10 +67,7 @@ int64_t PartBytes() {
 
 // MOE_CODED_WEIGHTS=0 keeps BF16 weights uncoded (A/B runs; see BackendOptions::coded_bf16).
 bool CodedWeightsEnabled() {
-  static const bool v = [] {
-    const char* env = std::getenv("MOE_CODED_WEIGHTS");
-    return env == nullptr || std::atoi(env) != 0;
-  }();
+  static const bool v = EnvSwitchOn("MOE_CODED_WEIGHTS");
   return v;
 }
 
