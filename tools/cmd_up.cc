@@ -245,32 +245,16 @@ int Run(const UpConfig& c) {
   std::vector<std::string> workers, worker_admins;
   for (int i = 0; i < c.attention; ++i) {
     std::string& admin = worker_admins.emplace_back();
-    std::string addr = cluster.Start(absl::StrCat("attention worker ", i),
-                                     {"attention",
-                                      "--model",
-                                      model,
-                                      "--host",
-                                      c.host,
-                                      "--port",
-                                      "0",
-                                      "--admin-port",
-                                      "0",
-                                      "--experts",
-                                      "remote",
-                                      "--scheduler",
-                                      scheduler,
-                                      "--transport",
-                                      c.transport,
-                                      "--micro-batches",
-                                      std::to_string(c.micro_batches),
-                                      "--kv-cache-mb",
-                                      std::to_string(c.kv_cache_mb),
-                                      "--threads",
-                                      std::to_string(c.attention_threads),
-                                      "--log-level",
-                                      c.log_level,
-                                      "--pack-replicas"},
-                                     &admin);
+    // Flag/value pairs kept together (clang-format would put each on its own line).
+    // clang-format off
+    std::vector<std::string> args = {
+        "attention", "--model", model, "--host", c.host, "--port", "0", "--admin-port", "0",
+        "--experts", "remote", "--scheduler", scheduler, "--transport", c.transport,
+        "--micro-batches", std::to_string(c.micro_batches), "--kv-cache-mb",
+        std::to_string(c.kv_cache_mb), "--threads", std::to_string(c.attention_threads),
+        "--log-level", c.log_level, "--pack-replicas"};
+    // clang-format on
+    std::string addr = cluster.Start(absl::StrCat("attention worker ", i), args, &admin);
     if (addr.empty()) return fail("");
     if (!cluster.WaitReady(1 + c.experts + i, admin)) return fail("");
     workers.push_back(addr);
