@@ -54,7 +54,9 @@ struct UpConfig {
   // finishes early leaves its core to the other (bench/README.md: +2-16% at 1-8 concurrent
   // requests over one thread per service on 2 cores).
   int expert_threads = 2;
-  std::string transport = "grpc";
+  // Every role runs on this host, so the data plane defaults to shared memory (an attention
+  // worker falls back to gRPC per service when a ring cannot be set up).
+  std::string transport = "shm";
   int micro_batches = 1;
   std::string policy = "round-robin";
   bool elastic = false;  // the scheduler starts the expert services and scales them
@@ -344,7 +346,8 @@ int RunUp(int argc, const char* const* argv) {
   flags.AddInt("attention-threads", &c.attention_threads, "compute threads per attention worker");
   flags.AddInt("expert-threads", &c.expert_threads, "compute threads per expert service");
   flags.AddString("transport", &c.transport,
-                  "attention -> expert data plane: grpc or shm (shared memory, same host)");
+                  "attention -> expert data plane: shm (shared memory; falls back to gRPC per service "
+                  "when a ring cannot be set up) or grpc");
   flags.AddInt("micro-batches", &c.micro_batches,
                "micro-batches per attention step (2: one's attention overlaps the other's "
                "experts)");

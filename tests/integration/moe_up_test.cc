@@ -2,6 +2,7 @@
 // expert), an attention worker and the gateway on loopback; the OpenAI endpoint serves the
 // golden greedy completion; SIGTERM stops every role; an expert service killed (SIGKILL) during
 // generation fails no request; when another role dies, moe up says which and stops the rest.
+// Without --transport the attention worker reaches the experts over shared memory.
 #include <dirent.h>
 #include <signal.h>
 
@@ -14,6 +15,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/integration/gateway_fixture.h"
 #include "tests/testing/child_process.h"
 #include "tests/testing/http_client.h"
 
@@ -45,13 +47,17 @@ class MoeUpTest : public ::testing::Test {
     up_ = std::make_unique<ChildProcess>(std::vector<std::string>{
         MoeBin(), "up", "--model", dir_ + "/hf-f32", "--port", "0", "--experts", "2",
         "--replicas", "2", "--log-level", "warn"});
-    std::string addr = up_->WaitForLine("listening on ", std::chrono::seconds(120));
+    banner_ = up_->WaitForLine("moe up: serving ", std::chrono::seconds(120));
+    attention_admin_ = up_->WaitForLine("  attention admin ", std::chrono::seconds(10));
+    std::string addr = up_->WaitForLine("listening on ", std::chrono::seconds(10));
     ASSERT_FALSE(addr.empty()) << "moe up did not start";
     port_ = PortOf(addr);
     children_ = ChildrenOf(up_->pid());
   }
   std::string dir_;
   std::unique_ptr<ChildProcess> up_;
+  std::string banner_;           // "<model> (transport ..., ...)"
+  std::string attention_admin_;  // the attention worker's admin address
   int port_ = 0;
   std::vector<pid_t> children_;
 };
@@ -69,6 +75,15 @@ TEST_F(MoeUpTest, ServesGoldenCompletionAndStopsEveryRole) {
   nlohmann::json body = nlohmann::json::parse(r.body);
   EXPECT_EQ(body["choices"][0]["text"], c["completion_text"]);
   EXPECT_EQ(body["usage"]["completion_tokens"], 32);
+  // The default data plane: every expert call of the completion went over shared memory.
+  EXPECT_NE(banner_.find("(transport shm,"), std::string::npos) << banner_;
+  test_util::Reply m =
+      test_util::Request(PortOf(attention_admin_), test_util::http::verb::get, "/metrics");
+  ASSERT_EQ(m.status, 200);
+  EXPECT_GT(test_util::MetricValue(m.body, "moe_shm_transport_calls_total{path=\"shm\"}"), 0)
+      << m.body;
+  EXPECT_EQ(test_util::MetricValue(m.body, "moe_shm_transport_calls_total{path=\"grpc\"}"), 0)
+      << m.body;
   EXPECT_EQ(up_->Stop(), 0);
   EXPECT_TRUE(AllGone(children_));
 }
