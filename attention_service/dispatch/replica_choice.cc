@@ -140,7 +140,7 @@ void ChooseReplicas(absl::Span<const Piece> pieces, int num_instances,
       orphans->push_back(p);
     } else if (instances.size() == 1) {
       pin(p, instances[0]);
-    } else if (p.tokens() >= params.split_min_tokens) {
+    } else if (p.tokens() >= params.split_min_tokens && !params.pack) {
       SplitByShare(p, instances, shares, locality, pin);
     } else {
       flexible.push_back({p, instances});

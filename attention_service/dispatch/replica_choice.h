@@ -28,10 +28,12 @@
 //   if none of them is a home, the least-loaded replica (ties: the earlier).
 // - A shard of an expert with one usable replica goes there whole.
 // - With ReplicaChoiceParams::pack (instances sharing one host's cores, as under `moe up`),
-//   smaller shards instead go to the usable replica whose instance is already the most loaded
-//   in this dispatch (ties: the earlier in preference order), so a decode layer runs on as few
-//   instances as possible: on one host a second instance adds no cores or memory bandwidth,
-//   only another wake-up and a fight for the cores. Large shards are still split by share.
+//   every shard instead goes whole, heaviest first, to the usable replica whose instance is
+//   already the most loaded in this dispatch (ties: the earlier in preference order), so a
+//   layer runs on as few instances as possible: on one host a second instance adds no cores or
+//   memory bandwidth, only another wake-up and a fight for the cores (two instances computing
+//   at once time-slice the cores between their threads; bench/README.md). Large shards are
+//   not split either: one instance already computes them on every core.
 #ifndef MOE_ATTENTION_SERVICE_DISPATCH_REPLICA_CHOICE_H_
 #define MOE_ATTENTION_SERVICE_DISPATCH_REPLICA_CHOICE_H_
 
@@ -57,7 +59,7 @@ struct Piece {
 struct ReplicaChoiceParams {
   int split_min_tokens = 32;  // split shards at least this large over replicas by share
   double fixed_cost = 6.0;    // cost of one expert call, in tokens (weight streaming at small M)
-  bool pack = false;          // smaller shards onto the most-loaded usable replica (see above)
+  bool pack = false;          // every shard whole onto the most-loaded usable replica (above)
 };
 
 // The usable replicas of `expert` (instance indices in preference order) and their shares

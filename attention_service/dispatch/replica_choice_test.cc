@@ -115,10 +115,10 @@ TEST(ChooseReplicasTest, DecodePiecesSpreadEvenlyOverFullReplication) {
   EXPECT_EQ(Coverage(out).size(), 10u);
 }
 
-TEST(ChooseReplicasTest, PackPutsSmallShardsOnFewestInstances) {
+TEST(ChooseReplicasTest, PackPutsEveryShardOnFewestInstances) {
   // Experts 0-3 only on instance 1; 4-9 on both, half of them preferring instance 0; one
-  // large shard of expert 10 on both. Packed, every small shard joins instance 1 (already
-  // loaded by the pinned ones); the large shard is still split by share.
+  // large shard of expert 10 on both. Packed, every shard joins instance 1 (already loaded by
+  // the pinned ones), the large one whole.
   Table t;
   std::vector<Piece> pieces;
   for (int e = 0; e < 10; ++e) {
@@ -136,12 +136,17 @@ TEST(ChooseReplicasTest, PackPutsSmallShardsOnFewestInstances) {
   ChooseReplicas(pieces, 2, t.Fn(), params, {}, &out, &orphans);
   EXPECT_TRUE(orphans.empty());
   ASSERT_EQ(out.size(), 2u);
-  ASSERT_EQ(out[0].size(), 1u);  // only its half of the large shard
-  EXPECT_EQ(out[0][0].expert, 10);
-  EXPECT_EQ(out[0][0].tokens(), 20);
-  EXPECT_EQ(out[1].size(), 11u);  // all 10 small shards + the other half
-  EXPECT_EQ(PairsPer(out), (std::vector<int>{20, 30}));
+  EXPECT_TRUE(out[0].empty());
+  ASSERT_EQ(out[1].size(), 11u);  // all 10 small shards + the large one, whole
+  EXPECT_EQ(out[1].back().expert, 10);
+  EXPECT_EQ(out[1].back().tokens(), 40);
+  EXPECT_EQ(PairsPer(out), (std::vector<int>{0, 50}));
   EXPECT_EQ(Coverage(out).size(), 11u);  // experts
+  // Unpacked, the large shard is split by share.
+  ChooseReplicas(pieces, 2, t.Fn(), {}, {}, &out, &orphans);
+  ASSERT_FALSE(out[0].empty());
+  EXPECT_EQ(out[0].back().expert, 10);
+  EXPECT_EQ(out[0].back().tokens(), 20);
 
   // Without pinned experts the first shard's preferred instance collects them all.
   Table both;
