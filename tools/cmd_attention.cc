@@ -154,7 +154,7 @@ int RunAttention(int argc, const char* const* argv) {
   flags.AddInt("replicas", &c.replicas, "remote: replicas per expert (round-robin placement)");
   flags.AddInt("dispatch-timeout-ms", &c.dispatch_timeout_ms, "remote: deadline per layer dispatch");
   flags.AddBool("pack-replicas", &c.pack_replicas,
-                "remote: send a layer's small shards to as few expert services as their replicas "
+                "remote: send a layer's shards whole to as few expert services as their replicas "
                 "allow (expert services sharing this host's cores; moe up sets it)");
   flags.AddString("backend", &c.backend, "expert backend for --experts local");
   flags.AddInt("kv-cache-mb", &c.kv_cache_mb, "KV cache size in MiB");

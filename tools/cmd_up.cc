@@ -9,8 +9,8 @@
 // Threads: every role shares this machine's cores. Each role gets a thread budget
 // (--attention-threads, --expert-threads) and idle roles sleep: OMP_WAIT_POLICY=passive for
 // oneDNN's OpenMP and a short spin for our kernel pool (MOE_KERNEL_SPIN_US), unless set.
-// Attention workers run with --pack-replicas: with --replicas > 1 a decode layer's experts go
-// to as few expert services as possible, since here a second service adds no cores.
+// Attention workers run with --pack-replicas: with --replicas > 1 a layer's experts go to as
+// few expert services as possible, since here a second service adds no cores.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
