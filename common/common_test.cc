@@ -1,3 +1,4 @@
+#include <cstdlib>
 #include <utility>
 
 #include <boost/asio.hpp>
@@ -82,6 +83,17 @@ TEST(Flags, EnvironmentTwinAndCommandLinePrecedence) {
   EXPECT_EQ(flags.positional(), std::vector<std::string>{"pos"});
   EXPECT_EQ(FlagSet::EnvName("admin-port"), "MOE_ADMIN_PORT");
   EXPECT_NE(flags.Usage().find("--admin-port"), std::string::npos);
+}
+
+TEST(Flags, EnvSwitchIsOnUnlessSetToZero) {
+  const char* name = "MOE_TEST_ENV_SWITCH";
+  unsetenv(name);
+  EXPECT_TRUE(EnvSwitchOn(name));
+  setenv(name, "1", 1);
+  EXPECT_TRUE(EnvSwitchOn(name));
+  setenv(name, "0", 1);
+  EXPECT_FALSE(EnvSwitchOn(name));
+  unsetenv(name);
 }
 
 TEST(Flags, BadInputIsAnError) {

@@ -98,6 +98,11 @@ absl::Status FlagSet::Assign(Flag& f, const std::string& text, const std::string
   return absl::OkStatus();
 }
 
+bool EnvSwitchOn(const char* name) {
+  const char* env = std::getenv(name);
+  return env == nullptr || std::atoi(env) != 0;
+}
+
 absl::Status FlagSet::Parse(int argc, const char* const* argv) {
   return Parse(argc, argv, [](const char* n) { return std::getenv(n); });
 }

@@ -20,6 +20,9 @@
 
 namespace moe {
 
+// An A/B switch read from the environment: on unless the variable `name` is set to 0.
+bool EnvSwitchOn(const char* name);
+
 class FlagSet {
  public:
   FlagSet(std::string command, std::string summary)

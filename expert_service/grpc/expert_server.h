@@ -13,20 +13,15 @@
 #define MOE_EXPERT_SERVICE_GRPC_EXPERT_SERVER_H_
 
 #include <cstdint>
-#include <cstdlib>
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/flags.h"
 #include "expert_service/executor/model_experts.h"
 #include "expert_service/executor/shard_executor.h"
 
 namespace moe::expert {
-
-inline bool InlineShmComputeDefault() {
-  const char* env = std::getenv("MOE_EXPERT_INLINE_SHM");
-  return env == nullptr || std::string(env) != "0";
-}
 
 struct ExpertServerOptions {
   std::string host = "127.0.0.1";
@@ -35,7 +30,7 @@ struct ExpertServerOptions {
   // A shm serving thread computes a call itself when the compute queue is idle, instead of
   // handing it to the compute thread (one wake-up less per call). Env MOE_EXPERT_INLINE_SHM=0
   // turns it off (A/B runs).
-  bool inline_shm_compute = InlineShmComputeDefault();
+  bool inline_shm_compute = EnvSwitchOn("MOE_EXPERT_INLINE_SHM");
   int max_message_bytes = 256 * 1024 * 1024;  // receive and send limits
   std::string instance_id;                    // reported by Describe; default host:port
   int max_shm_clients = 16;                   // shared-memory segments served at once (0: off)

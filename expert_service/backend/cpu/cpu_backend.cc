@@ -14,6 +14,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/flags.h"
 #include "common/status.h"
 #include "expert_service/backend/expert_map.h"
 #include "model/kernels/activations.h"
@@ -41,12 +42,6 @@ struct CpuExpert {
 // than 1/threads of the layer's tokens (its GEMMs then run on oneDNN, which cannot be cut into
 // pieces): shards then run one after another, each GEMM split over the threads.
 // MOE_CPU_SHARD_PARALLEL=0 turns shard-level parallelism off (for A/B measurements).
-// An A/B switch from the environment: on unless `name` is set to 0.
-bool EnvSwitchOn(const char* name) {
-  const char* env = std::getenv(name);
-  return env == nullptr || std::atoi(env) != 0;
-}
-
 bool ShardParallelEnabled() {
   static const bool v = EnvSwitchOn("MOE_CPU_SHARD_PARALLEL");
   return v;
