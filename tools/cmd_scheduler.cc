@@ -353,7 +353,9 @@ int RunScheduler(int argc, const char* const* argv) {
                "expert instances to wait for before the first plan (e.g. the N of `moe up`)");
   flags.AddDouble("replication", &f.replication,
                   "replicas per expert on average (spares go to hot experts); 0 = --replicas");
-  flags.AddString("policy", &f.policy, "placement: greedy or round-robin");
+  flags.AddString("policy", &f.policy,
+                  "placement: greedy, round-robin or layer-blocks (whole layers per instance, "
+                  "for instances sharing one host's cores; needs --no-rebalance)");
   flags.AddInt("bytes-per-expert", &f.bytes_per_expert,
                "weight bytes of one expert (with registered memory limits); 0 = ignore memory");
   flags.AddInt("heartbeat-interval-ms", &f.heartbeat_interval_ms,
@@ -427,8 +429,10 @@ int RunScheduler(int argc, const char* const* argv) {
     config.policy = scheduler::PlacementPolicy::kGreedy;
   } else if (f.policy == "round-robin") {
     config.policy = scheduler::PlacementPolicy::kRoundRobin;
+  } else if (f.policy == "layer-blocks") {
+    config.policy = scheduler::PlacementPolicy::kLayerBlocks;
   } else {
-    std::fprintf(stderr, "moe scheduler: --policy must be greedy or round-robin\n");
+    std::fprintf(stderr, "moe scheduler: --policy must be greedy, round-robin or layer-blocks\n");
     return 2;
   }
   absl::Status valid = scheduler::ValidateSchedulerConfig(config);

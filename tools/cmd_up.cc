@@ -9,8 +9,10 @@
 // Threads: every role shares this machine's cores. Each role gets a thread budget
 // (--attention-threads, --expert-threads) and idle roles sleep: OMP_WAIT_POLICY=passive for
 // oneDNN's OpenMP and a short spin for our kernel pool (MOE_KERNEL_SPIN_US), unless set.
-// Attention workers run with --pack-replicas: with --replicas > 1 a layer's experts go to as
-// few expert services as possible, since here a second service adds no cores.
+// The scheduler places whole layers per expert service (--policy layer-blocks) and attention
+// workers run with --pack-replicas (with --replicas > 1 a layer's experts go to as few expert
+// services as possible): here a second service adds no cores, so a layer split over two
+// services only makes their threads time-slice the same cores.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -58,7 +60,9 @@ struct UpConfig {
   // worker falls back to gRPC per service when a ring cannot be set up).
   std::string transport = "shm";
   int micro_batches = 1;
-  std::string policy = "round-robin";
+  // Whole layers per expert service: every service here shares the same cores, so a layer
+  // computed by one service at a time beats one split over services that time-slice the cores.
+  std::string policy = "layer-blocks";
   bool elastic = false;  // the scheduler starts the expert services and scales them
   int min_experts = 1;   // with elastic
   int max_experts = 3;   // with elastic
@@ -211,6 +215,8 @@ int Run(const UpConfig& c) {
       "scheduler", "--model", model, "--host", c.host, "--port", "0", "--admin-port", "0",
       "--replicas", std::to_string(c.replicas), "--min-experts", std::to_string(c.experts),
       "--policy", c.policy, "--log-level", c.log_level};
+  // The load rebalancer balances a layer's load over the instances: it would split the blocks.
+  if (c.policy == "layer-blocks") scheduler_args.emplace_back("--no-rebalance");
   for (absl::string_view a : absl::StrSplit(c.scheduler_args, ' ', absl::SkipEmpty())) {
     scheduler_args.emplace_back(a);
   }
@@ -351,7 +357,9 @@ int RunUp(int argc, const char* const* argv) {
   flags.AddInt("micro-batches", &c.micro_batches,
                "micro-batches per attention step (2: one's attention overlaps the other's "
                "experts)");
-  flags.AddString("policy", &c.policy, "expert placement: round-robin or greedy");
+  flags.AddString("policy", &c.policy,
+                  "expert placement: layer-blocks (whole layers per expert service, no load "
+                  "rebalancing), round-robin or greedy (these two rebalance with the load)");
   flags.AddString("scheduler-args", &c.scheduler_args,
                   "extra flags for `moe scheduler`, e.g. \"--rebalance-interval-s 10\"");
   flags.AddBool("elastic", &c.elastic,

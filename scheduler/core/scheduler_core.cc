@@ -31,6 +31,11 @@ absl::Status ValidateSchedulerConfig(const SchedulerConfig& c) {
     return absl::InvalidArgumentError(
         "rebalance: need 0 < threshold <= 1, min improvement >= 0, commit timeout > 0");
   }
+  if (c.policy == PlacementPolicy::kLayerBlocks && c.rebalance.enabled) {
+    return absl::InvalidArgumentError(
+        "layer-blocks placement keeps whole layers on one instance (for instances sharing one "
+        "host's cores); load rebalancing would split them: turn rebalancing off");
+  }
   if (c.heartbeat_interval >= c.heartbeat_timeout) {
     return absl::InvalidArgumentError("heartbeat interval must be shorter than the timeout");
   }
@@ -179,6 +184,8 @@ absl::StatusOr<PlacementPlan> SchedulerCore::Place(const std::vector<Member>& ex
     plan = RepairPlacement(problem, survivors, config_.replication);
   } else if (mode == PlaceMode::kPolicy && config_.policy == PlacementPolicy::kRoundRobin) {
     plan = RoundRobinPlacement(problem, config_.replication);
+  } else if (mode == PlaceMode::kPolicy && config_.policy == PlacementPolicy::kLayerBlocks) {
+    plan = LayerBlockPlacement(problem, config_.replication);
   } else {
     plan = GreedyPlacement(problem, config_.replication);
   }

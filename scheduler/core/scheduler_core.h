@@ -41,7 +41,9 @@
 namespace moe::scheduler {
 
 enum class PlanReason { kInitial, kMembership, kFailover, kRebalance, kScale };
-enum class PlacementPolicy { kGreedy, kRoundRobin };
+// kLayerBlocks is for expert instances sharing one host's cores (`moe up`): whole layers per
+// instance (LayerBlockPlacement); it excludes load rebalancing, which would split the layers.
+enum class PlacementPolicy { kGreedy, kRoundRobin, kLayerBlocks };
 
 struct SchedulerConfig {
   int layers = 0;   // MoE layers to place (> 0)

@@ -361,6 +361,35 @@ TEST(SchedulerCoreTest, ConfigValidation) {
   c = Config();
   c.heartbeat_interval = absl::Seconds(5);
   EXPECT_FALSE(ValidateSchedulerConfig(c).ok());
+  c = Config();
+  c.policy = PlacementPolicy::kLayerBlocks;
+  EXPECT_EQ(ValidateSchedulerConfig(c).code(), absl::StatusCode::kInvalidArgument)
+      << "layer blocks with the load rebalancer on";
+  c.rebalance.enabled = false;
+  EXPECT_TRUE(ValidateSchedulerConfig(c).ok());
+}
+
+TEST(SchedulerCoreTest, LayerBlocksPolicyPlacesWholeLayersPerInstance) {
+  FakeClock clock;
+  SchedulerConfig config = Config();
+  config.policy = PlacementPolicy::kLayerBlocks;
+  config.rebalance.enabled = false;
+  config.min_expert_instances = 2;
+  SchedulerCore core(config, nullptr);
+  auto a = core.Register(Expert(1), clock.Now());
+  auto b = core.Register(Expert(2), clock.Now());
+  ASSERT_TRUE(a.ok() && b.ok());
+  TickResult r = core.Tick(clock.Now());
+  ASSERT_NE(r.published, nullptr);
+  const PlacementPlan& plan = r.published->plan;
+  EXPECT_TRUE(ValidatePlan(plan).ok());
+  for (int l = 0; l < 2; ++l) {
+    for (int e = 0; e < 4; ++e) {
+      ASSERT_EQ(plan.At(l, e).size(), 1u);
+      EXPECT_EQ(plan.instance_info[plan.At(l, e)[0].instance].id, l == 0 ? *a : *b)
+          << "layer " << l << " expert " << e;
+    }
+  }
 }
 
 }  // namespace

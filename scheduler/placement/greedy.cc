@@ -213,8 +213,14 @@ absl::StatusOr<PlacementPlan> GreedyPlacement(const PlacementProblem& p,
   return plan;
 }
 
-absl::StatusOr<PlacementPlan> RoundRobinPlacement(const PlacementProblem& p,
-                                                  const ReplicationParams& params) {
+namespace {
+
+// Replica k < min(min_replicas, instances) of expert g = l * experts + e goes on instance
+// (first(g) + k) % instances. FAILED_PRECONDITION when that exceeds an instance's capacity.
+template <typename First>
+absl::StatusOr<PlacementPlan> PlaceFromFirst(const PlacementProblem& p,
+                                             const ReplicationParams& params, const char* name,
+                                             First first) {
   if (absl::Status s = CheckProblem(p); !s.ok()) return s;
   const int n = p.instances;
   const int r = std::clamp(params.min_replicas, 1, n);
@@ -223,12 +229,12 @@ absl::StatusOr<PlacementPlan> RoundRobinPlacement(const PlacementProblem& p,
   for (int i = 0; i < n; ++i) free[i] = p.Capacity(i);
   for (int l = 0; l < p.layers; ++l) {
     for (int e = 0; e < p.experts; ++e) {
-      const int g = l * p.experts + e;
+      const int64_t g = static_cast<int64_t>(l) * p.experts + e;
       for (int k = 0; k < r; ++k) {
-        const int i = (g + k) % n;
+        const int i = (first(g) + k) % n;
         if (--free[i] < 0) {
           return absl::FailedPreconditionError(
-              absl::StrCat("round-robin placement exceeds instance ", i, "'s capacity"));
+              absl::StrCat(name, " placement exceeds instance ", i, "'s capacity"));
         }
         plan.At(l, e).push_back({i, 0.0});
       }
@@ -236,6 +242,22 @@ absl::StatusOr<PlacementPlan> RoundRobinPlacement(const PlacementProblem& p,
   }
   EqualShares(plan);
   return plan;
+}
+
+}  // namespace
+
+absl::StatusOr<PlacementPlan> RoundRobinPlacement(const PlacementProblem& p,
+                                                  const ReplicationParams& params) {
+  return PlaceFromFirst(p, params, "round-robin",
+                        [&p](int64_t g) { return static_cast<int>(g % p.instances); });
+}
+
+absl::StatusOr<PlacementPlan> LayerBlockPlacement(const PlacementProblem& p,
+                                                  const ReplicationParams& params) {
+  const int64_t total = static_cast<int64_t>(p.layers) * p.experts;
+  return PlaceFromFirst(p, params, "layer-block", [&p, total](int64_t g) {
+    return static_cast<int>(g * p.instances / total);
+  });
 }
 
 absl::StatusOr<PlacementPlan> RepairPlacement(const PlacementProblem& p,

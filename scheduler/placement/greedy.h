@@ -1,4 +1,5 @@
-// Heuristic placements: GreedyPlacement (DeepSeek EPLB's semantics) and RoundRobinPlacement.
+// Heuristic placements: GreedyPlacement (DeepSeek EPLB's semantics), RoundRobinPlacement and
+// LayerBlockPlacement.
 // Pure functions of their inputs; deterministic (ties break by index).
 #ifndef MOE_SCHEDULER_PLACEMENT_GREEDY_H_
 #define MOE_SCHEDULER_PLACEMENT_GREEDY_H_
@@ -30,6 +31,16 @@ absl::StatusOr<PlacementPlan> GreedyPlacement(const PlacementProblem& problem,
 // Expert g = l * experts + e gets replicas on instances (g + k) % instances for
 // k < min(min_replicas, instances); load is ignored. FAILED_PRECONDITION if it exceeds capacity.
 absl::StatusOr<PlacementPlan> RoundRobinPlacement(const PlacementProblem& problem,
+                                                  const ReplicationParams& params);
+
+// For expert instances that share one host's cores (`moe up`): the experts in layer-major order
+// g = l * experts + e are cut into `instances` contiguous blocks of equal size (+-1), so with
+// instances <= layers (and layers a multiple of instances) every layer lives whole on one
+// instance and a decode step's layer is computed by one service at a time; instances beyond
+// that get parts of a layer. Replica k goes on (block + k) % instances, k < min(min_replicas,
+// instances); load is ignored (balancing instances that share the same cores buys nothing).
+// FAILED_PRECONDITION if it exceeds capacity.
+absl::StatusOr<PlacementPlan> LayerBlockPlacement(const PlacementProblem& problem,
                                                   const ReplicationParams& params);
 
 // Failover without churn: keeps every replica of `survivors` (a plan whose instance indices

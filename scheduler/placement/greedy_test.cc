@@ -140,10 +140,54 @@ TEST(RoundRobinTest, SpreadsAndReplicates) {
   for (int i = 0; i < 3; ++i) EXPECT_EQ(plan->ReplicasOn(i), 4);
 }
 
+TEST(LayerBlockTest, KeepsWholeLayersOnOneInstance) {
+  // 8 layers x 4 experts on 2 instances: layers 0-3 on instance 0, 4-7 on instance 1.
+  PlacementProblem p = Problem(8, 4, 2);
+  auto plan = LayerBlockPlacement(p, {});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ExpectWellFormed(p, *plan);
+  for (int l = 0; l < 8; ++l) {
+    for (int e = 0; e < 4; ++e) {
+      ASSERT_EQ(plan->At(l, e).size(), 1u);
+      EXPECT_EQ(plan->At(l, e)[0].instance, l < 4 ? 0 : 1) << "layer " << l << " expert " << e;
+    }
+  }
+  // 4 instances: two layers each.
+  auto four = LayerBlockPlacement(Problem(8, 4, 4), {});
+  ASSERT_TRUE(four.ok());
+  for (int l = 0; l < 8; ++l) EXPECT_EQ(four->At(l, 3)[0].instance, l / 2);
+}
+
+TEST(LayerBlockTest, UnevenBlocksAndReplicas) {
+  // 3 layers x 4 experts = 12 on 5 instances: blocks of g * 5 / 12 -> sizes 3,2,3,2,2.
+  PlacementProblem p = Problem(3, 4, 5);
+  auto plan = LayerBlockPlacement(p, {});
+  ASSERT_TRUE(plan.ok());
+  ExpectWellFormed(p, *plan);
+  const std::vector<int> sizes = {3, 3, 2, 2, 2};
+  std::vector<int> got;
+  for (int i = 0; i < 5; ++i) got.push_back(plan->ReplicasOn(i));
+  std::sort(got.rbegin(), got.rend());
+  EXPECT_EQ(got, sizes);
+  EXPECT_EQ(plan->At(0, 0)[0].instance, 0);
+  EXPECT_EQ(plan->At(2, 3)[0].instance, 4);
+  // Two replicas on 2 instances: every expert on both, each with half the share.
+  auto both = LayerBlockPlacement(Problem(4, 2, 2), {.min_replicas = 2, .replication = 2});
+  ASSERT_TRUE(both.ok());
+  for (const auto& rs : both->replicas) {
+    ASSERT_EQ(rs.size(), 2u);
+    EXPECT_EQ(rs[0].instance, 0);
+    EXPECT_EQ(rs[1].instance, 1);
+    EXPECT_DOUBLE_EQ(rs[0].share, 0.5);
+  }
+}
+
 TEST(PlacementTest, NoInstanceIsAnError) {
   EXPECT_EQ(GreedyPlacement(Problem(1, 2, 0), {}).status().code(),
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(RoundRobinPlacement(Problem(1, 2, 0), {}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(LayerBlockPlacement(Problem(1, 2, 0), {}).status().code(),
             absl::StatusCode::kFailedPrecondition);
 }
 

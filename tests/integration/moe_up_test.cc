@@ -2,12 +2,16 @@
 // expert), an attention worker and the gateway on loopback; the OpenAI endpoint serves the
 // golden greedy completion; SIGTERM stops every role; an expert service killed (SIGKILL) during
 // generation fails no request; when another role dies, moe up says which and stops the rest.
-// Without --transport the attention worker reaches the experts over shared memory.
+// Without --transport the attention worker reaches the experts over shared memory; without
+// --policy each expert service holds whole layers.
 #include <dirent.h>
 #include <signal.h>
 
 #include <atomic>
 #include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -40,14 +44,32 @@ bool AllGone(const std::vector<pid_t>& pids) {
   return false;
 }
 
+// Tokens per layer in an expert service's moe_expert_tokens_total samples (layer -> tokens).
+std::map<int, double> TokensPerLayer(const std::string& metrics) {
+  std::map<int, double> tokens;
+  std::istringstream in(metrics);
+  std::string line;
+  const std::string key = "layer=\"";
+  while (std::getline(in, line)) {
+    if (line.rfind("moe_expert_tokens_total{", 0) != 0) continue;
+    const size_t at = line.find(key);
+    const size_t space = line.rfind(' ');
+    if (at == std::string::npos || space == std::string::npos) continue;
+    tokens[std::stoi(line.substr(at + key.size()))] += std::stod(line.substr(space + 1));
+  }
+  return tokens;
+}
+
 class MoeUpTest : public ::testing::Test {
  protected:
+  virtual std::string Replicas() const { return "2"; }
   void SetUp() override {
     dir_ = std::string(MOE_GOLDEN_DIR) + "/tiny-mixtral";
     up_ = std::make_unique<ChildProcess>(std::vector<std::string>{
         MoeBin(), "up", "--model", dir_ + "/hf-f32", "--port", "0", "--experts", "2",
-        "--replicas", "2", "--log-level", "warn"});
+        "--replicas", Replicas(), "--log-level", "warn"});
     banner_ = up_->WaitForLine("moe up: serving ", std::chrono::seconds(120));
+    expert_admins_ = up_->WaitForLine("  expert admin ", std::chrono::seconds(10));
     attention_admin_ = up_->WaitForLine("  attention admin ", std::chrono::seconds(10));
     std::string addr = up_->WaitForLine("listening on ", std::chrono::seconds(10));
     ASSERT_FALSE(addr.empty()) << "moe up did not start";
@@ -58,6 +80,7 @@ class MoeUpTest : public ::testing::Test {
   std::unique_ptr<ChildProcess> up_;
   std::string banner_;           // "<model> (transport ..., ...)"
   std::string attention_admin_;  // the attention worker's admin address
+  std::string expert_admins_;    // "  expert admin A B"
   int port_ = 0;
   std::vector<pid_t> children_;
 };
@@ -132,6 +155,44 @@ TEST_F(MoeUpTest, KillingAnExpertServiceDuringGenerationFailsNoRequest) {
       test_util::Request(port_, test_util::http::verb::post, "/v1/completions", req.dump());
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(nlohmann::json::parse(r.body)["choices"][0]["text"], cases[0]["completion_text"]);
+  EXPECT_EQ(up_->Stop(), 0);
+  EXPECT_TRUE(AllGone(children_));
+}
+
+class MoeUpOneCopyTest : public MoeUpTest {
+ protected:
+  std::string Replicas() const override { return "1"; }
+};
+
+// The default placement (layer blocks): each expert service holds whole layers, so every
+// layer's tokens go to one service; the 4 layers of tiny-mixtral split 2 + 2.
+TEST_F(MoeUpOneCopyTest, EachLayerIsComputedByOneExpertService) {
+  ASSERT_EQ(children_.size(), 5u);
+  std::ifstream in(dir_ + "/expected-f32.json");
+  const nlohmann::json expected = nlohmann::json::parse(in);
+  const auto& c = expected["cases"][0];
+  nlohmann::json req = {{"prompt", c["prompt"]}, {"max_tokens", 16}, {"temperature", 0}};
+  test_util::Reply r =
+      test_util::Request(port_, test_util::http::verb::post, "/v1/completions", req.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  std::istringstream admins(expert_admins_.substr(expert_admins_.find("admin ") + 6));
+  std::vector<std::map<int, double>> per_service;
+  std::string admin;
+  while (admins >> admin) {
+    test_util::Reply m = test_util::Request(PortOf(admin), test_util::http::verb::get, "/metrics");
+    ASSERT_EQ(m.status, 200);
+    per_service.push_back(TokensPerLayer(m.body));
+  }
+  ASSERT_EQ(per_service.size(), 2u) << expert_admins_;
+  std::set<int> layers;
+  for (const auto& service : per_service) {
+    EXPECT_EQ(service.size(), 2u) << "layers per service";
+    for (const auto& [layer, tokens] : service) {
+      EXPECT_GT(tokens, 0) << "layer " << layer;
+      EXPECT_TRUE(layers.insert(layer).second) << "layer " << layer << " on both services";
+    }
+  }
+  EXPECT_EQ(layers, (std::set<int>{0, 1, 2, 3}));
   EXPECT_EQ(up_->Stop(), 0);
   EXPECT_TRUE(AllGone(children_));
 }
