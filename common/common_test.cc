@@ -96,6 +96,19 @@ TEST(Flags, EnvSwitchIsOnUnlessSetToZero) {
   unsetenv(name);
 }
 
+TEST(Flags, EnvIntTakesOnlyIntegersInRange) {
+  const char* name = "MOE_TEST_ENV_INT";
+  unsetenv(name);
+  EXPECT_EQ(EnvInt(name, 7, 0, 100), 7);
+  for (const auto& [value, want] : std::vector<std::pair<const char*, int64_t>>{
+           {"42", 42}, {"0", 0}, {"100", 100}, {"", 7}, {"-1", 7}, {"101", 7}, {"12x", 7},
+           {"x", 7}, {"99999999999999999999999", 7}}) {
+    setenv(name, value, 1);
+    EXPECT_EQ(EnvInt(name, 7, 0, 100), want) << "'" << value << "'";
+  }
+  unsetenv(name);
+}
+
 TEST(Flags, BadInputIsAnError) {
   int64_t n = 0;
   bool b = true;

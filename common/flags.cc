@@ -1,5 +1,6 @@
 #include "common/flags.h"
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 
@@ -101,6 +102,16 @@ absl::Status FlagSet::Assign(Flag& f, const std::string& text, const std::string
 bool EnvSwitchOn(const char* name) {
   const char* env = std::getenv(name);
   return env == nullptr || std::atoi(env) != 0;
+}
+
+int64_t EnvInt(const char* name, int64_t fallback, int64_t min, int64_t max) {
+  const char* env = std::getenv(name);
+  if (env == nullptr || *env == '\0') return fallback;
+  char* end = nullptr;
+  errno = 0;
+  const long long v = std::strtoll(env, &end, 10);
+  if (*end != '\0' || errno != 0 || v < min || v > max) return fallback;
+  return v;
 }
 
 absl::Status FlagSet::Parse(int argc, const char* const* argv) {

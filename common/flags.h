@@ -23,6 +23,10 @@ namespace moe {
 // An A/B switch read from the environment: on unless the variable `name` is set to 0.
 bool EnvSwitchOn(const char* name);
 
+// An integer knob read from the environment: the variable's value when it is an integer in
+// [min, max], else `fallback` (unset, empty, malformed or out of range).
+int64_t EnvInt(const char* name, int64_t fallback, int64_t min, int64_t max);
+
 class FlagSet {
  public:
   FlagSet(std::string command, std::string summary)

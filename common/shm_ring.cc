@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <signal.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -15,6 +16,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/flags.h"
 #include "common/status.h"
 
 namespace moe::shm {
@@ -53,6 +55,25 @@ constexpr uint64_t kSlotsOffset = 128;
 
 // Spin this long before sleeping: the machine's cores are shared with other processes.
 constexpr absl::Duration kSpin = absl::Microseconds(2);
+
+// After kSpin a waiter may stay runnable, calling sched_yield, for MOE_YIELD_SPIN_US (0, the
+// default, sleeps at once; `moe up` sets it, see YieldUntil).
+absl::Duration YieldSpin() {
+  static const absl::Duration d =
+      absl::Microseconds(EnvInt("MOE_YIELD_SPIN_US", 0, 0, 100000));
+  return d;
+}
+
+// Yields the core while !done() for YieldSpin(): a thread that is runnable is handed the core
+// as soon as the thread on it yields or blocks, where a sleeping one must be woken (on a VM a
+// halted vCPU can take from tens of microseconds to a few milliseconds to run it again). Every
+// other runnable thread goes first at each yield, so the cores are not taken from them.
+template <typename Done>
+void YieldUntil(Done done) {
+  if (YieldSpin() <= absl::ZeroDuration()) return;
+  const absl::Time until = absl::Now() + YieldSpin();
+  while (!done() && absl::Now() < until) sched_yield();
+}
 // A waiting side re-checks the peer's liveness at least this often.
 constexpr absl::Duration kLivenessPeriod = absl::Milliseconds(20);
 
@@ -310,6 +331,7 @@ absl::Status ShmRing::AwaitResponse(int slot, absl::Time deadline) {
   SlotHeader* s = slot_header(slot);
   const absl::Time spin_until = absl::Now() + kSpin;
   while (StateOf(s->state) != SlotState::kResponse && absl::Now() < spin_until) CpuRelax();
+  YieldUntil([&] { return StateOf(s->state) == SlotState::kResponse; });
   for (;;) {
     const uint32_t word = Load(s->state, std::memory_order_acquire);
     const SlotState state = static_cast<SlotState>(word);
@@ -382,6 +404,7 @@ void ShmRing::AwaitRequests(absl::Duration timeout, std::vector<int>* claimed) {
   while (Load(h->bell, std::memory_order_acquire) == seen && absl::Now() < spin_until) {
     CpuRelax();
   }
+  YieldUntil([&] { return Load(h->bell, std::memory_order_acquire) != seen; });
   if (Load(h->bell, std::memory_order_acquire) == seen) {
     Store(h->server_sleeping, 1u, std::memory_order_seq_cst);
     if (Load(h->bell, std::memory_order_seq_cst) == seen) FutexWait(&h->bell, seen, timeout);

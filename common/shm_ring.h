@@ -17,8 +17,10 @@
 // Doorbells are Linux futexes on the shared words (FUTEX_WAIT/FUTEX_WAKE without
 // FUTEX_PRIVATE_FLAG, so they work across processes on the MAP_SHARED mapping): the client
 // bumps the header's bell word after posting; the server wakes the slot's state word after
-// responding. Waiters spin for at most kSpin (a couple of microseconds) and then sleep; every
-// wait is bounded and periodically checks that the peer process still exists.
+// responding. Waiters spin for at most kSpin (a couple of microseconds), then stay runnable
+// calling sched_yield for MOE_YIELD_SPIN_US microseconds if that is set (`moe up` sets it: its
+// roles hand the same cores back and forth every layer), and then sleep; every wait is bounded
+// and periodically checks that the peer process still exists.
 //
 // Trust: each side validates what it reads from the segment (states, lengths, status codes)
 // against the geometry it recorded privately at create/attach time; the header is never

@@ -8,16 +8,21 @@
 //
 // Threads: every role shares this machine's cores. Each role gets a thread budget
 // (--attention-threads, --expert-threads) and idle roles sleep: OMP_WAIT_POLICY=passive for
-// oneDNN's OpenMP and a short spin for our kernel pool (MOE_KERNEL_SPIN_US), unless set.
+// oneDNN's OpenMP and a short spin for our kernel pool (MOE_KERNEL_SPIN_US), unless set. A
+// waiting thread first stays runnable, yielding, for MOE_YIELD_SPIN_US (3 ms), and on a machine
+// with no more cores than a role's threads each role's pool threads are pinned one per core
+// (MOE_KERNEL_PIN=1): the cores change hands between the roles in every layer.
 // The scheduler places whole layers per expert service (--policy layer-blocks) and attention
 // workers run with --pack-replicas (with --replicas > 1 a layer's experts go to as few expert
 // services as possible): here a second service adds no cores, so a layer split over two
 // services only makes their threads time-slice the same cores.
 #include <arpa/inet.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
@@ -40,6 +45,13 @@
 
 namespace moe::tools {
 namespace {
+
+// The CPUs this process may run on (its children inherit the set).
+int OnlineCores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return 1;
+  return CPU_COUNT(&set);
+}
 
 struct UpConfig {
   std::string model;
@@ -203,6 +215,17 @@ int Run(const UpConfig& c) {
   // Children inherit these: idle roles sleep instead of spinning on the shared cores.
   setenv("OMP_WAIT_POLICY", "passive", /*overwrite=*/0);
   setenv("MOE_KERNEL_SPIN_US", "20", /*overwrite=*/0);
+  // Every layer hands the cores from the attention worker to an expert service and back. A
+  // waiting thread stays runnable for 3 ms, yielding to any other runnable thread, before it
+  // sleeps: a runnable thread gets a core as soon as the one on it yields or blocks, where a
+  // sleeping one must be woken (up to milliseconds on a VM's halted vCPU; bench/README.md).
+  setenv("MOE_YIELD_SPIN_US", "3000", /*overwrite=*/0);
+  // When every role's threads span all the cores anyway, pin each role's pool caller to the
+  // first core and its workers to the next ones, so one role's threads never queue on one core.
+  // Not with micro-batches: the lane threads a pinned caller starts would inherit its core.
+  if (c.micro_batches == 1 && OnlineCores() <= std::max(c.attention_threads, c.expert_threads)) {
+    setenv("MOE_KERNEL_PIN", "1", /*overwrite=*/0);
+  }
   StopSignals stop_signals;
   Cluster cluster(c);
   auto fail = [&](const std::string& why) {

@@ -2,6 +2,8 @@
 
 #include <immintrin.h>
 #include <omp.h>
+#include <pthread.h>
+#include <sched.h>
 
 #include <atomic>
 #include <chrono>
@@ -14,21 +16,63 @@
 namespace moe::kernels {
 namespace {
 
+// An integer from the environment variable `name` in [0, max], else `fallback`.
+long EnvMicros(const char* name, long fallback, long max) {
+  const char* env = std::getenv(name);
+  if (env == nullptr || *env == '\0') return fallback;
+  char* end = nullptr;
+  const long v = std::strtol(env, &end, 10);
+  return *end == '\0' && v >= 0 && v <= max ? v : fallback;
+}
+
 // How long an idle worker spins before sleeping: forward passes call kernels back to back,
 // and a futex wake-up costs tens of microseconds. MOE_KERNEL_SPIN_US overrides it (0..10000):
 // `moe up` shortens it, since there a spinning worker takes a core from another role.
 std::chrono::microseconds SpinTime() {
-  static const std::chrono::microseconds spin = [] {
-    const char* env = std::getenv("MOE_KERNEL_SPIN_US");
-    if (env != nullptr && *env != '\0') {
-      char* end = nullptr;
-      const long v = std::strtol(env, &end, 10);
-      if (*end == '\0' && v >= 0 && v <= 10000) return std::chrono::microseconds(v);
-    }
-    return std::chrono::microseconds(200);
-  }();
+  static const std::chrono::microseconds spin{EnvMicros("MOE_KERNEL_SPIN_US", 200, 10000)};
   return spin;
 }
+
+// After the spin, how long an idle worker stays runnable calling sched_yield before sleeping
+// (MOE_YIELD_SPIN_US, 0..100000, default 0; `moe up` sets it). A runnable worker gets the core
+// as soon as the thread on it yields or blocks; a sleeping one must be woken, which on a VM
+// (a halted vCPU) took from tens of microseconds to a few milliseconds here. Other runnable
+// threads go first at every yield.
+std::chrono::microseconds YieldSpinTime() {
+  static const std::chrono::microseconds yield{EnvMicros("MOE_YIELD_SPIN_US", 0, 100000)};
+  return yield;
+}
+
+// MOE_KERNEL_PIN=1: pool callers run on the first CPU this process may use, worker i on the
+// (i + 1)-th (modulo their count). For processes that share all the cores (`moe up` on a
+// machine with no more cores than a role's threads): each core then holds one thread of each
+// role, so no two of one role's threads queue on one core and a wake-up never waits for the
+// load balancer to move the thread to the idle core.
+bool PinEnabled() {
+  static const bool on = EnvMicros("MOE_KERNEL_PIN", 0, 1) == 1;
+  return on;
+}
+
+// Pins the calling thread to the n-th CPU (modulo their count) of its allowed set; nothing
+// when fewer than 2 CPUs are allowed or a call fails (pinning is a hint).
+void PinToNthCpu(int n) {
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return;
+  const int count = CPU_COUNT(&allowed);
+  if (count < 2) return;
+  int want = n % count;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (!CPU_ISSET(c, &allowed) || want-- != 0) continue;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(c, &one);
+    pthread_setaffinity_np(pthread_self(), sizeof(one), &one);
+    return;
+  }
+}
+
+// True on a caller thread once PinEnabled() pinned it.
+thread_local bool caller_pinned = false;
 
 // True on a thread while it runs chunks of a ParallelFor (caller or worker): a nested
 // ParallelFor then runs inline on that thread.
@@ -61,7 +105,12 @@ class OmpThreadsScope {
 class Pool {
  public:
   explicit Pool(int workers) {
-    for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { WorkerLoop(); });
+    for (int i = 0; i < workers; ++i) {
+      threads_.emplace_back([this, i] {
+        if (PinEnabled()) PinToNthCpu(i + 1);
+        WorkerLoop();
+      });
+    }
   }
   // Lives for the whole process (workers are detached at exit).
   ~Pool() = delete;
@@ -72,6 +121,10 @@ class Pool {
     if (n == 1 || threads_.empty() || !call_mu_.try_lock()) {
       for (int64_t i = 0; i < n; ++i) fn(i);
       return;
+    }
+    if (PinEnabled() && !caller_pinned) {
+      caller_pinned = true;
+      PinToNthCpu(0);
     }
     // Publish the job once no late worker is still looking at the previous one.
     writing_.store(true);
@@ -105,6 +158,13 @@ class Pool {
         const auto until = std::chrono::steady_clock::now() + SpinTime();
         while ((g = generation_.load()) == seen && std::chrono::steady_clock::now() < until) {
           for (int i = 0; i < 64; ++i) _mm_pause();
+        }
+        if (g == seen && YieldSpinTime().count() > 0) {
+          const auto yield_until = std::chrono::steady_clock::now() + YieldSpinTime();
+          while ((g = generation_.load()) == seen &&
+                 std::chrono::steady_clock::now() < yield_until) {
+            sched_yield();
+          }
         }
         if (g == seen) {
           std::unique_lock<std::mutex> lock(sleep_mu_);

@@ -18,6 +18,11 @@ namespace moe::kernels {
 // OpenMP's max threads at first use (OMP_NUM_THREADS, default: the cores).
 int KernelThreads();
 
+// Environment (read once): MOE_KERNEL_SPIN_US (an idle worker's spin before sleeping, default
+// 200), MOE_YIELD_SPIN_US (then runnable with sched_yield this long, default 0) and
+// MOE_KERNEL_PIN=1 (callers pinned to the first allowed CPU, worker i to the (i + 1)-th; a
+// thread a pinned caller starts inherits its CPU). `moe up` sets them for its roles.
+//
 // Runs fn(i) for every i in [0, n), on the caller and the pool's workers, and returns when all
 // are done. Inside fn, OpenMP's max threads is 1 on every thread, so a oneDNN primitive
 // executed there runs single-threaded. Thread-safe: while one caller uses the workers, other
