@@ -2,8 +2,8 @@
 
 #include <fcntl.h>
 #include <linux/futex.h>
-#include <signal.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -74,6 +74,7 @@ void YieldUntil(Done done) {
   const absl::Time until = absl::Now() + YieldSpin();
   while (!done() && absl::Now() < until) sched_yield();
 }
+
 // A waiting side re-checks the peer's liveness at least this often.
 constexpr absl::Duration kLivenessPeriod = absl::Milliseconds(20);
 

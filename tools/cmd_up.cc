@@ -17,8 +17,8 @@
 // services as possible): here a second service adds no cores, so a layer split over two
 // services only makes their threads time-slice the same cores.
 #include <arpa/inet.h>
-#include <sched.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
