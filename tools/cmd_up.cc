@@ -47,7 +47,7 @@ namespace moe::tools {
 namespace {
 
 // The CPUs this process may run on (its children inherit the set).
-int OnlineCores() {
+int AllowedCores() {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) != 0) return 1;
   return CPU_COUNT(&set);
@@ -223,7 +223,7 @@ int Run(const UpConfig& c) {
   // When every role's threads span all the cores anyway, pin each role's pool caller to the
   // first core and its workers to the next ones, so one role's threads never queue on one core.
   // Not with micro-batches: the lane threads a pinned caller starts would inherit its core.
-  if (c.micro_batches == 1 && OnlineCores() <= std::max(c.attention_threads, c.expert_threads)) {
+  if (c.micro_batches == 1 && AllowedCores() <= std::max(c.attention_threads, c.expert_threads)) {
     setenv("MOE_KERNEL_PIN", "1", /*overwrite=*/0);
   }
   StopSignals stop_signals;

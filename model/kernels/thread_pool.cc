@@ -13,23 +13,16 @@
 #include <thread>
 #include <vector>
 
+#include "common/flags.h"
+
 namespace moe::kernels {
 namespace {
-
-// An integer from the environment variable `name` in [0, max], else `fallback`.
-long EnvMicros(const char* name, long fallback, long max) {
-  const char* env = std::getenv(name);
-  if (env == nullptr || *env == '\0') return fallback;
-  char* end = nullptr;
-  const long v = std::strtol(env, &end, 10);
-  return *end == '\0' && v >= 0 && v <= max ? v : fallback;
-}
 
 // How long an idle worker spins before sleeping: forward passes call kernels back to back,
 // and a futex wake-up costs tens of microseconds. MOE_KERNEL_SPIN_US overrides it (0..10000):
 // `moe up` shortens it, since there a spinning worker takes a core from another role.
 std::chrono::microseconds SpinTime() {
-  static const std::chrono::microseconds spin{EnvMicros("MOE_KERNEL_SPIN_US", 200, 10000)};
+  static const std::chrono::microseconds spin{EnvInt("MOE_KERNEL_SPIN_US", 200, 0, 10000)};
   return spin;
 }
 
@@ -39,7 +32,7 @@ std::chrono::microseconds SpinTime() {
 // (a halted vCPU) took from tens of microseconds to a few milliseconds here. Other runnable
 // threads go first at every yield.
 std::chrono::microseconds YieldSpinTime() {
-  static const std::chrono::microseconds yield{EnvMicros("MOE_YIELD_SPIN_US", 0, 100000)};
+  static const std::chrono::microseconds yield{EnvInt("MOE_YIELD_SPIN_US", 0, 0, 100000)};
   return yield;
 }
 
@@ -49,7 +42,7 @@ std::chrono::microseconds YieldSpinTime() {
 // role, so no two of one role's threads queue on one core and a wake-up never waits for the
 // load balancer to move the thread to the idle core.
 bool PinEnabled() {
-  static const bool on = EnvMicros("MOE_KERNEL_PIN", 0, 1) == 1;
+  static const bool on = EnvInt("MOE_KERNEL_PIN", 0, 0, 1) == 1;
   return on;
 }
 
